@@ -1,0 +1,93 @@
+#pragma once
+// corelet/sched/barrier.hpp — Barrier for a fixed number of tasklets
+// (threading.Barrier).
+//
+// wait(): parks until `parties` tasklets have called it, then all go on. Returns
+// an arrival index in [0, parties), different for each party; the last to
+// arrive runs the completion action (if any) before the others are woken.
+// The barrier breaks — every waiter and every later wait() throws BrokenBarrier
+// until reset() — when a wait times out, a waiter is cancelled (it throws
+// Cancelled itself), the action throws, or abort() is called.
+
+#include <corelet/sched/detail/tasklet.hpp>
+
+#include <cstddef>
+#include <functional>
+
+namespace corelet {
+
+class Barrier {
+ public:
+  explicit Barrier(std::size_t parties, std::function<void()> action = {})
+      : parties_(parties), action_(std::move(action)) {
+    if (parties == 0) throw std::invalid_argument("corelet: Barrier needs at least one party");
+  }
+  Barrier(const Barrier&) = delete;
+  Barrier& operator=(const Barrier&) = delete;
+
+  std::size_t wait() { return wait_until(Clock::time_point::max()); }
+  std::size_t arrive_and_wait() { return wait(); }
+  template <class Rep, class Period>
+  std::size_t wait_for(std::chrono::duration<Rep, Period> d) {
+    return wait_until(detail::deadline_after(d));
+  }
+  std::size_t wait_until(Clock::time_point tp) {
+    detail::Tasklet* t = detail::require_tasklet("Barrier::wait");
+    if (broken_) throw BrokenBarrier{};
+    const std::size_t index = count_++;
+    if (count_ == parties_) {
+      if (action_) {
+        try {
+          action_();
+        } catch (...) {
+          break_barrier();
+          throw;
+        }
+      }
+      count_ = 0;
+      detail::wake_all(waiters_);
+      return index;
+    }
+    detail::Waiter w;
+    w.tasklet = t;
+    waiters_.push_back(&w);
+    t->waiters = &w;
+    const detail::Wake r = detail::park("Barrier::wait", this, tp);
+    if (r == detail::Wake::Cancelled) {
+      break_barrier();
+      throw Cancelled{};
+    }
+    if (r == detail::Wake::Timeout) {
+      break_barrier();
+      throw BrokenBarrier{};
+    }
+    if (w.state == detail::Waiter::State::Closed) throw BrokenBarrier{};
+    return index;
+  }
+
+  // abort — breaks the barrier: current and future waiters throw BrokenBarrier.
+  void abort() noexcept { break_barrier(); }
+  // reset — back to the empty, unbroken state; current waiters throw BrokenBarrier.
+  void reset() noexcept {
+    detail::wake_all(waiters_, detail::Waiter::State::Closed);
+    count_ = 0;
+    broken_ = false;
+  }
+  std::size_t parties() const noexcept { return parties_; }
+  std::size_t n_waiting() const noexcept { return waiters_.size(); }
+  bool broken() const noexcept { return broken_; }
+
+ private:
+  void break_barrier() noexcept {
+    broken_ = true;
+    count_ = 0;
+    detail::wake_all(waiters_, detail::Waiter::State::Closed);
+  }
+  std::size_t parties_;
+  std::size_t count_ = 0;
+  bool broken_ = false;
+  std::function<void()> action_;
+  detail::WaitQueue waiters_;
+};
+
+}  // namespace corelet

@@ -1,0 +1,68 @@
+#pragma once
+// corelet/sched/condition_variable.hpp — ConditionVariable for tasklets.
+//
+// Works with any lock whose lock()/unlock() are tasklet-aware (Mutex,
+// RecursiveMutex held once, through std::unique_lock). wait() releases the lock,
+// parks the tasklet, and re-acquires the lock before returning — also when it
+// throws. Timeouts: wait_for/wait_until return std::cv_status::timeout (or the
+// predicate's value). Cancellation: throws Cancelled with the lock re-acquired.
+// Notification is FIFO; there are no spurious wakeups, but use the predicate
+// forms anyway: another tasklet may run between notify and the wake-up.
+
+#include <corelet/sched/detail/tasklet.hpp>
+
+#include <condition_variable>
+
+namespace corelet {
+
+class ConditionVariable {
+ public:
+  ConditionVariable() = default;
+  ConditionVariable(const ConditionVariable&) = delete;
+  ConditionVariable& operator=(const ConditionVariable&) = delete;
+
+  template <class Lock>
+  void wait(Lock& lk) { wait_until(lk, Clock::time_point::max()); }
+  template <class Lock, class Pred>
+  void wait(Lock& lk, Pred pred) {
+    while (!pred()) wait(lk);
+  }
+  template <class Lock>
+  std::cv_status wait_until(Lock& lk, Clock::time_point tp) {
+    detail::Tasklet* t = detail::require_tasklet("ConditionVariable::wait");
+    detail::Waiter w;
+    w.tasklet = t;
+    waiters_.push_back(&w);
+    t->waiters = &w;
+    lk.unlock();
+    const detail::Wake r = detail::park("ConditionVariable::wait", this, tp);
+    lk.lock();
+    if (r == detail::Wake::Cancelled) throw Cancelled{};
+    return r == detail::Wake::Timeout ? std::cv_status::timeout : std::cv_status::no_timeout;
+  }
+  template <class Lock, class Pred>
+  bool wait_until(Lock& lk, Clock::time_point tp, Pred pred) {
+    while (!pred())
+      if (wait_until(lk, tp) == std::cv_status::timeout) return pred();
+    return true;
+  }
+  template <class Lock, class Rep, class Period>
+  std::cv_status wait_for(Lock& lk, std::chrono::duration<Rep, Period> d) {
+    return wait_until(lk, detail::deadline_after(d));
+  }
+  template <class Lock, class Rep, class Period, class Pred>
+  bool wait_for(Lock& lk, std::chrono::duration<Rep, Period> d, Pred pred) {
+    return wait_until(lk, detail::deadline_after(d), std::move(pred));
+  }
+
+  // notify_one / notify_all — wake the longest waiter / every waiter. Callable
+  // from any tasklet, with or without the lock.
+  void notify_one() noexcept { detail::wake_one(waiters_); }
+  void notify_all() noexcept { detail::wake_all(waiters_); }
+  std::size_t waiting() const noexcept { return waiters_.size(); }
+
+ private:
+  detail::WaitQueue waiters_;
+};
+
+}  // namespace corelet

@@ -1,0 +1,31 @@
+#pragma once
+// Internal: the job record of run_blocking.
+
+#include <corelet/sched/detail/tasklet.hpp>
+
+#include <stop_token>
+
+namespace corelet::detail {
+
+class Scheduler;
+
+// BlockingJob — one call handed to a helper thread. It lives on the waiting
+// tasklet's stack, which stays parked until `finished` (set on the scheduler's
+// thread when the completion is drained), so the helper never outlives it.
+struct BlockingJob {
+  virtual void execute() noexcept = 0;  // on a helper thread
+  Tasklet* waiter = nullptr;
+  Scheduler* owner = nullptr;
+  bool finished = false;
+  std::stop_source stop;
+
+ protected:
+  ~BlockingJob() = default;
+};
+
+// Hands `job` to the helper pool and parks the calling tasklet until it has run.
+// Cancellation requests stop on the job's stop_source and keeps waiting (a
+// thread cannot be interrupted safely); when the job is done it throws Cancelled.
+void run_job(BlockingJob& job, const char* call);
+
+}  // namespace corelet::detail

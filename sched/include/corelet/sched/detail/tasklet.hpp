@@ -1,0 +1,188 @@
+#pragma once
+// Internal: the tasklet control block, wait queues and the scheduler entry points
+// that the header-only primitives use. Not part of the public API.
+
+#include <corelet/core/overflow.hpp>
+#include <corelet/core/stack.hpp>
+#include <corelet/sched/errors.hpp>
+
+#include <boost/context/fiber.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <limits>
+#include <string>
+
+namespace corelet {
+
+using Clock = std::chrono::steady_clock;
+
+namespace detail {
+
+struct Tasklet;
+struct WaitQueue;
+
+// Why a parked tasklet was made ready again.
+enum class Wake : std::uint8_t { Notified, Timeout, Cancelled };
+
+// Waiter — one parked tasklet's entry in one wait queue. It lives on the parked
+// tasklet's stack for the duration of the park; a tasklet parked in a select has
+// several, chained through `sibling`. Unparking a tasklet unlinks all of them.
+struct Waiter {
+  Tasklet* tasklet = nullptr;
+  Waiter* prev = nullptr;
+  Waiter* next = nullptr;
+  WaitQueue* queue = nullptr;  // non-null while linked
+  Waiter* sibling = nullptr;   // next waiter of the same park
+  void* slot = nullptr;        // the primitive's: a value to take, a place to put one
+  std::size_t index = 0;       // the primitive's: select case, count asked for...
+  bool movable = true;         // a sender's slot may be moved from (else copied)
+  enum class State : std::uint8_t { Pending, Done, Closed } state = State::Pending;
+};
+
+// WaitQueue — FIFO of waiters (intrusive, no allocation).
+struct WaitQueue {
+  Waiter* head = nullptr;
+  Waiter* tail = nullptr;
+  std::size_t count = 0;
+
+  bool empty() const noexcept { return head == nullptr; }
+  std::size_t size() const noexcept { return count; }
+  void push_back(Waiter* w) noexcept {
+    w->queue = this;
+    w->next = nullptr;
+    w->prev = tail;
+    if (tail) tail->next = w; else head = w;
+    tail = w;
+    ++count;
+  }
+  void remove(Waiter* w) noexcept {
+    if (w->prev) w->prev->next = w->next; else head = w->next;
+    if (w->next) w->next->prev = w->prev; else tail = w->prev;
+    w->prev = w->next = nullptr;
+    w->queue = nullptr;
+    --count;
+  }
+  Waiter* pop_front() noexcept {
+    Waiter* w = head;
+    if (w) remove(w);
+    return w;
+  }
+};
+
+// Tasklet-local storage: a singly linked list of values keyed by the address of
+// their TaskletLocal<T>.
+struct LocalSlot {
+  const void* key = nullptr;
+  LocalSlot* next = nullptr;
+  virtual ~LocalSlot() = default;
+};
+
+enum class State : std::uint8_t { Ready, Running, Parked, Done };
+
+struct Tasklet {
+  Tasklet() = default;
+  Tasklet(const Tasklet&) = delete;
+  Tasklet& operator=(const Tasklet&) = delete;
+  virtual ~Tasklet();
+  // Runs the body and stores its result; exceptions are caught by the caller.
+  virtual void invoke() = 0;
+
+  core::RunningStack running;       // stack, name, id: for the overflow report
+  std::string name;
+  boost::context::fiber ctx;        // the suspended context (empty while running)
+  std::size_t stack_size = core::kDefaultStackSize;
+
+  State state = State::Ready;
+  bool started = false;
+  bool detached = false;
+  bool joined = false;
+  bool cancel_pending = false;
+  bool is_main = false;
+  Wake wake = Wake::Notified;
+  std::uint32_t refs = 1;           // the scheduler's (until done) + the handle's
+
+  Tasklet* next_ready = nullptr;    // ready queue link
+  Tasklet* all_prev = nullptr;      // the scheduler's list of live tasklets
+  Tasklet* all_next = nullptr;
+
+  Waiter* waiters = nullptr;        // this park's waiters
+  const char* wait_what = nullptr;  // what this park waits on, for reports
+  const void* wait_obj = nullptr;
+
+  Clock::time_point deadline = Clock::time_point::max();
+  std::size_t heap_index = npos;    // position in the timer heap, npos if none
+  static constexpr std::size_t npos = std::numeric_limits<std::size_t>::max();
+
+  WaitQueue joiners;
+  std::exception_ptr error;
+  LocalSlot* locals = nullptr;
+  const char* spawn_file = nullptr;
+  unsigned spawn_line = 0;
+};
+
+template <class T>
+struct TaskletWithResult : Tasklet {
+  union { T value; };
+  bool has_value = false;
+  TaskletWithResult() {}
+  ~TaskletWithResult() override { if (has_value) value.~T(); }
+};
+template <>
+struct TaskletWithResult<void> : Tasklet {};
+
+// ---- scheduler entry points (sched/src/scheduler.cpp) ----
+
+// The running tasklet, or nullptr outside any tasklet (also outside run()).
+Tasklet* current() noexcept;
+// Throws UsageError("corelet: <call> called outside a tasklet") if not in one.
+Tasklet* require_tasklet(const char* call);
+// Adds a new tasklet to the running scheduler's ready queue. Throws UsageError
+// if no scheduler runs on this thread.
+void start(Tasklet* t, const char* call);
+
+// park — suspends the current tasklet, which has linked its waiters (if any)
+// into wait queues, until unpark() or the deadline. If a cancellation is pending
+// it returns Wake::Cancelled at once without suspending. In every case the
+// tasklet's waiters are unlinked on return.
+Wake park(const char* what, const void* obj, Clock::time_point deadline = Clock::time_point::max());
+// unpark — makes a parked tasklet ready with the given reason, unlinking its
+// waiters and its timer. No-op if the tasklet is not parked.
+void unpark(Tasklet* t, Wake why = Wake::Notified) noexcept;
+// Wakes the tasklet of the first waiter in q (state = Done); false if none.
+bool wake_one(WaitQueue& q) noexcept;
+// Wakes every waiter of q with the given state.
+void wake_all(WaitQueue& q, Waiter::State st = Waiter::State::Done) noexcept;
+
+// Parks on q (one waiter) until woken or the deadline. Throws Cancelled.
+// Returns false on timeout.
+bool wait_on(WaitQueue& q, const char* what, const void* obj,
+             Clock::time_point deadline = Clock::time_point::max());
+// Like wait_on, but returns the waiter's state: Done or Closed when woken,
+// Pending on timeout. Throws Cancelled. After Closed the primitive may already
+// be destroyed: the caller must not touch it.
+Waiter::State wait_state(WaitQueue& q, const char* what, const void* obj, Clock::time_point deadline);
+
+void yield();
+void cancel(Tasklet* t) noexcept;
+void retain(Tasklet* t) noexcept;
+void release(Tasklet* t) noexcept;
+// Parks the current tasklet until t is done (join/wait). Throws Cancelled.
+// Returns false on timeout.
+bool wait_done(Tasklet* t, const char* what, Clock::time_point deadline);
+// Detaches t: run() no longer waits for it; its result is discarded.
+void detach(Tasklet* t);
+
+template <class Rep, class Period>
+Clock::time_point deadline_after(std::chrono::duration<Rep, Period> d) noexcept {
+  const auto now = Clock::now();
+  if (d <= d.zero()) return now;
+  if (d >= std::chrono::duration_cast<std::chrono::duration<Rep, Period>>(Clock::time_point::max() - now))
+    return Clock::time_point::max();
+  return now + std::chrono::duration_cast<Clock::duration>(d);
+}
+
+}  // namespace detail
+}  // namespace corelet

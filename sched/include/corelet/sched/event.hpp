@@ -1,0 +1,42 @@
+#pragma once
+// corelet/sched/event.hpp — Event: a flag tasklets can wait for (threading.Event).
+//
+// wait(): parks until the flag is set; returns at once if it is. wait_for /
+// wait_until: return the flag (false on timeout). Cancellation: throws Cancelled.
+// set() wakes every waiter; clear() resets the flag.
+
+#include <corelet/sched/detail/tasklet.hpp>
+
+namespace corelet {
+
+class Event {
+ public:
+  Event() = default;
+  Event(const Event&) = delete;
+  Event& operator=(const Event&) = delete;
+
+  void set() noexcept {
+    flag_ = true;
+    detail::wake_all(waiters_);
+  }
+  void clear() noexcept { flag_ = false; }
+  bool is_set() const noexcept { return flag_; }
+
+  void wait() { wait_until(Clock::time_point::max()); }
+  template <class Rep, class Period>
+  bool wait_for(std::chrono::duration<Rep, Period> d) {
+    return wait_until(detail::deadline_after(d));
+  }
+  bool wait_until(Clock::time_point tp) {
+    if (flag_) return true;
+    // Woken by set() means true even if clear() ran before this tasklet did,
+    // as with threading.Event.
+    return detail::wait_on(waiters_, "Event::wait", this, tp) || flag_;
+  }
+
+ private:
+  bool flag_ = false;
+  detail::WaitQueue waiters_;
+};
+
+}  // namespace corelet

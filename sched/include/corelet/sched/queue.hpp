@@ -1,0 +1,194 @@
+#pragma once
+// corelet/sched/queue.hpp — Queue, LifoQueue, PriorityQueue with the semantics
+// of Python's `queue` module, for tasklets.
+//
+// maxsize 0 means unbounded. put() parks while the queue is full, get() while it
+// is empty; the _for/_until forms return false / nullopt on timeout, and the
+// try_ forms never park. A value whose put timed out or failed stays with the
+// caller. Cancellation: the parked call throws Cancelled; nothing was put or got.
+// task_done()/join() count unfinished items as queue.Queue does: join() parks
+// until every item put has been matched by a task_done(); one task_done() too
+// many throws UsageError (Python's ValueError).
+// shutdown() (Python 3.13): later puts throw QueueShutDown; gets drain what is
+// left, then throw QueueShutDown; parked putters and getters are woken to throw
+// it. shutdown(true) also discards what is queued (counting it as done).
+
+#include <corelet/sched/detail/tasklet.hpp>
+
+#include <algorithm>
+#include <cstddef>
+#include <deque>
+#include <functional>
+#include <optional>
+#include <vector>
+
+namespace corelet {
+
+namespace detail {
+
+template <class T>
+struct FifoOrder {
+  std::deque<T> c;
+  void push(T&& v) { c.push_back(std::move(v)); }
+  void push(const T& v) { c.push_back(v); }
+  T pop() { T v = std::move(c.front()); c.pop_front(); return v; }
+  std::size_t size() const noexcept { return c.size(); }
+  void clear() noexcept { c.clear(); }
+};
+
+template <class T>
+struct LifoOrder {
+  std::vector<T> c;
+  void push(T&& v) { c.push_back(std::move(v)); }
+  void push(const T& v) { c.push_back(v); }
+  T pop() { T v = std::move(c.back()); c.pop_back(); return v; }
+  std::size_t size() const noexcept { return c.size(); }
+  void clear() noexcept { c.clear(); }
+};
+
+// Smallest first, like Python's heapq-based PriorityQueue.
+template <class T, class Compare>
+struct PriorityOrder {
+  std::vector<T> c;
+  // std::push_heap makes a max-heap for Compare; invert it for smallest-first.
+  struct Inverted {
+    Compare cmp;
+    bool operator()(const T& a, const T& b) const { return cmp(b, a); }
+  } inv{};
+  void push(T&& v) { c.push_back(std::move(v)); std::push_heap(c.begin(), c.end(), inv); }
+  void push(const T& v) { c.push_back(v); std::push_heap(c.begin(), c.end(), inv); }
+  T pop() {
+    std::pop_heap(c.begin(), c.end(), inv);
+    T v = std::move(c.back());
+    c.pop_back();
+    return v;
+  }
+  std::size_t size() const noexcept { return c.size(); }
+  void clear() noexcept { c.clear(); }
+};
+
+template <class T, class Order>
+class BasicQueue {
+ public:
+  explicit BasicQueue(std::size_t maxsize = 0) : maxsize_(maxsize) {}
+  BasicQueue(const BasicQueue&) = delete;
+  BasicQueue& operator=(const BasicQueue&) = delete;
+  // Destroying a queue shuts it down so that parked tasklets wake and throw.
+  ~BasicQueue() { shutdown(); }
+
+  void put(const T& v) { put_impl(v, Clock::time_point::max(), true, "Queue::put"); }
+  void put(T&& v) { put_impl(std::move(v), Clock::time_point::max(), true, "Queue::put"); }
+  bool try_put(const T& v) { return put_impl(v, {}, false, "Queue::try_put"); }
+  bool try_put(T&& v) { return put_impl(std::move(v), {}, false, "Queue::try_put"); }
+  template <class Rep, class Period>
+  bool put_for(T&& v, std::chrono::duration<Rep, Period> d) {
+    return put_impl(std::move(v), deadline_after(d), true, "Queue::put_for");
+  }
+  template <class Rep, class Period>
+  bool put_for(const T& v, std::chrono::duration<Rep, Period> d) {
+    return put_impl(v, deadline_after(d), true, "Queue::put_for");
+  }
+  bool put_until(T&& v, Clock::time_point tp) { return put_impl(std::move(v), tp, true, "Queue::put_until"); }
+  bool put_until(const T& v, Clock::time_point tp) { return put_impl(v, tp, true, "Queue::put_until"); }
+
+  T get() { return *get_impl(Clock::time_point::max(), true, "Queue::get"); }
+  std::optional<T> try_get() { return get_impl({}, false, "Queue::try_get"); }
+  template <class Rep, class Period>
+  std::optional<T> get_for(std::chrono::duration<Rep, Period> d) {
+    return get_impl(deadline_after(d), true, "Queue::get_for");
+  }
+  std::optional<T> get_until(Clock::time_point tp) { return get_impl(tp, true, "Queue::get_until"); }
+
+  void task_done() {
+    if (unfinished_ == 0) throw UsageError("corelet: Queue::task_done called too many times");
+    if (--unfinished_ == 0) wake_all(joiners_);
+  }
+  void join() { join_until(Clock::time_point::max()); }
+  template <class Rep, class Period>
+  bool join_for(std::chrono::duration<Rep, Period> d) {
+    return join_until(deadline_after(d));
+  }
+  bool join_until(Clock::time_point tp) {
+    while (unfinished_ > 0)
+      if (!wait_on(joiners_, "Queue::join", this, tp)) return unfinished_ == 0;
+    return true;
+  }
+
+  void shutdown(bool immediate = false) noexcept {
+    shutdown_ = true;
+    if (immediate) {
+      unfinished_ -= std::min(unfinished_, items_.size());
+      items_.clear();
+      if (unfinished_ == 0) wake_all(joiners_);
+    }
+    wake_all(getters_, Waiter::State::Closed);
+    wake_all(putters_, Waiter::State::Closed);
+  }
+  bool is_shut_down() const noexcept { return shutdown_; }
+
+  std::size_t qsize() const noexcept { return items_.size(); }
+  bool empty() const noexcept { return items_.size() == 0; }
+  bool full() const noexcept { return maxsize_ > 0 && items_.size() >= maxsize_; }
+  std::size_t maxsize() const noexcept { return maxsize_; }
+  std::size_t unfinished_tasks() const noexcept { return unfinished_; }
+
+ private:
+  template <class V>
+  bool put_impl(V&& v, Clock::time_point deadline, bool may_block, const char* call) {
+    for (;;) {
+      if (shutdown_) throw QueueShutDown{};
+      if (!full()) break;
+      if (!may_block) return false;
+      // Condition-variable style: woken tasklets re-check, as another may have
+      // taken the room first.
+      const Waiter::State st = wait_state(putters_, call, this, deadline);
+      if (st == Waiter::State::Pending) return false;
+      if (st == Waiter::State::Closed) throw QueueShutDown{};  // `this` may be gone
+    }
+    items_.push(std::forward<V>(v));
+    ++unfinished_;
+    wake_one(getters_);
+    return true;
+  }
+  std::optional<T> get_impl(Clock::time_point deadline, bool may_block, const char* call) {
+    for (;;) {
+      if (items_.size() > 0) break;
+      if (shutdown_) throw QueueShutDown{};
+      if (!may_block) return std::nullopt;
+      const Waiter::State st = wait_state(getters_, call, this, deadline);
+      if (st == Waiter::State::Pending) return std::nullopt;
+      if (st == Waiter::State::Closed) throw QueueShutDown{};  // `this` may be gone
+    }
+    std::optional<T> v(items_.pop());
+    wake_one(putters_);
+    return v;
+  }
+
+  Order items_;
+  std::size_t maxsize_;
+  std::size_t unfinished_ = 0;
+  bool shutdown_ = false;
+  WaitQueue getters_;
+  WaitQueue putters_;
+  WaitQueue joiners_;
+};
+
+}  // namespace detail
+
+// Queue<T> — first in, first out.
+template <class T>
+class Queue : public detail::BasicQueue<T, detail::FifoOrder<T>> {
+  using detail::BasicQueue<T, detail::FifoOrder<T>>::BasicQueue;
+};
+// LifoQueue<T> — last in, first out.
+template <class T>
+class LifoQueue : public detail::BasicQueue<T, detail::LifoOrder<T>> {
+  using detail::BasicQueue<T, detail::LifoOrder<T>>::BasicQueue;
+};
+// PriorityQueue<T, Compare> — smallest first (by Compare, std::less by default).
+template <class T, class Compare = std::less<T>>
+class PriorityQueue : public detail::BasicQueue<T, detail::PriorityOrder<T, Compare>> {
+  using detail::BasicQueue<T, detail::PriorityOrder<T, Compare>>::BasicQueue;
+};
+
+}  // namespace corelet

@@ -1,0 +1,613 @@
+#include "scheduler.hpp"
+#include <corelet/sched/detail/blocking.hpp>
+
+#include <corelet/core/overflow.hpp>
+
+#include <poll.h>
+#include <pthread.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <sstream>
+#include <system_error>
+#include <typeinfo>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#define CORELET_ASAN 1
+#endif
+
+namespace corelet::detail {
+namespace {
+
+// How many tasklet-to-tasklet switches run before the loop looks at timers and
+// completions again: bounds timer lateness under load, keeps the check off most
+// switches (a clock read costs ~40 ns here).
+constexpr int kBatch = 64;
+
+thread_local Scheduler* tl_sched = nullptr;
+
+// Tasklet ids are unique in the process. Relaxed: only uniqueness matters.
+std::atomic<std::uint64_t> g_next_id{1};
+
+const char* const kJoinWhat = "Task::join";
+
+}  // namespace
+
+Scheduler* this_scheduler() noexcept { return tl_sched; }
+
+// ---------------------------------------------------------------------------
+// Stacks: boost::context's StackAllocator concept over our pool.
+
+struct Scheduler::StackAlloc {
+  Scheduler* sched;
+  core::Stack stack;
+  boost::context::stack_context allocate() {
+    boost::context::stack_context sc;
+    sc.sp = stack.top();
+    sc.size = stack.size;
+    return sc;
+  }
+  void deallocate(boost::context::stack_context&) noexcept { sched->stacks_.release(stack); }
+};
+
+Tasklet::~Tasklet() {
+  while (locals) {
+    LocalSlot* s = locals;
+    locals = s->next;
+    delete s;
+  }
+}
+
+Scheduler::Scheduler() {
+  wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (wake_fd_ < 0) throw std::system_error(errno, std::generic_category(), "corelet: eventfd");
+#if CORELET_ASAN
+  pthread_attr_t attr;
+  if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+    void* addr = nullptr;
+    std::size_t size = 0;
+    pthread_attr_getstack(&attr, &addr, &size);
+    pthread_attr_destroy(&attr);
+    main_stack_bottom_ = addr;
+    main_stack_size_ = size;
+  }
+#endif
+}
+
+Scheduler::~Scheduler() {
+  if (wake_fd_ >= 0) ::close(wake_fd_);
+}
+
+// ---------------------------------------------------------------------------
+// Switching.
+//
+// Tasklets switch directly to one another; the loop's own context (main_ctx_)
+// runs only between batches and when nothing is ready. Every switch passes the
+// continuation of the context it leaves through save_slot_: the context that
+// resumes stores it there (after_switch), so each suspended context is owned by
+// exactly one Tasklet::ctx or by main_ctx_.
+
+boost::context::fiber* Scheduler::prepare(Tasklet* next) {
+  current_ = next;
+  next->state = State::Running;
+  core::tl_running_stack = &next->running;
+  if (!next->started) {
+    // The stack is taken only now, at the first run: a spawned tasklet that has
+    // not run yet costs its control block and nothing more.
+    next->started = true;
+    core::Stack st = stacks_.allocate(next->stack_size);
+    next->running.stack = st;
+    next->ctx = boost::context::fiber(std::allocator_arg, StackAlloc{this, st},
+                                      [this, next](boost::context::fiber&& caller) {
+                                        return entry(next, std::move(caller));
+                                      });
+  }
+  return &next->ctx;
+}
+
+void Scheduler::switch_to(Tasklet* next, boost::context::fiber* save) {
+  boost::context::fiber* target = prepare(next);
+  save_slot_ = save;
+#if CORELET_ASAN
+  void* fake = nullptr;
+  __sanitizer_start_switch_fiber(&fake, reinterpret_cast<const void*>(next->running.stack.base),
+                                 next->running.stack.size);
+  boost::context::fiber from = std::move(*target).resume();
+  __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
+#else
+  boost::context::fiber from = std::move(*target).resume();
+#endif
+  after_switch(std::move(from));
+}
+
+void Scheduler::switch_to_main(boost::context::fiber* save) {
+  current_ = nullptr;
+  core::tl_running_stack = nullptr;
+  save_slot_ = save;
+#if CORELET_ASAN
+  void* fake = nullptr;
+  __sanitizer_start_switch_fiber(&fake, main_stack_bottom_, main_stack_size_);
+  boost::context::fiber from = std::move(main_ctx_).resume();
+  __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
+#else
+  boost::context::fiber from = std::move(main_ctx_).resume();
+#endif
+  after_switch(std::move(from));
+}
+
+void Scheduler::after_switch(boost::context::fiber&& from) noexcept {
+  if (save_slot_) {
+    *save_slot_ = std::move(from);
+    save_slot_ = nullptr;
+  }
+  if (zombie_) {
+    Tasklet* z = zombie_;
+    zombie_ = nullptr;
+    detail::release(z);
+  }
+}
+
+boost::context::fiber Scheduler::entry(Tasklet* t, boost::context::fiber&& caller) {
+#if CORELET_ASAN
+  __sanitizer_finish_switch_fiber(nullptr, nullptr, nullptr);
+#endif
+  after_switch(std::move(caller));
+  if (t->cancel_pending) {
+    // Cancelled before it ever ran: the body does not run at all.
+    t->cancel_pending = false;
+    t->error = std::make_exception_ptr(Cancelled{});
+  } else {
+    try {
+      t->invoke();
+    } catch (const boost::context::detail::forced_unwind&) {
+      throw;  // the fiber is being destroyed; boost must see this
+    } catch (...) {
+      t->error = std::current_exception();
+    }
+  }
+  finish(t);
+  zombie_ = t;  // the next context drops the scheduler's reference
+  Tasklet* next = batch_ < kBatch ? ready_.pop() : nullptr;
+  boost::context::fiber* target;
+  if (next) {
+    ++batch_;
+    target = prepare(next);
+  } else {
+    current_ = nullptr;
+    core::tl_running_stack = nullptr;
+    target = &main_ctx_;
+  }
+  save_slot_ = nullptr;  // this context ends; nothing to keep
+#if CORELET_ASAN
+  if (next)
+    __sanitizer_start_switch_fiber(nullptr, reinterpret_cast<const void*>(next->running.stack.base),
+                                   next->running.stack.size);
+  else
+    __sanitizer_start_switch_fiber(nullptr, main_stack_bottom_, main_stack_size_);
+#endif
+  return std::move(*target);
+}
+
+void Scheduler::finish(Tasklet* t) noexcept {
+  t->state = State::Done;
+  --live_;
+  if (!t->detached) --live_attached_;
+  if (t->all_prev) t->all_prev->all_next = t->all_next; else all_ = t->all_next;
+  if (t->all_next) t->all_next->all_prev = t->all_prev;
+  t->all_prev = t->all_next = nullptr;
+  while (t->locals) {  // tasklet-local values end with the tasklet
+    LocalSlot* s = t->locals;
+    t->locals = s->next;
+    delete s;
+  }
+  if (t->error) {
+    if (t->is_main) {
+      cancel_all();  // main failed: everything else is cancelled, then run rethrows
+    } else if (t->detached || t->refs == 1) {
+      // Nobody can observe it: say so, as Python does for a task's lost exception.
+      try {
+        std::rethrow_exception(t->error);
+      } catch (const Cancelled&) {
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "corelet: tasklet \"%s\" (#%llu) ended with %s: %s\n", t->name.c_str(),
+                     static_cast<unsigned long long>(t->running.id), typeid(e).name(), e.what());
+      } catch (...) {
+        std::fprintf(stderr, "corelet: tasklet \"%s\" (#%llu) ended with a non-standard exception\n",
+                     t->name.c_str(), static_cast<unsigned long long>(t->running.id));
+      }
+    }
+  }
+  wake_all(t->joiners);
+}
+
+void Scheduler::suspend() {
+  Tasklet* self = current_;
+  Tasklet* next = batch_ < kBatch ? ready_.pop() : nullptr;
+  if (next == self) {  // yield with nobody else ready
+    ++batch_;
+    self->state = State::Running;
+    return;
+  }
+  if (next) {
+    ++batch_;
+    switch_to(next, &self->ctx);
+  } else {
+    switch_to_main(&self->ctx);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Tasklets.
+
+void Scheduler::add(Tasklet* t) {
+  t->running.id = g_next_id.fetch_add(1, std::memory_order_relaxed);
+  t->running.name = t->name.c_str();
+  t->all_next = all_;
+  if (all_) all_->all_prev = t;
+  all_ = t;
+  ++live_;
+  ++live_attached_;
+  ++t->refs;  // the scheduler's reference, dropped when the tasklet is done
+  make_ready(t);
+}
+
+void Scheduler::make_ready(Tasklet* t) noexcept {
+  t->state = State::Ready;
+  ready_.push(t);
+}
+
+Wake Scheduler::park(const char* what, const void* obj, Clock::time_point deadline) {
+  Tasklet* t = current_;
+  if (t->cancel_pending) {
+    t->cancel_pending = false;
+    for (Waiter* w = t->waiters; w; w = w->sibling)
+      if (w->queue) w->queue->remove(w);
+    t->waiters = nullptr;
+    return Wake::Cancelled;
+  }
+  t->state = State::Parked;
+  t->wait_what = what;
+  t->wait_obj = obj;
+  t->wake = Wake::Notified;
+  if (deadline != Clock::time_point::max()) {
+    t->deadline = deadline;
+    timer_push(t);
+  }
+  suspend();
+  t->wait_what = nullptr;
+  t->wait_obj = nullptr;
+  if (t->wake == Wake::Cancelled) t->cancel_pending = false;
+  return t->wake;
+}
+
+void Scheduler::unpark(Tasklet* t, Wake why) noexcept {
+  if (t->state != State::Parked) return;
+  for (Waiter* w = t->waiters; w; w = w->sibling)
+    if (w->queue) w->queue->remove(w);
+  t->waiters = nullptr;
+  if (t->heap_index != Tasklet::npos) timer_remove(t);
+  t->wake = why;
+  make_ready(t);
+}
+
+void Scheduler::cancel(Tasklet* t) noexcept {
+  if (t->state == State::Done) return;
+  t->cancel_pending = true;
+  unpark(t, Wake::Cancelled);
+}
+
+void Scheduler::cancel_all() noexcept {
+  for (Tasklet* t = all_; t; t = t->all_next) cancel(t);
+}
+
+// ---------------------------------------------------------------------------
+// Timers.
+
+void Scheduler::timer_push(Tasklet* t) {
+  t->heap_index = timers_.size();
+  timers_.push_back(t);
+  timer_sift_up(t->heap_index);
+}
+
+void Scheduler::timer_remove(Tasklet* t) noexcept {
+  const std::size_t i = t->heap_index;
+  Tasklet* last = timers_.back();
+  timers_.pop_back();
+  t->heap_index = Tasklet::npos;
+  if (last == t) return;
+  timers_[i] = last;
+  last->heap_index = i;
+  timer_sift_up(i);
+  timer_sift_down(last->heap_index);
+}
+
+void Scheduler::timer_sift_up(std::size_t i) noexcept {
+  Tasklet* t = timers_[i];
+  while (i > 0) {
+    const std::size_t parent = (i - 1) / 2;
+    if (!(t->deadline < timers_[parent]->deadline)) break;
+    timers_[i] = timers_[parent];
+    timers_[i]->heap_index = i;
+    i = parent;
+  }
+  timers_[i] = t;
+  t->heap_index = i;
+}
+
+void Scheduler::timer_sift_down(std::size_t i) noexcept {
+  const std::size_t n = timers_.size();
+  Tasklet* t = timers_[i];
+  for (;;) {
+    std::size_t c = 2 * i + 1;
+    if (c >= n) break;
+    if (c + 1 < n && timers_[c + 1]->deadline < timers_[c]->deadline) ++c;
+    if (!(timers_[c]->deadline < t->deadline)) break;
+    timers_[i] = timers_[c];
+    timers_[i]->heap_index = i;
+    i = c;
+  }
+  timers_[i] = t;
+  t->heap_index = i;
+}
+
+void Scheduler::fire_timers(Clock::time_point now) noexcept {
+  while (!timers_.empty() && timers_.front()->deadline <= now) unpark(timers_.front(), Wake::Timeout);
+}
+
+// ---------------------------------------------------------------------------
+// The loop.
+
+void Scheduler::post_completion(BlockingJob* job) noexcept {
+  completions_.enqueue(job);
+  // Pairs with the fence in idle_wait (Dekker): either the loop sees this job in
+  // completions_ after its fence, or we see sleeping_ == true after ours and
+  // write the eventfd it sleeps on. Both fences are seq_cst, so the two stores
+  // cannot both be missed.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (sleeping_.load(std::memory_order_relaxed)) {
+    const std::uint64_t one = 1;
+    ssize_t r = ::write(wake_fd_, &one, sizeof one);
+    (void)r;  // EAGAIN only if the counter is saturated: it is non-zero, a wakeup is due anyway
+  }
+}
+
+void Scheduler::drain_completions() noexcept {
+  BlockingJob* job;
+  while (completions_.try_dequeue(job)) {
+    --blocking_outstanding_;
+    job->finished = true;
+    unpark(job->waiter, Wake::Notified);
+  }
+}
+
+void Scheduler::idle_wait() {
+  int timeout_ms = -1;
+  timespec ts{};
+  timespec* tsp = nullptr;
+  if (!timers_.empty()) {
+    auto d = timers_.front()->deadline - Clock::now();
+    if (d <= d.zero()) return;
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
+    ts.tv_sec = static_cast<time_t>(ns / 1000000000);
+    ts.tv_nsec = static_cast<long>(ns % 1000000000);
+    tsp = &ts;
+    timeout_ms = 0;
+  }
+  (void)timeout_ms;
+  stacks_.trim();  // idle: give back the pages of cold stacks
+  sleeping_.store(true, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_seq_cst);  // see post_completion
+  if (completions_.size_approx() == 0) {
+    pollfd pfd{wake_fd_, POLLIN, 0};
+    int r = ::ppoll(&pfd, 1, tsp, nullptr);
+    if (r < 0 && errno != EINTR) {
+      sleeping_.store(false, std::memory_order_relaxed);
+      throw std::system_error(errno, std::generic_category(), "corelet: ppoll in the idle scheduler");
+    }
+    std::uint64_t v;
+    while (::read(wake_fd_, &v, sizeof v) > 0) {
+    }
+  }
+  sleeping_.store(false, std::memory_order_relaxed);
+}
+
+std::string Scheduler::describe_blocked() const {
+  std::ostringstream os;
+  std::size_t n = 0;
+  for (Tasklet* t = all_; t; t = t->all_next) ++n;
+  os << "corelet: deadlock: " << n << (n == 1 ? " tasklet is" : " tasklets are")
+     << " blocked forever and nothing else can wake them:";
+  // all_ is newest first; report oldest first, as spawned.
+  std::vector<const Tasklet*> list;
+  for (Tasklet* t = all_; t; t = t->all_next) list.push_back(t);
+  for (auto it = list.rbegin(); it != list.rend(); ++it) {
+    const Tasklet* t = *it;
+    os << "\n  tasklet \"" << t->name << "\" (#" << t->running.id << ") ";
+    if (t->state != State::Parked || !t->wait_what) {
+      os << "is not started";
+    } else if (t->wait_what == kJoinWhat) {
+      auto* target = static_cast<const Tasklet*>(t->wait_obj);
+      os << "waits on Task::join of tasklet \"" << target->name << "\" (#" << target->running.id << ")";
+    } else {
+      os << "waits on " << t->wait_what << " " << t->wait_obj;
+    }
+  }
+  return os.str();
+}
+
+void Scheduler::loop() {
+  for (;;) {
+    if (!timers_.empty()) fire_timers(Clock::now());
+    if (blocking_outstanding_) drain_completions();
+    if (Tasklet* t = ready_.pop()) {
+      batch_ = 1;
+      switch_to(t, &main_ctx_);
+      continue;
+    }
+    if (live_ == 0) return;
+    if (!timers_.empty() || blocking_outstanding_) {
+      idle_wait();
+      continue;
+    }
+    // Nothing is ready, no timer and no blocking call can wake anyone: every
+    // live tasklet is blocked forever. If only detached ones are left after the
+    // others ended, that is the normal end: they are cancelled. Otherwise it is
+    // a deadlock: report it, then cancel everything so stacks unwind.
+    if (live_attached_ > 0 && deadlock_report_.empty()) deadlock_report_ = describe_blocked();
+    // Tasklets that catch Cancelled and block again get it again; after a few
+    // rounds in which none of them ends, they are abandoned (leaked, not run).
+    if (live_ == live_at_last_cancel_) {
+      if (++fruitless_cancel_rounds_ > 3) {
+        std::fprintf(stderr, "corelet: %zu tasklets ignored cancellation and are abandoned\n", live_);
+        return;
+      }
+    } else {
+      fruitless_cancel_rounds_ = 0;
+    }
+    live_at_last_cancel_ = live_;
+    cancel_all();
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Entry points for the header-only primitives.
+
+Tasklet* current() noexcept { return tl_sched ? tl_sched->current() : nullptr; }
+
+Tasklet* require_tasklet(const char* call) {
+  Tasklet* t = current();
+  if (!t) throw UsageError(std::string("corelet: ") + call + " called outside a tasklet");
+  return t;
+}
+
+void start(Tasklet* t, const char* call) {
+  if (!tl_sched) throw UsageError(std::string("corelet: ") + call + " called outside corelet::run");
+  tl_sched->add(t);
+}
+
+Wake park(const char* what, const void* obj, Clock::time_point deadline) {
+  return tl_sched->park(what, obj, deadline);
+}
+
+void unpark(Tasklet* t, Wake why) noexcept { tl_sched->unpark(t, why); }
+
+bool wake_one(WaitQueue& q) noexcept {
+  Waiter* w = q.pop_front();
+  if (!w) return false;
+  w->state = Waiter::State::Done;
+  tl_sched->unpark(w->tasklet, Wake::Notified);
+  return true;
+}
+
+void wake_all(WaitQueue& q, Waiter::State st) noexcept {
+  while (Waiter* w = q.pop_front()) {
+    w->state = st;
+    tl_sched->unpark(w->tasklet, Wake::Notified);
+  }
+}
+
+Waiter::State wait_state(WaitQueue& q, const char* what, const void* obj, Clock::time_point deadline) {
+  Tasklet* t = require_tasklet(what);
+  Waiter w;
+  w.tasklet = t;
+  q.push_back(&w);
+  t->waiters = &w;
+  switch (tl_sched->park(what, obj, deadline)) {
+    case Wake::Notified: return w.state;
+    case Wake::Timeout: return Waiter::State::Pending;
+    case Wake::Cancelled: throw Cancelled{};
+  }
+  return w.state;
+}
+
+bool wait_on(WaitQueue& q, const char* what, const void* obj, Clock::time_point deadline) {
+  return wait_state(q, what, obj, deadline) != Waiter::State::Pending;
+}
+
+void yield() {
+  Tasklet* t = require_tasklet("this_tasklet::yield");
+  if (t->cancel_pending) {
+    t->cancel_pending = false;
+    throw Cancelled{};
+  }
+  tl_sched->make_ready(t);
+  tl_sched->suspend();
+  t->state = State::Running;
+}
+
+void cancel(Tasklet* t) noexcept {
+  if (t->state == State::Done) return;
+  if (tl_sched) {
+    tl_sched->cancel(t);
+  } else {
+    t->cancel_pending = true;
+  }
+}
+
+void retain(Tasklet* t) noexcept { ++t->refs; }
+
+void release(Tasklet* t) noexcept {
+  if (--t->refs != 0) return;
+  if (t->error && !t->joined && !t->detached && !t->is_main && t->state == State::Done) {
+    try {
+      std::rethrow_exception(t->error);
+    } catch (const Cancelled&) {
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "corelet: tasklet \"%s\" (#%llu) ended with %s: %s (never joined)\n",
+                   t->name.c_str(), static_cast<unsigned long long>(t->running.id), typeid(e).name(),
+                   e.what());
+    } catch (...) {
+    }
+  }
+  delete t;
+}
+
+bool wait_done(Tasklet* t, const char* what, Clock::time_point deadline) {
+  if (t->state == State::Done) return true;
+  Tasklet* self = require_tasklet(what);
+  if (self == t) throw UsageError(std::string("corelet: ") + what + ": a tasklet cannot wait for itself");
+  Waiter w;
+  w.tasklet = self;
+  t->joiners.push_back(&w);
+  self->waiters = &w;
+  for (;;) {
+    switch (tl_sched->park(kJoinWhat, t, deadline)) {
+      case Wake::Notified: return true;
+      case Wake::Timeout: return t->state == State::Done;
+      case Wake::Cancelled: throw Cancelled{};
+    }
+  }
+}
+
+void detach(Tasklet* t) {
+  if (t->detached) throw UsageError("corelet: Task::detach: the task is already detached");
+  t->detached = true;
+  if (t->state != State::Done && tl_sched) tl_sched->detached_one();
+}
+
+// ---------------------------------------------------------------------------
+// run
+
+void run_main(Tasklet* main) {
+  if (tl_sched) throw UsageError("corelet: corelet::run called inside corelet::run on the same thread");
+  core::install_overflow_handler();
+  Scheduler sched;
+  tl_sched = &sched;
+  main->is_main = true;
+  if (main->name.empty()) main->name = "main";
+  try {
+    sched.add(main);
+    sched.loop();
+  } catch (...) {
+    tl_sched = nullptr;
+    throw;
+  }
+  tl_sched = nullptr;
+  if (!sched.deadlock_report().empty()) throw Deadlock(sched.deadlock_report());
+}
+
+}  // namespace corelet::detail

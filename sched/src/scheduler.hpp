@@ -1,0 +1,112 @@
+#pragma once
+// Internal: the per-thread Scheduler. Only sched/src includes this.
+
+#include <corelet/sched/detail/tasklet.hpp>
+#include <corelet/core/stack.hpp>
+
+#include <concurrentqueue/concurrentqueue.h>
+
+#include <atomic>
+#include <string>
+#include <vector>
+
+namespace corelet::detail {
+
+struct BlockingJob;
+
+class Scheduler {
+ public:
+  Scheduler();
+  ~Scheduler();
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  // Runs the loop until every tasklet has ended (see run_main in scheduler.cpp).
+  void loop();
+
+  void add(Tasklet* t);            // a new tasklet: registered and made ready
+  void make_ready(Tasklet* t) noexcept;
+  void suspend();                  // the current tasklet gives up the CPU
+  Wake park(const char* what, const void* obj, Clock::time_point deadline);
+  void unpark(Tasklet* t, Wake why) noexcept;
+  void cancel(Tasklet* t) noexcept;
+  void cancel_all() noexcept;
+  void detached_one() noexcept { --live_attached_; }
+
+  // run_blocking: called on helper threads when a job finished.
+  void post_completion(BlockingJob* job) noexcept;
+  void job_submitted() noexcept { ++blocking_outstanding_; }
+
+  Tasklet* current() const noexcept { return current_; }
+  const std::string& deadlock_report() const noexcept { return deadlock_report_; }
+
+ private:
+  struct ReadyQueue {
+    Tasklet* head = nullptr;
+    Tasklet* tail = nullptr;
+    bool empty() const noexcept { return head == nullptr; }
+    void push(Tasklet* t) noexcept {
+      t->next_ready = nullptr;
+      if (tail) tail->next_ready = t; else head = t;
+      tail = t;
+    }
+    Tasklet* pop() noexcept {
+      Tasklet* t = head;
+      if (t) { head = t->next_ready; if (!head) tail = nullptr; }
+      return t;
+    }
+  };
+  struct StackAlloc;
+
+  // Switching. `save` receives the continuation of the context we leave.
+  boost::context::fiber* prepare(Tasklet* next);
+  void switch_to(Tasklet* next, boost::context::fiber* save);
+  void switch_to_main(boost::context::fiber* save);
+  void after_switch(boost::context::fiber&& from) noexcept;
+  boost::context::fiber entry(Tasklet* t, boost::context::fiber&& caller);
+  void finish(Tasklet* t) noexcept;
+
+  // Timers: a binary min-heap on Tasklet::deadline with back-indices.
+  void timer_push(Tasklet* t);
+  void timer_remove(Tasklet* t) noexcept;
+  void timer_sift_up(std::size_t i) noexcept;
+  void timer_sift_down(std::size_t i) noexcept;
+  void fire_timers(Clock::time_point now) noexcept;
+
+  void drain_completions() noexcept;
+  void idle_wait();
+  std::string describe_blocked() const;
+
+  Tasklet* current_ = nullptr;
+  ReadyQueue ready_;
+  int batch_ = 0;
+  boost::context::fiber main_ctx_;
+  boost::context::fiber* save_slot_ = nullptr;
+  Tasklet* zombie_ = nullptr;
+  Tasklet* all_ = nullptr;          // live tasklets (not yet done)
+  std::size_t live_ = 0;            // tasklets not yet done
+  std::size_t live_attached_ = 0;   // of those, not detached
+  std::vector<Tasklet*> timers_;
+  core::StackPool stacks_;
+
+  bool shutting_down_ = false;
+  int fruitless_cancel_rounds_ = 0;
+  std::size_t live_at_last_cancel_ = 0;
+  std::string deadlock_report_;
+
+  // run_blocking completions, posted by helper threads.
+  moodycamel::ConcurrentQueue<BlockingJob*> completions_;
+  std::size_t blocking_outstanding_ = 0;
+  std::atomic<bool> sleeping_{false};
+  int wake_fd_ = -1;
+
+#if defined(__SANITIZE_ADDRESS__)
+  const void* main_stack_bottom_ = nullptr;
+  std::size_t main_stack_size_ = 0;
+#endif
+};
+
+// The scheduler running on this thread, or nullptr.
+Scheduler* this_scheduler() noexcept;
+
+}  // namespace corelet::detail
