@@ -54,7 +54,15 @@ struct Scheduler::StackAlloc {
   void deallocate(boost::context::stack_context&) noexcept { sched->stacks_.release(stack); }
 };
 
+namespace {
+thread_local std::size_t tl_tasklet_objects = 0;
+}
+std::size_t tasklet_objects_alive() noexcept { return tl_tasklet_objects; }
+
+Tasklet::Tasklet() { ++tl_tasklet_objects; }
+
 Tasklet::~Tasklet() {
+  --tl_tasklet_objects;
   while (locals) {
     LocalSlot* s = locals;
     locals = s->next;

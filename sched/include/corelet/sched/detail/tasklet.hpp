@@ -82,8 +82,11 @@ struct LocalSlot {
 
 enum class State : std::uint8_t { Ready, Running, Parked, Done };
 
+// Tasklet control blocks alive on this thread (tests use it as a leak check).
+std::size_t tasklet_objects_alive() noexcept;
+
 struct Tasklet {
-  Tasklet() = default;
+  Tasklet();
   Tasklet(const Tasklet&) = delete;
   Tasklet& operator=(const Tasklet&) = delete;
   virtual ~Tasklet();
