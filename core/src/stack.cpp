@@ -94,6 +94,7 @@ void StackPool::grow(SizeClass& c) {
     install_guard(guard);
     c.free.push_back(guard + kGuardSize);
   }
+  c.cold_from = c.free.size();  // never touched: nothing to give back yet
 }
 
 Stack StackPool::allocate(std::size_t size) {

@@ -128,14 +128,24 @@ class Channel {
  private:
   friend struct detail::ChannelAccess;
 
+  // Passes v to put as an rvalue if movable, else as a const lvalue (copied).
+  template <class Put>
+  static void copy_or_move(T& v, bool movable, Put&& put) {
+    if constexpr (std::is_copy_constructible_v<T>) {
+      if (!movable) return put(static_cast<const T&>(v));
+    }
+    put(std::move(v));
+  }
   static T take_from(detail::Waiter* s) {
     T* p = static_cast<T*>(s->slot);
-    if (s->movable) return T(std::move(*p));
-    return T(*static_cast<const T*>(p));
+    if constexpr (std::is_copy_constructible_v<T>) {
+      if (!s->movable) return T(*static_cast<const T*>(p));
+    }
+    return T(std::move(*p));
   }
   static void deliver(detail::Waiter* r, T& v, bool movable) {
     auto* slot = static_cast<std::optional<T>*>(r->slot);
-    if (movable) slot->emplace(std::move(v)); else slot->emplace(static_cast<const T&>(v));
+    copy_or_move(v, movable, [slot](auto&& x) { slot->emplace(std::forward<decltype(x)>(x)); });
     r->state = detail::Waiter::State::Done;
     detail::unpark(r->tasklet);
   }
@@ -148,7 +158,7 @@ class Channel {
       return true;
     }
     if (buf_.size() < cap_) {
-      if (movable) buf_.push_back(std::move(v)); else buf_.push_back(static_cast<const T&>(v));
+      copy_or_move(v, movable, [this](auto&& x) { buf_.push_back(std::forward<decltype(x)>(x)); });
       return true;
     }
     return false;
