@@ -11,7 +11,7 @@
 
 namespace corelet::core {
 
-thread_local const RunningStack* tl_running_stack = nullptr;
+thread_local constinit const RunningStack* tl_running_stack = nullptr;
 
 namespace {
 

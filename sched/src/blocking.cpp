@@ -71,7 +71,7 @@ void run_job(BlockingJob& job, const char* call) {
   pool().submit(&job);
   bool cancelled = false;
   while (!job.finished) {
-    if (s->park(call, &job, Clock::time_point::max()) == Wake::Cancelled) {
+    if (detail::park(call, &job, Clock::time_point::max()) == Wake::Cancelled) {
       cancelled = true;
       job.stop.request_stop();
     }

@@ -26,9 +26,12 @@ class Scheduler {
 
   void add(Tasklet* t);            // a new tasklet: registered and made ready
   void make_ready(Tasklet* t) noexcept;
+  // hand_off — t runs next, ahead of the FIFO (a join's target that has not
+  // started, or the joiner of a tasklet that just ended). See pick().
+  void hand_off(Tasklet* t) noexcept;
   void suspend();                  // the current tasklet gives up the CPU
   Wake park(const char* what, const void* obj, Clock::time_point deadline);
-  void unpark(Tasklet* t, Wake why) noexcept;
+  void unpark(Tasklet* t, Wake why, bool handoff = false) noexcept;
   void cancel(Tasklet* t) noexcept;
   void cancel_all() noexcept;
   void detached_one() noexcept { --live_attached_; }
@@ -41,27 +44,39 @@ class Scheduler {
   const std::string& deadlock_report() const noexcept { return deadlock_report_; }
 
  private:
+  // The FIFO ready queue: doubly linked so that join() can pull a tasklet that
+  // has not started out of it (see hand_off).
   struct ReadyQueue {
     Tasklet* head = nullptr;
     Tasklet* tail = nullptr;
     bool empty() const noexcept { return head == nullptr; }
     void push(Tasklet* t) noexcept {
       t->next_ready = nullptr;
+      t->prev_ready = tail;
+      t->in_fifo = true;
       if (tail) tail->next_ready = t; else head = t;
       tail = t;
     }
+    void remove(Tasklet* t) noexcept {
+      if (t->prev_ready) t->prev_ready->next_ready = t->next_ready; else head = t->next_ready;
+      if (t->next_ready) t->next_ready->prev_ready = t->prev_ready; else tail = t->prev_ready;
+      t->next_ready = t->prev_ready = nullptr;
+      t->in_fifo = false;
+    }
     Tasklet* pop() noexcept {
       Tasklet* t = head;
-      if (t) { head = t->next_ready; if (!head) tail = nullptr; }
+      if (t) remove(t);
       return t;
     }
   };
   struct StackAlloc;
 
+  Tasklet* pick() noexcept;
+
   // Switching. `save` receives the continuation of the context we leave.
+  void create_fiber(Tasklet* next);
   boost::context::fiber* prepare(Tasklet* next);
   void switch_to(Tasklet* next, boost::context::fiber* save);
-  void switch_to_main(boost::context::fiber* save);
   void after_switch(boost::context::fiber&& from) noexcept;
   boost::context::fiber entry(Tasklet* t, boost::context::fiber&& caller);
   void finish(Tasklet* t) noexcept;
@@ -79,6 +94,8 @@ class Scheduler {
 
   Tasklet* current_ = nullptr;
   ReadyQueue ready_;
+  Tasklet* handoff_ = nullptr;      // LIFO stack of hand-offs (next_ready links)
+  int handoff_streak_ = 0;          // hand-offs run since the FIFO was last served
   int batch_ = 0;
   boost::context::fiber main_ctx_;
   boost::context::fiber* save_slot_ = nullptr;

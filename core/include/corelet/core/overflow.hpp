@@ -24,7 +24,7 @@ struct RunningStack {
   std::uint64_t id = 0;
 };
 
-extern thread_local const RunningStack* tl_running_stack;
+extern thread_local constinit const RunningStack* tl_running_stack;
 
 // install_overflow_handler — gives the calling thread an alternate signal stack
 // (kept until the thread exits) and, once per process, installs the SIGSEGV and

@@ -107,7 +107,9 @@ struct Tasklet {
   Wake wake = Wake::Notified;
   std::uint32_t refs = 1;           // the scheduler's (until done) + the handle's
 
-  Tasklet* next_ready = nullptr;    // ready queue link
+  Tasklet* next_ready = nullptr;    // ready queue / hand-off stack links
+  Tasklet* prev_ready = nullptr;
+  bool in_fifo = false;             // linked in the FIFO ready queue
   Tasklet* all_prev = nullptr;      // the scheduler's list of live tasklets
   Tasklet* all_next = nullptr;
 
