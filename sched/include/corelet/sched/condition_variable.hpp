@@ -34,9 +34,24 @@ class ConditionVariable {
     w.tasklet = t;
     waiters_.push_back(&w);
     t->waiters = &w;
-    lk.unlock();
-    const detail::Wake r = detail::park("ConditionVariable::wait", this, tp);
-    lk.lock();
+    try {
+      lk.unlock();
+    } catch (...) {  // not holding the lock: leave no waiter behind
+      waiters_.remove(&w);
+      t->waiters = nullptr;
+      throw;
+    }
+    detail::Wake r = detail::park("ConditionVariable::wait", this, tp);
+    // Re-acquire the lock even if cancelled while parked on it; the
+    // cancellation is then delivered with the lock held, as promised above.
+    for (;;) {
+      try {
+        lk.lock();
+        break;
+      } catch (const Cancelled&) {
+        r = detail::Wake::Cancelled;
+      }
+    }
     if (r == detail::Wake::Cancelled) throw Cancelled{};
     return r == detail::Wake::Timeout ? std::cv_status::timeout : std::cv_status::no_timeout;
   }

@@ -44,6 +44,7 @@ class Semaphore {
 
  protected:
   bool acquire_until(Clock::time_point tp, const char* call) {
+    detail::require_tasklet(call);  // also when a unit is free: the contract says so
     if (count_ > 0) {
       --count_;
       return true;

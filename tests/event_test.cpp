@@ -1,0 +1,256 @@
+// Tests for <corelet/sched/event.hpp>: Event (threading.Event).
+//
+// The "blocked wait is cancelled" and "outside a tasklet" checks are TEST_Ps
+// over the three wait forms.
+
+#include "support.hpp"
+
+#include <corelet/corelet.hpp>
+
+#include <cctype>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <ostream>
+#include <string>
+#include <vector>
+
+namespace {
+
+using namespace corelet_test;
+using corelet::Clock;
+using corelet::Event;
+namespace this_tasklet = corelet::this_tasklet;
+
+struct Sentinel {
+  bool* flag;
+  ~Sentinel() { *flag = true; }
+};
+
+std::int64_t elapsed_us(Clock::time_point t0) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count();
+}
+constexpr std::int64_t us(std::chrono::microseconds d) { return d.count(); }
+
+std::string test_name(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (std::isalnum(static_cast<unsigned char>(c))) out += c;
+    else if (out.empty() || out.back() != '_') out += '_';
+  }
+  return out;
+}
+
+class EventTest : public CoreletTest {};
+
+TEST_F(EventTest, StartsClearAndSetClearToggleTheFlag) {
+  Event e;
+  std::vector<bool> seen;
+  seen.push_back(e.is_set());
+  e.set();
+  seen.push_back(e.is_set());
+  e.set();  // idempotent
+  seen.push_back(e.is_set());
+  e.clear();
+  seen.push_back(e.is_set());
+  EXPECT_EQ(seen, (std::vector<bool>{false, true, true, false}));
+}
+
+TEST_F(EventTest, SetWakesEveryWaiter) {
+  Event e;
+  int woken = 0;
+  int woken_before_set = -1;
+  corelet::run([&] {
+    std::vector<corelet::Task<void>> waiters;
+    for (int i = 0; i < 4; ++i)
+      waiters.push_back(corelet::spawn([&] {
+        e.wait();
+        ++woken;
+      }));
+    yield_n(3);
+    woken_before_set = woken;
+    e.set();
+    for (auto& w : waiters) w.join();
+  });
+  EXPECT_EQ(woken_before_set, 0);
+  EXPECT_EQ(woken, 4);
+  EXPECT_TRUE(e.is_set());
+}
+
+TEST_F(EventTest, WaitOnASetEventReturnsAtOnce) {
+  Event e;
+  bool other_ran_first = true;
+  bool other_ran = false;
+  std::vector<bool> results;
+  corelet::run([&] {
+    e.set();
+    auto other = corelet::spawn([&] { other_ran = true; });
+    e.wait();  // does not park, so `other` has not run yet
+    results.push_back(e.wait_for(0ms));
+    results.push_back(e.wait_until(Clock::now() - 1s));
+    results.push_back(e.wait_for(1h));
+    other_ran_first = other_ran;
+    other.join();
+  });
+  EXPECT_FALSE(other_ran_first);
+  EXPECT_EQ(results, (std::vector<bool>{true, true, true}));
+}
+
+TEST_F(EventTest, TimedWaitReturnsFalseAfterTheTimeout) {
+  Event e;
+  bool r_for = true;
+  bool r_until = true;
+  bool r_cleared = true;
+  std::int64_t waited_for = 0;
+  std::int64_t waited_until = 0;
+  std::int64_t waited_cleared = 0;
+  corelet::run([&] {
+    auto t0 = Clock::now();
+    r_for = e.wait_for(20ms);
+    waited_for = elapsed_us(t0);
+    t0 = Clock::now();
+    r_until = e.wait_until(t0 + 20ms);
+    waited_until = elapsed_us(t0);
+    e.set();
+    e.clear();  // a cleared event waits again
+    t0 = Clock::now();
+    r_cleared = e.wait_for(20ms);
+    waited_cleared = elapsed_us(t0);
+  });
+  EXPECT_FALSE(r_for);
+  EXPECT_FALSE(r_until);
+  EXPECT_FALSE(r_cleared);
+  EXPECT_GE(waited_for, us(20ms));
+  EXPECT_GE(waited_until, us(20ms));
+  EXPECT_GE(waited_cleared, us(20ms));
+}
+
+TEST_F(EventTest, TimedWaitReturnsTrueWhenSetBeforeDeadline) {
+  Event e;
+  bool r_for = false;
+  bool r_until = false;
+  corelet::run([&] {
+    auto a = corelet::spawn([&] { r_for = e.wait_for(1h); });
+    auto b = corelet::spawn([&] { r_until = e.wait_until(Clock::now() + 1h); });
+    yield_n(2);
+    EXPECT_FALSE(a.done());
+    EXPECT_FALSE(b.done());
+    e.set();
+    a.join();
+    b.join();
+  });
+  EXPECT_TRUE(r_for);
+  EXPECT_TRUE(r_until);
+}
+
+// As with threading.Event: a waiter woken by set() returns true even if the
+// flag was cleared again before the waiter ran.
+TEST_F(EventTest, WokenWaiterSeesTrueEvenIfClearedBeforeItRan) {
+  Event e;
+  bool r_for = false;
+  bool plain_returned = false;
+  corelet::run([&] {
+    auto a = corelet::spawn([&] { r_for = e.wait_for(1h); });
+    auto b = corelet::spawn([&] {
+      e.wait();
+      plain_returned = true;
+    });
+    yield_n(2);
+    e.set();
+    e.clear();
+    a.join();
+    b.join();
+    EXPECT_FALSE(e.is_set());
+  });
+  EXPECT_TRUE(r_for);
+  EXPECT_TRUE(plain_returned);
+}
+
+TEST_F(EventTest, ReusableAfterClear) {
+  Event e;
+  std::vector<int> rounds;
+  corelet::run([&] {
+    for (int round = 0; round < 3; ++round) {
+      auto w = corelet::spawn([&, round] {
+        e.wait();
+        rounds.push_back(round);
+      });
+      yield_n(2);
+      EXPECT_FALSE(w.done());
+      e.set();
+      w.join();
+      e.clear();
+    }
+  });
+  EXPECT_EQ(rounds, (std::vector<int>{0, 1, 2}));
+}
+
+// ---------------------------------------------------------------------------
+// Tables over the wait forms.
+
+struct WaitCall {
+  const char* name;
+  std::function<bool(Event&)> wait;
+};
+void PrintTo(const WaitCall& c, std::ostream* os) { *os << c.name; }
+
+const WaitCall kWaitCalls[] = {
+    {"Event::wait", [](Event& e) { e.wait(); return true; }},
+    {"Event::wait_for", [](Event& e) { return e.wait_for(1h); }},
+    {"Event::wait_until", [](Event& e) { return e.wait_until(Clock::now() + 1h); }},
+};
+
+class EventWaitTableTest : public CoreletTestP<WaitCall> {};
+
+// Outside any tasklet, a wait on a clear event is a UsageError naming the call.
+TEST_P(EventWaitTableTest, OutsideATaskletIsUsageError) {
+  Event e;
+  try {
+    (void)GetParam().wait(e);
+    ADD_FAILURE() << "no UsageError";
+  } catch (const corelet::UsageError& err) {
+    EXPECT_NE(std::string(err.what()).find("Event::wait"), std::string::npos) << err.what();
+  }
+}
+
+// A parked wait is cancelled: it throws Cancelled, its stack unwinds, and the
+// event still wakes its other waiters.
+TEST_P(EventWaitTableTest, BlockedWaitThrowsCancelled) {
+  Event e;
+  bool reached = false;
+  bool returned = false;
+  bool unwound = false;
+  bool cancelled_thrown = false;
+  bool bystander_result = false;
+  bool bystander_done_before_set = true;
+  corelet::run([&] {
+    auto victim = corelet::spawn([&] {
+      Sentinel s{&unwound};
+      reached = true;
+      (void)GetParam().wait(e);
+      returned = true;
+    });
+    auto bystander = corelet::spawn([&] { bystander_result = GetParam().wait(e); });
+    yield_n(3);
+    victim.cancel();
+    try {
+      victim.join();
+    } catch (const corelet::Cancelled&) {
+      cancelled_thrown = true;
+    }
+    bystander_done_before_set = bystander.done();
+    e.set();
+    bystander.join();
+  });
+  EXPECT_TRUE(reached);
+  EXPECT_TRUE(cancelled_thrown);
+  EXPECT_FALSE(returned);
+  EXPECT_TRUE(unwound);
+  EXPECT_FALSE(bystander_done_before_set);
+  EXPECT_TRUE(bystander_result);
+}
+
+INSTANTIATE_TEST_SUITE_P(Calls, EventWaitTableTest, ::testing::ValuesIn(kWaitCalls),
+                         [](const auto& p) { return test_name(p.param.name); });
+
+}  // namespace
