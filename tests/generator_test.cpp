@@ -1,6 +1,7 @@
 // corelet/sched/generator.hpp
 #include "support.hpp"
 
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -100,6 +101,19 @@ TEST_F(GeneratorTest, DestroyingEarlyUnwindsTheBody) {
   });
   EXPECT_TRUE(unwound);
   EXPECT_LE(produced, 3);
+}
+
+TEST_F(GeneratorTest, MoveOnlyBody) {
+  corelet::run([] {
+    auto start = std::make_unique<int>(40);
+    corelet::Generator<int> g([p = std::move(start)](corelet::Yield<int>& yield) {
+      yield(*p);
+      yield(*p + 2);
+    });
+    int sum = 0;
+    for (int v : g) sum += v;
+    EXPECT_EQ(sum, 82);
+  });
 }
 
 TEST_F(GeneratorTest, ConsumingOutsideATaskletIsAUsageError) {

@@ -39,9 +39,12 @@ class Yield {
 template <class T>
 class Generator {
  public:
+  // body: callable as body(Yield<T>&); may be move-only.
   template <class F>
   explicit Generator(F body, SpawnOptions opts = {})
-      : state_(std::make_shared<State>()), body_(std::move(body)), opts_(std::move(opts)) {}
+      : state_(std::make_shared<State>()),
+        body_(std::make_unique<Body<F>>(std::move(body))),
+        opts_(std::move(opts)) {}
   Generator(Generator&&) noexcept = default;
   Generator& operator=(Generator&&) noexcept = default;
   ~Generator() {
@@ -91,6 +94,16 @@ class Generator {
   std::default_sentinel_t end() const noexcept { return {}; }
 
  private:
+  struct BodyBase {
+    virtual ~BodyBase() = default;
+    virtual void operator()(Yield<T>& y) = 0;
+  };
+  template <class F>
+  struct Body final : BodyBase {
+    explicit Body(F fn) : f(std::move(fn)) {}
+    void operator()(Yield<T>& y) override { f(y); }
+    F f;
+  };
   // Shared with the producing tasklet, which may outlive the Generator object.
   struct State {
     Channel<T> ch{0};
@@ -101,7 +114,7 @@ class Generator {
     task_ = spawn(std::move(opts_), [st = state_, body = std::move(body_)]() mutable {
       Yield<T> y(&st->ch);
       try {
-        body(y);
+        (*body)(y);
       } catch (const ChannelClosed&) {
         // the consumer went away
       } catch (...) {
@@ -111,7 +124,7 @@ class Generator {
     });
   }
   std::shared_ptr<State> state_;
-  std::function<void(Yield<T>&)> body_;
+  std::unique_ptr<BodyBase> body_;
   SpawnOptions opts_;
   Task<void> task_;
 };
