@@ -3,6 +3,9 @@
 
 #include <corelet/core/overflow.hpp>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+#endif
 #include <poll.h>
 #include <pthread.h>
 #include <sys/eventfd.h>
@@ -42,6 +45,19 @@ const char* const kJoinWhat = "Task::join";
 }  // namespace
 
 Scheduler* this_scheduler() noexcept { return tl_sched; }
+
+// uniform_fp_status — raises the sticky "inexact" flag in this thread's MXCSR
+// before any fiber exists. Boost.Context saves MXCSR when a context leaves and
+// loads the entered context's saved value; when the two differ the load costs
+// more than the whole switch (~190 ns against ~12 ns measured here). A new
+// fiber inherits its creator's MXCSR, and the first double operation of any
+// context sets "inexact"; with the flag set from the start every context
+// carries the same value. Only fetestexcept(FE_INEXACT) can tell.
+static void uniform_fp_status() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_setcsr(_mm_getcsr() | _MM_EXCEPT_INEXACT);
+#endif
+}
 
 // ---------------------------------------------------------------------------
 // Stacks: boost::context's StackAllocator concept over our pool.
@@ -629,6 +645,7 @@ void detach(Tasklet* t) {
 void run_main(Tasklet* main) {
   if (tl_sched) throw UsageError("corelet: corelet::run called inside corelet::run on the same thread");
   core::install_overflow_handler();
+  uniform_fp_status();
   Scheduler sched;
   tl_sched = &sched;
   main->is_main = true;
