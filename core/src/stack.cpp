@@ -65,14 +65,17 @@ std::size_t StackPool::round_size(std::size_t requested) {
   if (requested > kMaxStackSize)
     throw std::invalid_argument("corelet: stack size " + std::to_string(requested) +
                                 " bytes is above the maximum of " + std::to_string(kMaxStackSize));
-  const std::size_t p = page_size();
-  return (requested + p - 1) / p * p;
+  const std::size_t p = page_size();  // a power of two
+  return (requested + p - 1) & ~(p - 1);
 }
 
 StackPool::SizeClass& StackPool::class_for(std::size_t size) {
-  for (auto& c : classes_)
-    if (c.size == size) return c;
+  // Nearly every tasklet uses one size: try the class used last first.
+  if (last_ < classes_.size() && classes_[last_].size == size) return classes_[last_];
+  for (std::size_t i = 0; i < classes_.size(); ++i)
+    if (classes_[i].size == size) return classes_[last_ = i];
   classes_.push_back(SizeClass{size, {}, 0});
+  last_ = classes_.size() - 1;
   return classes_.back();
 }
 

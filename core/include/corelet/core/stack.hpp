@@ -85,6 +85,7 @@ class StackPool {
   void grow(SizeClass& c);
 
   std::vector<SizeClass> classes_;
+  std::size_t last_ = 0;  // index of the class used last
   std::vector<std::pair<void*, std::size_t>> slabs_;
   std::size_t hot_per_class_;
   std::size_t mapped_bytes_ = 0;
