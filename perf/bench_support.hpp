@@ -5,7 +5,9 @@
 #include <unistd.h>
 #include <xmmintrin.h>
 
+#include <chrono>
 #include <cstddef>
+#include <cstdlib>
 #include <cstdio>
 
 namespace perf {
@@ -59,6 +61,29 @@ inline std::size_t mapped_bytes() noexcept {
   const int n = std::fscanf(f, "%lu", &size);
   std::fclose(f);
   return n == 1 ? size * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE)) : 0;
+}
+
+// skynet_main — the main() of the skynet programs: times run(size) (which
+// builds the tree and returns the sum of its leaves), prints one line with
+// the time, CPU time and peak RSS, and fails on a wrong sum.
+template <class Run>
+int skynet_main(const char* runtime, int argc, char** argv, Run run) {
+  uniform_fp_status();
+  const long size = argc > 1 ? std::atol(argv[1]) : 1000000;
+  const double c0 = cpu_ms();
+  const auto t0 = std::chrono::steady_clock::now();
+  const long sum = run(size);
+  const auto t1 = std::chrono::steady_clock::now();
+  const double ms = std::chrono::duration<double, std::milli>(t1 - t0).count();
+  const double cpu = cpu_ms() - c0;
+  const long expect = size * (size - 1) / 2;
+  std::printf("skynet runtime=%s size=%ld sum=%ld time_ms=%.1f cpu_ms=%.1f peak_rss_kib=%ld\n", runtime,
+              size, sum, ms, cpu, peak_rss_kib());
+  if (sum != expect) {
+    std::fprintf(stderr, "skynet_%s: wrong sum %ld, expected %ld\n", runtime, sum, expect);
+    return 1;
+  }
+  return 0;
 }
 
 }  // namespace perf

@@ -46,24 +46,12 @@ void skynet(long& out, long num, long size) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  perf::uniform_fp_status();
-  const long size = argc > 1 ? std::atol(argv[1]) : 1000000;
-  long sum = 0;
-  const double c0 = perf::cpu_ms();
-  const auto t0 = std::chrono::steady_clock::now();
-  // The root runs in its own fiber, as every node of the corelet tree does.
-  boost::fibers::fiber root(std::allocator_arg, boost::fibers::fixedsize_stack(kStackSize), skynet,
-                            std::ref(sum), 0L, size);
-  root.join();
-  const auto t1 = std::chrono::steady_clock::now();
-  const double ms = std::chrono::duration<double, std::milli>(t1 - t0).count();
-  const double cpu = perf::cpu_ms() - c0;
-  const long expect = size * (size - 1) / 2;
-  std::printf("skynet runtime=boost_fiber size=%ld sum=%ld time_ms=%.1f cpu_ms=%.1f peak_rss_kib=%ld\n",
-              size, sum, ms, cpu, perf::peak_rss_kib());
-  if (sum != expect) {
-    std::fprintf(stderr, "skynet_boost_fiber: wrong sum %ld, expected %ld\n", sum, expect);
-    return 1;
-  }
-  return 0;
+  return perf::skynet_main("boost_fiber", argc, argv, [](long size) {
+    long sum = 0;
+    // The root runs in its own fiber, as every node of the corelet tree does.
+    boost::fibers::fiber root(std::allocator_arg, boost::fibers::fixedsize_stack(kStackSize), skynet,
+                              std::ref(sum), 0L, size);
+    root.join();
+    return sum;
+  });
 }

@@ -34,21 +34,9 @@ long skynet(long num, long size) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  perf::uniform_fp_status();
-  const long size = argc > 1 ? std::atol(argv[1]) : 1000000;
-  long sum = 0;
-  const double c0 = perf::cpu_ms();
-  const auto t0 = std::chrono::steady_clock::now();
-  corelet::run([&] { sum = skynet(0, size); });
-  const auto t1 = std::chrono::steady_clock::now();
-  const double ms = std::chrono::duration<double, std::milli>(t1 - t0).count();
-  const double cpu = perf::cpu_ms() - c0;
-  const long expect = size * (size - 1) / 2;
-  std::printf("skynet runtime=corelet size=%ld sum=%ld time_ms=%.1f cpu_ms=%.1f peak_rss_kib=%ld\n",
-              size, sum, ms, cpu, perf::peak_rss_kib());
-  if (sum != expect) {
-    std::fprintf(stderr, "skynet_corelet: wrong sum %ld, expected %ld\n", sum, expect);
-    return 1;
-  }
-  return 0;
+  return perf::skynet_main("corelet", argc, argv, [](long size) {
+    long sum = 0;
+    corelet::run([&] { sum = skynet(0, size); });
+    return sum;
+  });
 }
