@@ -41,8 +41,11 @@ void chain(int sig, siginfo_t* si, void* uc) {
     return;
   }
   // Default action: restore it and return; the faulting instruction runs again
-  // and the kernel delivers the signal with its default disposition.
+  // and the kernel delivers the signal with its default disposition. A signal
+  // sent by kill()/raise() (si_code <= 0) does not recur: send it again, to be
+  // delivered with the default action once this handler returns.
   signal(sig, SIG_DFL);
+  if (si->si_code <= 0) raise(sig);
 }
 
 void on_fault(int sig, siginfo_t* si, void* uc) {

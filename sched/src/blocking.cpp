@@ -5,6 +5,8 @@
 
 #include <concurrentqueue/blockingconcurrentqueue.h>
 
+#include <pthread.h>
+
 #include <atomic>
 #include <mutex>
 #include <thread>
@@ -21,43 +23,74 @@ class BlockingPool {
  public:
   static constexpr int kMaxThreads = 16;
 
+  // submit — queues the job, starting a helper first unless enough are idle
+  // for every queued job. Throws (nothing queued) if a needed helper cannot be
+  // started and none exists.
   void submit(BlockingJob* job) {
-    jobs_.enqueue(job);
-    // Grow when no helper is idle. `idle_` is a hint (relaxed): a job never
-    // waits forever, because at least one helper exists and each takes jobs
-    // until the queue is empty; the hint only decides whether to add one.
-    if (idle_.load(std::memory_order_relaxed) == 0) {
+    {
       std::lock_guard<std::mutex> lk(m_);
-      if (started_ < kMaxThreads) {
-        std::thread([this] { work(); }).detach();
-        ++started_;
+      ++queued_;
+      if (idle_ < queued_ && started_ < kMaxThreads) {
+        try {
+          std::thread([this] { work(); }).detach();
+          ++started_;
+          ++idle_;  // counted idle from now: it will take a job
+        } catch (...) {
+          if (started_ == 0) {
+            --queued_;
+            throw;
+          }
+          // Helpers exist: the job waits for one of them.
+        }
       }
     }
+    jobs_.enqueue(job);
   }
 
  private:
   void work() {
     for (;;) {
       BlockingJob* job = nullptr;
-      idle_.fetch_add(1, std::memory_order_relaxed);
       jobs_.wait_dequeue(job);
-      idle_.fetch_sub(1, std::memory_order_relaxed);
+      {
+        std::lock_guard<std::mutex> lk(m_);
+        --idle_;
+        --queued_;
+      }
       job->execute();
+      {
+        std::lock_guard<std::mutex> lk(m_);
+        ++idle_;
+      }
       // The queue's enqueue/dequeue are release/acquire, so the job's results,
       // written by execute(), are visible to the scheduler that dequeues it.
+      // The job (on the waiting tasklet's stack) may be gone once posted.
       job->owner->post_completion(job);
     }
   }
 
   moodycamel::BlockingConcurrentQueue<BlockingJob*> jobs_;
-  std::atomic<int> idle_{0};
   std::mutex m_;
-  int started_ = 0;  // guarded by m_
+  // All guarded by m_: helpers started, helpers not running a job, jobs
+  // submitted and not yet taken. A helper is started whenever idle_ < queued_,
+  // so every queued job has a helper to take it (up to kMaxThreads).
+  int started_ = 0;
+  int idle_ = 0;
+  int queued_ = 0;
 };
 
+// The process's pool. A forked child gets a new, empty one: the parent's
+// helpers do not exist there, and its copy of the old pool (counters, a mutex
+// perhaps held at the fork, queued jobs of the parent) is left untouched.
+BlockingPool* g_pool = nullptr;
+std::once_flag g_pool_once;
+
 BlockingPool& pool() {
-  static BlockingPool* p = new BlockingPool;  // never destroyed, see above
-  return *p;
+  std::call_once(g_pool_once, [] {
+    g_pool = new BlockingPool;  // never destroyed, see above
+    ::pthread_atfork(nullptr, nullptr, [] { g_pool = new BlockingPool; });
+  });
+  return *g_pool;
 }
 
 }  // namespace

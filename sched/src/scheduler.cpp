@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <sstream>
 #include <system_error>
+#include <thread>
 #include <typeinfo>
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -107,6 +108,9 @@ Scheduler::Scheduler() {
 }
 
 Scheduler::~Scheduler() {
+  // A helper may still be inside post_completion (between the enqueue we
+  // drained and its eventfd write): wait the few instructions it needs.
+  while (posting_.load(std::memory_order_acquire) != 0) std::this_thread::yield();
   if (wake_fd_ >= 0) ::close(wake_fd_);
 }
 
@@ -131,10 +135,24 @@ void Scheduler::create_fiber(Tasklet* next) {
   next->started = true;
   core::Stack st = stacks_.allocate(next->stack_size);
   next->running.stack = st;
+#if CORELET_ASAN
+  // Boost's constructor jumps into the new context and straight back (to set
+  // it up) without telling ASan; announce both jumps, or the new fiber's
+  // first frame lands on the creator's fake stack, which dies with it.
+  void* fake = nullptr;
+  const void* bottom = nullptr;
+  std::size_t size = 0;
+  __sanitizer_start_switch_fiber(&fake, reinterpret_cast<const void*>(st.base), st.size);
+#endif
   next->ctx = boost::context::fiber(std::allocator_arg, StackAlloc{this, st},
                                     [this, next](boost::context::fiber&& caller) {
                                       return entry(next, std::move(caller));
                                     });
+#if CORELET_ASAN
+  __sanitizer_finish_switch_fiber(nullptr, &bottom, &size);
+  __sanitizer_start_switch_fiber(nullptr, bottom, size);
+  __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
+#endif
 }
 
 // prepare — makes `next` (a tasklet, or nullptr for the loop) the current
@@ -147,8 +165,7 @@ CORELET_HOT boost::context::fiber* Scheduler::prepare(Tasklet* next) {
   }
   next->state = State::Running;
   core::tl_running_stack = &next->running;
-  if (__builtin_expect(!next->started, 0)) create_fiber(next);
-  return &next->ctx;
+  return &next->ctx;  // pick() gave it a stack and a context already
 }
 
 CORELET_HOT void Scheduler::after_switch(boost::context::fiber&& from) noexcept {
@@ -200,17 +217,41 @@ void Scheduler::hand_off(Tasklet* t) noexcept {
   handoff_ = t;
 }
 
-CORELET_HOT Tasklet* Scheduler::pick() noexcept {
+CORELET_HOT Tasklet* Scheduler::pick_queued() noexcept {
   if (handoff_ && (handoff_streak_ < kHandoffStreak || ready_.empty())) {
     Tasklet* t = handoff_;
     handoff_ = t->next_ready;
     t->next_ready = nullptr;
-    ++handoff_streak_;
+    // The streak counts only hand-offs that made a FIFO tasklet wait.
+    handoff_streak_ = ready_.empty() ? 0 : handoff_streak_ + 1;
     return t;
   }
   handoff_streak_ = 0;
   return ready_.pop();
 }
+
+CORELET_HOT Tasklet* Scheduler::pick() noexcept {
+  for (;;) {
+    Tasklet* t = pick_queued();
+    // A tasklet gets its stack before the switch to it, here, so that a
+    // failure to map one ends that tasklet (with the error, for its joiner)
+    // instead of surfacing in the blocking call of whoever switched away.
+    if (!t || __builtin_expect(t->started, 1) || start_fiber(t)) return t;
+  }
+}
+
+bool Scheduler::start_fiber(Tasklet* t) noexcept {
+  try {
+    create_fiber(t);
+    return true;
+  } catch (...) {
+    t->error = std::current_exception();
+    finish(t);
+    detail::release(t);  // the scheduler's reference; it never ran
+    return false;
+  }
+}
+
 
 boost::context::fiber Scheduler::entry(Tasklet* t, boost::context::fiber&& caller) {
 #if CORELET_ASAN
@@ -263,6 +304,7 @@ void Scheduler::finish(Tasklet* t) noexcept {
       cancel_all();  // main failed: everything else is cancelled, then run rethrows
     } else if (t->detached || t->refs == 1) {
       // Nobody can observe it: say so, as Python does for a task's lost exception.
+      t->error_reported = true;
       try {
         std::rethrow_exception(t->error);
       } catch (const Cancelled&) {
@@ -317,14 +359,21 @@ CORELET_HOT Wake Scheduler::park(const char* what, const void* obj, Clock::time_
     t->waiters = nullptr;
     return Wake::Cancelled;
   }
+  if (deadline != Clock::time_point::max()) {
+    t->deadline = deadline;
+    try {
+      timer_push(t);  // may throw std::bad_alloc: leave nothing linked then
+    } catch (...) {
+      for (Waiter* w = t->waiters; w; w = w->sibling)
+        if (w->queue) w->queue->remove(w);
+      t->waiters = nullptr;
+      throw;
+    }
+  }
   t->state = State::Parked;
   t->wait_what = what;
   t->wait_obj = obj;
   t->wake = Wake::Notified;
-  if (deadline != Clock::time_point::max()) {
-    t->deadline = deadline;
-    timer_push(t);
-  }
   suspend();
   t->wait_what = nullptr;
   t->wait_obj = nullptr;
@@ -356,8 +405,8 @@ void Scheduler::cancel_all() noexcept {
 // Timers.
 
 void Scheduler::timer_push(Tasklet* t) {
-  t->heap_index = timers_.size();
-  timers_.push_back(t);
+  timers_.push_back(t);  // may throw: t is not in the heap then
+  t->heap_index = timers_.size() - 1;
   timer_sift_up(t->heap_index);
 }
 
@@ -410,6 +459,11 @@ void Scheduler::fire_timers(Clock::time_point now) noexcept {
 // The loop.
 
 void Scheduler::post_completion(BlockingJob* job) noexcept {
+  // posting_ keeps this Scheduler alive until we are out of here: once the
+  // job is in completions_, the loop may drain it, finish and return from
+  // run(). The increment happens-before the enqueue (release), so a loop that
+  // has dequeued the job sees it in ~Scheduler and waits for the decrement.
+  posting_.fetch_add(1, std::memory_order_relaxed);
   completions_.enqueue(job);
   // Pairs with the fence in idle_wait (Dekker): either the loop sees this job in
   // completions_ after its fence, or we see sleeping_ == true after ours and
@@ -421,6 +475,7 @@ void Scheduler::post_completion(BlockingJob* job) noexcept {
     ssize_t r = ::write(wake_fd_, &one, sizeof one);
     (void)r;  // EAGAIN only if the counter is saturated: it is non-zero, a wakeup is due anyway
   }
+  posting_.fetch_sub(1, std::memory_order_release);  // our last touch of *this
 }
 
 void Scheduler::drain_completions() noexcept {
@@ -497,14 +552,20 @@ void Scheduler::loop() {
       continue;
     }
     if (live_ == 0) return;
+    if (live_attached_ == 0 && !shutting_down_) {
+      // Main and every non-detached tasklet ended: the detached ones still
+      // alive are cancelled once, then waited for like any other tasklet.
+      shutting_down_ = true;
+      cancel_all();
+      continue;
+    }
     if (!timers_.empty() || blocking_outstanding_) {
       idle_wait();
       continue;
     }
     // Nothing is ready, no timer and no blocking call can wake anyone: every
-    // live tasklet is blocked forever. If only detached ones are left after the
-    // others ended, that is the normal end: they are cancelled. Otherwise it is
-    // a deadlock: report it, then cancel everything so stacks unwind.
+    // live tasklet is blocked forever. With non-detached ones among them it is
+    // a deadlock: report it. Either way cancel everything so stacks unwind.
     if (live_attached_ > 0 && deadlock_report_.empty()) deadlock_report_ = describe_blocked();
     // Tasklets that catch Cancelled and block again get it again; after a few
     // rounds in which none of them ends, they are abandoned (leaked, not run).
@@ -601,7 +662,7 @@ void retain(Tasklet* t) noexcept { ++t->refs; }
 
 void release(Tasklet* t) noexcept {
   if (--t->refs != 0) return;
-  if (t->error && !t->joined && !t->detached && !t->is_main && t->state == State::Done) {
+  if (t->error && !t->joined && !t->error_reported && !t->is_main && t->state == State::Done) {
     try {
       std::rethrow_exception(t->error);
     } catch (const Cancelled&) {

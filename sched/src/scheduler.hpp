@@ -71,7 +71,9 @@ class Scheduler {
   };
   struct StackAlloc;
 
-  Tasklet* pick() noexcept;
+  Tasklet* pick() noexcept;         // the next tasklet to run, with its fiber made
+  Tasklet* pick_queued() noexcept;  // the ordering policy alone
+  bool start_fiber(Tasklet* t) noexcept;
 
   // Switching. `save` receives the continuation of the context we leave.
   void create_fiber(Tasklet* next);
@@ -115,6 +117,7 @@ class Scheduler {
   moodycamel::ConcurrentQueue<BlockingJob*> completions_;
   std::size_t blocking_outstanding_ = 0;
   std::atomic<bool> sleeping_{false};
+  std::atomic<int> posting_{0};     // helpers inside post_completion
   int wake_fd_ = -1;
 
 #if defined(__SANITIZE_ADDRESS__)

@@ -143,18 +143,27 @@ class Channel {
     }
     return T(std::move(*p));
   }
-  static void deliver(detail::Waiter* r, T& v, bool movable) {
+  // The value is copied/moved while the waiter is still queued: if that
+  // throws, the waiter stays where it was and nothing is lost.
+  void deliver(T& v, bool movable) {
+    detail::Waiter* r = receivers_.head;
     auto* slot = static_cast<std::optional<T>*>(r->slot);
     copy_or_move(v, movable, [slot](auto&& x) { slot->emplace(std::forward<decltype(x)>(x)); });
+    receivers_.remove(r);
     r->state = detail::Waiter::State::Done;
     detail::unpark(r->tasklet);
+  }
+  void release_sender(detail::Waiter* s) noexcept {
+    senders_.remove(s);
+    s->state = detail::Waiter::State::Done;
+    detail::unpark(s->tasklet);
   }
 
   // Sends now if possible. Throws ChannelClosed.
   bool put_now(T& v, bool movable) {
     if (closed_) throw ChannelClosed("corelet: send on a closed channel");
-    if (detail::Waiter* r = receivers_.pop_front()) {
-      deliver(r, v, movable);
+    if (!receivers_.empty()) {
+      deliver(v, movable);
       return true;
     }
     if (buf_.size() < cap_) {
@@ -165,20 +174,20 @@ class Channel {
   }
   // Receives now if possible; sets closed if closed and drained.
   bool take_now(std::optional<T>& out, bool& closed) {
+    // Each copy/move that may throw happens before any waiter leaves its
+    // queue, so an exception loses neither a value nor a waiter.
     if (!buf_.empty()) {
+      if (detail::Waiter* s = senders_.head) {  // a parked sender fills the gap
+        buf_.push_back(take_from(s));
+        release_sender(s);
+      }
       out.emplace(std::move(buf_.front()));
       buf_.pop_front();
-      if (detail::Waiter* s = senders_.pop_front()) {  // a parked sender fills the gap
-        buf_.push_back(take_from(s));
-        s->state = detail::Waiter::State::Done;
-        detail::unpark(s->tasklet);
-      }
       return true;
     }
-    if (detail::Waiter* s = senders_.pop_front()) {  // rendezvous
+    if (detail::Waiter* s = senders_.head) {  // rendezvous
       out.emplace(take_from(s));
-      s->state = detail::Waiter::State::Done;
-      detail::unpark(s->tasklet);
+      release_sender(s);
       return true;
     }
     closed = closed_;

@@ -41,17 +41,14 @@ class ConditionVariable {
       t->waiters = nullptr;
       throw;
     }
-    detail::Wake r = detail::park("ConditionVariable::wait", this, tp);
-    // Re-acquire the lock even if cancelled while parked on it; the
-    // cancellation is then delivered with the lock held, as promised above.
-    for (;;) {
-      try {
-        lk.lock();
-        break;
-      } catch (const Cancelled&) {
-        r = detail::Wake::Cancelled;
-      }
+    detail::Wake r;
+    try {
+      r = detail::park("ConditionVariable::wait", this, tp);
+    } catch (...) {  // could not park (no memory for the timer): our waiter is unlinked
+      relock(lk);
+      throw;
     }
+    if (relock(lk)) r = detail::Wake::Cancelled;
     if (r == detail::Wake::Cancelled) throw Cancelled{};
     return r == detail::Wake::Timeout ? std::cv_status::timeout : std::cv_status::no_timeout;
   }
@@ -77,6 +74,20 @@ class ConditionVariable {
   std::size_t waiting() const noexcept { return waiters_.size(); }
 
  private:
+  // Re-acquires the lock even if cancelled while parked on it; true if a
+  // cancellation arrived then, to be delivered with the lock held.
+  template <class Lock>
+  static bool relock(Lock& lk) {
+    bool cancelled = false;
+    for (;;) {
+      try {
+        lk.lock();
+        return cancelled;
+      } catch (const Cancelled&) {
+        cancelled = true;
+      }
+    }
+  }
   detail::WaitQueue waiters_;
 };
 

@@ -46,15 +46,18 @@ class Generator {
         body_(std::make_unique<Body<F>>(std::move(body))),
         opts_(std::move(opts)) {}
   Generator(Generator&&) noexcept = default;
-  Generator& operator=(Generator&&) noexcept = default;
-  ~Generator() {
-    if (!state_) return;
-    state_->ch.close();  // a parked yield wakes with ChannelClosed...
-    if (task_.valid()) {
-      task_.cancel();    // ...or, if it is not parked yet, its next yield throws Cancelled
-      task_.detach();
+  // Move assignment stops this generator's body first, as the destructor does.
+  Generator& operator=(Generator&& o) noexcept {
+    if (this != &o) {
+      stop();
+      state_ = std::move(o.state_);
+      body_ = std::move(o.body_);
+      opts_ = std::move(o.opts_);
+      task_ = std::move(o.task_);
     }
+    return *this;
   }
+  ~Generator() { stop(); }
 
   // next — the next value, or nullopt when the body has returned. Rethrows the
   // body's exception. Parks while the body computes.
@@ -94,6 +97,18 @@ class Generator {
   std::default_sentinel_t end() const noexcept { return {}; }
 
  private:
+  void stop() noexcept {
+    if (!state_) return;
+    state_->ch.close();  // a parked yield wakes with ChannelClosed...
+    if (task_.valid()) {
+      task_.cancel();    // ...or, if it is not parked yet, its next yield throws Cancelled
+      try {
+        task_.detach();
+      } catch (...) {
+      }
+    }
+  }
+
   struct BodyBase {
     virtual ~BodyBase() = default;
     virtual void operator()(Yield<T>& y) = 0;
@@ -116,7 +131,9 @@ class Generator {
       try {
         (*body)(y);
       } catch (const ChannelClosed&) {
-        // the consumer went away
+        // Our own channel closed: the consumer went away. Another channel's
+        // ChannelClosed is the body's failure, for the consumer to see.
+        if (!st->ch.closed()) st->error = std::current_exception();
       } catch (...) {
         st->error = std::current_exception();
       }

@@ -20,6 +20,7 @@
 #include <deque>
 #include <functional>
 #include <optional>
+#include <type_traits>
 #include <vector>
 
 namespace corelet {
@@ -73,8 +74,14 @@ class BasicQueue {
   explicit BasicQueue(std::size_t maxsize = 0) : maxsize_(maxsize) {}
   BasicQueue(const BasicQueue&) = delete;
   BasicQueue& operator=(const BasicQueue&) = delete;
-  // Destroying a queue shuts it down so that parked tasklets wake and throw.
-  ~BasicQueue() { shutdown(); }
+  // Destroying a queue shuts it down (immediately): parked getters, putters
+  // and joiners, and woken ones that have not run yet, throw QueueShutDown
+  // without touching it again.
+  ~BasicQueue() {
+    shutdown(true);
+    wake_all(joiners_, Waiter::State::Closed);
+    while (Waiter* w = woken_.pop_front()) w->state = Waiter::State::Closed;
+  }
 
   void put(const T& v) { put_impl(v, Clock::time_point::max(), true, "Queue::put"); }
   void put(T&& v) { put_impl(std::move(v), Clock::time_point::max(), true, "Queue::put"); }
@@ -91,7 +98,7 @@ class BasicQueue {
   bool put_until(T&& v, Clock::time_point tp) { return put_impl(std::move(v), tp, true, "Queue::put_until"); }
   bool put_until(const T& v, Clock::time_point tp) { return put_impl(v, tp, true, "Queue::put_until"); }
 
-  T get() { return *get_impl(Clock::time_point::max(), true, "Queue::get"); }
+  T get() { return std::move(*get_impl(Clock::time_point::max(), true, "Queue::get")); }
   std::optional<T> try_get() { return get_impl({}, false, "Queue::try_get"); }
   template <class Rep, class Period>
   std::optional<T> get_for(std::chrono::duration<Rep, Period> d) {
@@ -101,7 +108,9 @@ class BasicQueue {
 
   void task_done() {
     if (unfinished_ == 0) throw UsageError("corelet: Queue::task_done called too many times");
-    if (--unfinished_ == 0) wake_all(joiners_);
+    if (--unfinished_ == 0)
+      while (wake_one(joiners_)) {
+      }
   }
   void join() { join_until(Clock::time_point::max()); }
   template <class Rep, class Period>
@@ -109,8 +118,13 @@ class BasicQueue {
     return join_until(deadline_after(d));
   }
   bool join_until(Clock::time_point tp) {
-    while (unfinished_ > 0)
-      if (!wait_on(joiners_, "Queue::join", this, tp)) return unfinished_ == 0;
+    while (unfinished_ > 0) {
+      switch (wait(joiners_, "Queue::join", tp)) {
+        case Waiter::State::Pending: return unfinished_ == 0;  // timeout
+        case Waiter::State::Closed: throw QueueShutDown{};     // `this` may be gone
+        case Waiter::State::Done: break;
+      }
+    }
     return true;
   }
 
@@ -119,7 +133,9 @@ class BasicQueue {
     if (immediate) {
       unfinished_ -= std::min(unfinished_, items_.size());
       items_.clear();
-      if (unfinished_ == 0) wake_all(joiners_);
+      if (unfinished_ == 0)
+        while (wake_one(joiners_)) {
+        }
     }
     wake_all(getters_, Waiter::State::Closed);
     wake_all(putters_, Waiter::State::Closed);
@@ -133,17 +149,47 @@ class BasicQueue {
   std::size_t unfinished_tasks() const noexcept { return unfinished_; }
 
  private:
+  // Condition-variable style: a woken tasklet re-checks the queue when it
+  // runs (another may have taken the item or the room first), and LIFO and
+  // priority order apply to every item queued by then. Between its wake-up
+  // and its run a woken waiter sits in woken_, so that a queue destroyed in
+  // that gap marks it Closed and the tasklet never touches the queue again.
+  bool wake_one(WaitQueue& q) noexcept {
+    Waiter* w = q.pop_front();
+    if (!w) return false;
+    w->state = Waiter::State::Done;
+    unpark(w->tasklet);  // unlinks the tasklet's waiters: w is in no queue now
+    woken_.push_back(w);
+    return true;
+  }
+  // Parks on q. Returns Pending on timeout, Closed if the queue was shut down
+  // or destroyed (do not touch it then), Done if woken (it is alive).
+  Waiter::State wait(WaitQueue& q, const char* call, Clock::time_point deadline) {
+    Tasklet* t = require_tasklet(call);
+    Waiter w;
+    w.tasklet = t;
+    q.push_back(&w);
+    t->waiters = &w;
+    switch (park(call, this, deadline)) {
+      case Wake::Cancelled: throw Cancelled{};  // w was unlinked, never woken
+      case Wake::Timeout: return Waiter::State::Pending;
+      case Wake::Notified: break;
+    }
+    if (w.state == Waiter::State::Done) woken_.remove(&w);
+    return w.state;
+  }
+
   template <class V>
   bool put_impl(V&& v, Clock::time_point deadline, bool may_block, const char* call) {
     for (;;) {
       if (shutdown_) throw QueueShutDown{};
       if (!full()) break;
       if (!may_block) return false;
-      // Condition-variable style: woken tasklets re-check, as another may have
-      // taken the room first.
-      const Waiter::State st = wait_state(putters_, call, this, deadline);
-      if (st == Waiter::State::Pending) return false;
-      if (st == Waiter::State::Closed) throw QueueShutDown{};  // `this` may be gone
+      switch (wait(putters_, call, deadline)) {
+        case Waiter::State::Pending: return false;
+        case Waiter::State::Closed: throw QueueShutDown{};  // `this` may be gone
+        case Waiter::State::Done: break;
+      }
     }
     items_.push(std::forward<V>(v));
     ++unfinished_;
@@ -155,9 +201,11 @@ class BasicQueue {
       if (items_.size() > 0) break;
       if (shutdown_) throw QueueShutDown{};
       if (!may_block) return std::nullopt;
-      const Waiter::State st = wait_state(getters_, call, this, deadline);
-      if (st == Waiter::State::Pending) return std::nullopt;
-      if (st == Waiter::State::Closed) throw QueueShutDown{};  // `this` may be gone
+      switch (wait(getters_, call, deadline)) {
+        case Waiter::State::Pending: return std::nullopt;
+        case Waiter::State::Closed: throw QueueShutDown{};  // `this` may be gone
+        case Waiter::State::Done: break;
+      }
     }
     std::optional<T> v(items_.pop());
     wake_one(putters_);
@@ -171,6 +219,7 @@ class BasicQueue {
   WaitQueue getters_;
   WaitQueue putters_;
   WaitQueue joiners_;
+  WaitQueue woken_;  // woken, not yet run (see wake_one)
 };
 
 }  // namespace detail

@@ -104,6 +104,7 @@ struct Tasklet {
   bool joined = false;
   bool cancel_pending = false;
   bool is_main = false;
+  bool error_reported = false;      // a lost exception was printed already
   Wake wake = Wake::Notified;
   std::uint32_t refs = 1;           // the scheduler's (until done) + the handle's
 
