@@ -26,25 +26,6 @@ using corelet::BrokenBarrier;
 using corelet::Clock;
 namespace this_tasklet = corelet::this_tasklet;
 
-struct Sentinel {
-  bool* flag;
-  ~Sentinel() { *flag = true; }
-};
-
-std::int64_t elapsed_us(Clock::time_point t0) {
-  return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count();
-}
-constexpr std::int64_t us(std::chrono::microseconds d) { return d.count(); }
-
-std::string test_name(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (std::isalnum(static_cast<unsigned char>(c))) out += c;
-    else if (out.empty() || out.back() != '_') out += '_';
-  }
-  return out;
-}
-
 // Calls b.wait() and reports how it ended.
 enum class Outcome { Returned, Broken, Cancelled, Other };
 void PrintTo(Outcome o, std::ostream* os) {

@@ -28,39 +28,6 @@ using corelet::Mutex;
 using corelet::RecursiveMutex;
 namespace this_tasklet = corelet::this_tasklet;
 
-// Sets *flag when destroyed: shows that a cancelled tasklet's stack was unwound.
-struct Sentinel {
-  bool* flag;
-  ~Sentinel() { *flag = true; }
-};
-
-// Microseconds since t0 (integers print readably in gtest failure messages).
-std::int64_t elapsed_us(Clock::time_point t0) {
-  return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count();
-}
-constexpr std::int64_t us(std::chrono::microseconds d) { return d.count(); }
-
-// Runs f and expects a UsageError whose message names `call`.
-template <class F>
-void expect_usage_error(F&& f, const std::string& call) {
-  try {
-    f();
-    ADD_FAILURE() << "no UsageError; expected one naming " << call;
-  } catch (const corelet::UsageError& e) {
-    EXPECT_NE(std::string(e.what()).find(call), std::string::npos) << "what(): " << e.what();
-  }
-}
-
-// A test name from a call name: "Mutex::try_lock_for" -> "Mutex_try_lock_for".
-std::string test_name(std::string s) {
-  std::string out;
-  for (char c : s) {
-    if (std::isalnum(static_cast<unsigned char>(c))) out += c;
-    else if (out.empty() || out.back() != '_') out += '_';
-  }
-  return out;
-}
-
 // ---------------------------------------------------------------------------
 // Behaviour common to Mutex and RecursiveMutex.
 

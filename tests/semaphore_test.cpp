@@ -25,35 +25,6 @@ using corelet::Clock;
 using corelet::Semaphore;
 namespace this_tasklet = corelet::this_tasklet;
 
-struct Sentinel {
-  bool* flag;
-  ~Sentinel() { *flag = true; }
-};
-
-std::int64_t elapsed_us(Clock::time_point t0) {
-  return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count();
-}
-constexpr std::int64_t us(std::chrono::microseconds d) { return d.count(); }
-
-template <class F>
-void expect_usage_error(F&& f, const std::string& call) {
-  try {
-    f();
-    ADD_FAILURE() << "no UsageError; expected one naming " << call;
-  } catch (const corelet::UsageError& e) {
-    EXPECT_NE(std::string(e.what()).find(call), std::string::npos) << "what(): " << e.what();
-  }
-}
-
-std::string test_name(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (std::isalnum(static_cast<unsigned char>(c))) out += c;
-    else if (out.empty() || out.back() != '_') out += '_';
-  }
-  return out;
-}
-
 // ---------------------------------------------------------------------------
 // Behaviour common to Semaphore and BoundedSemaphore.
 

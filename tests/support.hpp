@@ -6,7 +6,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <chrono>
+#include <cstdint>
 #include <string>
 
 namespace corelet_test {
@@ -26,6 +28,39 @@ class CoreletTest : public ::testing::Test {
 
 template <class Param>
 class CoreletTestP : public CoreletTest, public ::testing::WithParamInterface<Param> {};
+
+// Sets *flag when destroyed: shows that a cancelled tasklet's stack was unwound.
+struct Sentinel {
+  bool* flag;
+  ~Sentinel() { *flag = true; }
+};
+
+// Microseconds since t0 (integers print readably in gtest failure messages).
+inline std::int64_t elapsed_us(corelet::Clock::time_point t0) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(corelet::Clock::now() - t0).count();
+}
+constexpr std::int64_t us(std::chrono::microseconds d) { return d.count(); }
+
+// Runs f and expects a UsageError whose message names `call`.
+template <class F>
+void expect_usage_error(F&& f, const std::string& call) {
+  try {
+    f();
+    ADD_FAILURE() << "no UsageError; expected one naming " << call;
+  } catch (const corelet::UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find(call), std::string::npos) << "what(): " << e.what();
+  }
+}
+
+// A test name from a call name: "Mutex::try_lock_for" -> "Mutex_try_lock_for".
+inline std::string test_name(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (std::isalnum(static_cast<unsigned char>(c))) out += c;
+    else if (out.empty() || out.back() != '_') out += '_';
+  }
+  return out;
+}
 
 // Yields n times: lets every other ready tasklet make n steps of progress.
 inline void yield_n(int n) {

@@ -58,6 +58,7 @@ StackPool::~StackPool() {
 }
 
 std::size_t StackPool::round_size(std::size_t requested) {
+  if (requested == kDefaultStackSize) return requested;  // the common case, page aligned
   if (requested == 0) throw std::invalid_argument("corelet: stack size 0 is invalid");
   if (requested < kMinStackSize)
     throw std::invalid_argument("corelet: stack size " + std::to_string(requested) +
@@ -107,11 +108,11 @@ Stack StackPool::allocate(std::size_t size) {
   c.free.pop_back();
   c.cold_from = std::min(c.cold_from, c.free.size());
   ++in_use_;
-  return Stack{base, size};
+  return Stack{base, size, static_cast<std::uint32_t>(last_)};  // class_for set last_
 }
 
 void StackPool::release(Stack s) noexcept {
-  SizeClass& c = class_for(s.size);  // the class exists: the stack came from it
+  SizeClass& c = classes_[s.size_class];
   c.free.push_back(s.base);
   --in_use_;
 }

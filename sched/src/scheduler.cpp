@@ -38,8 +38,6 @@ constexpr int kHandoffStreak = 64;
 
 thread_local Scheduler* tl_sched = nullptr;
 
-// Tasklet ids are unique in the process. Relaxed: only uniqueness matters.
-std::atomic<std::uint64_t> g_next_id{1};
 
 const char* const kJoinWhat = "Task::join";
 
@@ -77,7 +75,79 @@ struct Scheduler::StackAlloc {
 
 namespace {
 thread_local std::size_t tl_tasklet_objects = 0;
+
+// The control-block cache: per size class (64-byte steps up to 1 KiB) a
+// free list of at most kCachedPerClass blocks; larger blocks and overflow go
+// to the global allocator. A block freed on another thread joins that
+// thread's cache. Emptied when the thread exits.
+class BlockCache {
+ public:
+  static constexpr std::size_t kStep = 64;
+  static constexpr std::size_t kClasses = 16;
+  static constexpr std::size_t kCachedPerClass = 1024;
+
+  void* get(std::size_t n) {
+    const std::size_t c = (n - 1) / kStep;
+    if (c < kClasses && !gone_ && lists_[c].head) {
+      Node* b = lists_[c].head;
+      lists_[c].head = b->next;
+      --lists_[c].count;
+      return b;
+    }
+    return ::operator new(c < kClasses && !gone_ ? (c + 1) * kStep : n);
+  }
+  void put(void* p, std::size_t n) noexcept {
+    const std::size_t c = (n - 1) / kStep;
+    if (c < kClasses && !gone_ && lists_[c].count < kCachedPerClass) {
+      auto* b = static_cast<Node*>(p);
+      b->next = lists_[c].head;
+      lists_[c].head = b;
+      ++lists_[c].count;
+      return;
+    }
+    ::operator delete(p);
+  }
+  ~BlockCache() {
+    gone_ = true;  // a Task handle destroyed later in this thread's exit frees directly
+    for (auto& l : lists_)
+      while (Node* b = l.head) {
+        l.head = b->next;
+        ::operator delete(b);
+      }
+  }
+
+ private:
+  struct Node {
+    Node* next;
+  };
+  struct List {
+    Node* head = nullptr;
+    std::size_t count = 0;
+  };
+  List lists_[kClasses];
+  bool gone_ = false;
+};
+thread_local BlockCache tl_blocks;
+
+// Ids are unique in the process: each thread takes them from the global
+// counter in blocks, so a spawn does not pay an atomic read-modify-write.
+// Relaxed: only uniqueness matters.
+std::atomic<std::uint64_t> g_next_id_block{1};
+thread_local std::uint64_t tl_next_id = 0;
+thread_local std::uint64_t tl_id_limit = 0;
+
+std::uint64_t next_id() noexcept {
+  constexpr std::uint64_t kIdBlock = 1024;
+  if (tl_next_id == tl_id_limit) {
+    tl_next_id = g_next_id_block.fetch_add(kIdBlock, std::memory_order_relaxed);
+    tl_id_limit = tl_next_id + kIdBlock;
+  }
+  return tl_next_id++;
 }
+}  // namespace
+
+void* Tasklet::operator new(std::size_t n) { return tl_blocks.get(n); }
+void Tasklet::operator delete(void* p, std::size_t n) noexcept { tl_blocks.put(p, n); }
 std::size_t tasklet_objects_alive() noexcept { return tl_tasklet_objects; }
 
 Tasklet::Tasklet() { ++tl_tasklet_objects; }
@@ -339,7 +409,7 @@ CORELET_HOT void Scheduler::suspend() {
 // Tasklets.
 
 void Scheduler::add(Tasklet* t) {
-  t->running.id = g_next_id.fetch_add(1, std::memory_order_relaxed);
+  t->running.id = next_id();
   t->running.name = t->name.c_str();
   t->all_next = all_;
   if (all_) all_->all_prev = t;

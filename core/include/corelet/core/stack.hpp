@@ -38,6 +38,7 @@ inline constexpr std::size_t kGuardSize = 16 * 1024;
 struct Stack {
   std::uintptr_t base = 0;
   std::size_t size = 0;
+  std::uint32_t size_class = 0;  // the pool's, so that release needs no search
   void* top() const noexcept { return reinterpret_cast<void*>(base + size); }
   bool contains_guard(std::uintptr_t addr) const noexcept {
     return addr >= base - kGuardSize && addr < base;
