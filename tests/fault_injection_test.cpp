@@ -127,7 +127,6 @@ std::size_t count_of(const std::string& hay, const std::string& needle) {
 TEST_F(FaultTest, DetachedSleeperIsCancelledWhenMainEnds) {
   int ticks = 0;
   bool cancelled = false;
-  const auto t0 = std::chrono::steady_clock::now();
   corelet::run([&] {
     corelet::spawn([&] {
       try {
@@ -142,9 +141,8 @@ TEST_F(FaultTest, DetachedSleeperIsCancelledWhenMainEnds) {
     }).detach();
     corelet::this_tasklet::sleep_for(25ms);
   });
-  const auto took = std::chrono::steady_clock::now() - t0;
   EXPECT_TRUE(cancelled) << "the detached tasklet ran to its end (" << ticks << " ticks)";
-  EXPECT_LT(took, 500ms) << "run() waited for a detached tasklet";
+  EXPECT_LT(ticks, 100) << "run() waited for a detached tasklet";  // counts, not a clock
 }
 
 // ---------------------------------------------------------------------------

@@ -7,10 +7,9 @@
 
 #include <pthread.h>
 
-#include <atomic>
 #include <mutex>
+#include <new>
 #include <thread>
-#include <vector>
 
 namespace corelet::detail {
 namespace {
@@ -25,7 +24,7 @@ class BlockingPool {
 
   // submit — queues the job, starting a helper first unless enough are idle
   // for every queued job. Throws (nothing queued) if a needed helper cannot be
-  // started and none exists.
+  // started and none exists, or if the queue cannot allocate.
   void submit(BlockingJob* job) {
     {
       std::lock_guard<std::mutex> lk(m_);
@@ -44,7 +43,11 @@ class BlockingPool {
         }
       }
     }
-    jobs_.enqueue(job);
+    if (!jobs_.enqueue(job)) {  // the queue could not allocate: nothing is queued
+      std::lock_guard<std::mutex> lk(m_);
+      --queued_;
+      throw std::bad_alloc();
+    }
   }
 
  private:
@@ -100,8 +103,8 @@ void run_job(BlockingJob& job, const char* call) {
   Scheduler* s = this_scheduler();
   job.waiter = t;
   job.owner = s;
-  s->job_submitted();
-  pool().submit(&job);
+  pool().submit(&job);  // may throw: then nothing is outstanding
+  s->job_submitted();   // before any completion can be drained: the loop runs on this thread
   bool cancelled = false;
   while (!job.finished) {
     if (detail::park(call, &job, Clock::time_point::max()) == Wake::Cancelled) {

@@ -38,7 +38,6 @@ constexpr int kHandoffStreak = 64;
 
 thread_local Scheduler* tl_sched = nullptr;
 
-
 const char* const kJoinWhat = "Task::join";
 
 }  // namespace
@@ -152,12 +151,32 @@ std::size_t tasklet_objects_alive() noexcept { return tl_tasklet_objects; }
 
 Tasklet::Tasklet() { ++tl_tasklet_objects; }
 
-Tasklet::~Tasklet() {
-  --tl_tasklet_objects;
+void Tasklet::destroy_locals() noexcept {
   while (locals) {
     LocalSlot* s = locals;
     locals = s->next;
     delete s;
+  }
+}
+
+Tasklet::~Tasklet() {
+  --tl_tasklet_objects;
+  destroy_locals();  // normally done at the end of the tasklet already
+}
+
+// Prints a tasklet's exception that nobody can observe any more, as Python
+// does for a task's lost exception. Cancelled is not worth a line.
+static void report_lost_exception(Tasklet* t, const char* why) noexcept {
+  t->error_reported = true;
+  try {
+    std::rethrow_exception(t->error);
+  } catch (const Cancelled&) {
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "corelet: tasklet \"%s\" (#%llu) ended with %s: %s%s\n", t->name.c_str(),
+                 static_cast<unsigned long long>(t->running.id), typeid(e).name(), e.what(), why);
+  } catch (...) {
+    std::fprintf(stderr, "corelet: tasklet \"%s\" (#%llu) ended with a non-standard exception%s\n",
+                 t->name.c_str(), static_cast<unsigned long long>(t->running.id), why);
   }
 }
 
@@ -250,16 +269,24 @@ CORELET_HOT void Scheduler::after_switch(boost::context::fiber&& from) noexcept 
   }
 }
 
+#if CORELET_ASAN
+// Announces a switch to `next` (nullptr: the loop's own stack) to ASan; a
+// context that ends passes fake == nullptr so that its fake stack is freed.
+void Scheduler::announce_switch(void** fake, const Tasklet* next) const noexcept {
+  if (next)
+    __sanitizer_start_switch_fiber(fake, reinterpret_cast<const void*>(next->running.stack.base),
+                                   next->running.stack.size);
+  else
+    __sanitizer_start_switch_fiber(fake, main_stack_bottom_, main_stack_size_);
+}
+#endif
+
 CORELET_HOT void Scheduler::switch_to(Tasklet* next, boost::context::fiber* save) {
   boost::context::fiber* target = prepare(next);
   save_slot_ = save;
 #if CORELET_ASAN
   void* fake = nullptr;
-  if (next)
-    __sanitizer_start_switch_fiber(&fake, reinterpret_cast<const void*>(next->running.stack.base),
-                                   next->running.stack.size);
-  else
-    __sanitizer_start_switch_fiber(&fake, main_stack_bottom_, main_stack_size_);
+  announce_switch(&fake, next);
   boost::context::fiber from = std::move(*target).resume();
   __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
 #else
@@ -348,11 +375,7 @@ boost::context::fiber Scheduler::entry(Tasklet* t, boost::context::fiber&& calle
   boost::context::fiber* target = prepare(next);
   save_slot_ = nullptr;  // this context ends; nothing to keep
 #if CORELET_ASAN
-  if (next)
-    __sanitizer_start_switch_fiber(nullptr, reinterpret_cast<const void*>(next->running.stack.base),
-                                   next->running.stack.size);
-  else
-    __sanitizer_start_switch_fiber(nullptr, main_stack_bottom_, main_stack_size_);
+  announce_switch(nullptr, next);
 #endif
   return std::move(*target);
 }
@@ -364,28 +387,12 @@ void Scheduler::finish(Tasklet* t) noexcept {
   if (t->all_prev) t->all_prev->all_next = t->all_next; else all_ = t->all_next;
   if (t->all_next) t->all_next->all_prev = t->all_prev;
   t->all_prev = t->all_next = nullptr;
-  while (t->locals) {  // tasklet-local values end with the tasklet
-    LocalSlot* s = t->locals;
-    t->locals = s->next;
-    delete s;
-  }
+  t->destroy_locals();  // tasklet-local values end with the tasklet
   if (t->error) {
-    if (t->is_main) {
+    if (t->is_main)
       cancel_all();  // main failed: everything else is cancelled, then run rethrows
-    } else if (t->detached || t->refs == 1) {
-      // Nobody can observe it: say so, as Python does for a task's lost exception.
-      t->error_reported = true;
-      try {
-        std::rethrow_exception(t->error);
-      } catch (const Cancelled&) {
-      } catch (const std::exception& e) {
-        std::fprintf(stderr, "corelet: tasklet \"%s\" (#%llu) ended with %s: %s\n", t->name.c_str(),
-                     static_cast<unsigned long long>(t->running.id), typeid(e).name(), e.what());
-      } catch (...) {
-        std::fprintf(stderr, "corelet: tasklet \"%s\" (#%llu) ended with a non-standard exception\n",
-                     t->name.c_str(), static_cast<unsigned long long>(t->running.id));
-      }
-    }
+    else if (t->detached || t->refs == 1)
+      report_lost_exception(t, "");  // no handle left to join it
   }
   while (Waiter* w = t->joiners.pop_front()) {  // the joiner goes on at once
     w->state = Waiter::State::Done;
@@ -420,13 +427,18 @@ void Scheduler::add(Tasklet* t) {
   make_ready(t);
 }
 
+// Removes every waiter of t's park from its wait queue.
+CORELET_HOT static void unlink_waiters(Tasklet* t) noexcept {
+  for (Waiter* w = t->waiters; w; w = w->sibling)
+    if (w->queue) w->queue->remove(w);
+  t->waiters = nullptr;
+}
+
 CORELET_HOT Wake Scheduler::park(const char* what, const void* obj, Clock::time_point deadline) {
   Tasklet* t = current_;
   if (t->cancel_pending) {
     t->cancel_pending = false;
-    for (Waiter* w = t->waiters; w; w = w->sibling)
-      if (w->queue) w->queue->remove(w);
-    t->waiters = nullptr;
+    unlink_waiters(t);
     return Wake::Cancelled;
   }
   if (deadline != Clock::time_point::max()) {
@@ -434,9 +446,7 @@ CORELET_HOT Wake Scheduler::park(const char* what, const void* obj, Clock::time_
     try {
       timer_push(t);  // may throw std::bad_alloc: leave nothing linked then
     } catch (...) {
-      for (Waiter* w = t->waiters; w; w = w->sibling)
-        if (w->queue) w->queue->remove(w);
-      t->waiters = nullptr;
+      unlink_waiters(t);
       throw;
     }
   }
@@ -453,9 +463,7 @@ CORELET_HOT Wake Scheduler::park(const char* what, const void* obj, Clock::time_
 
 void Scheduler::unpark(Tasklet* t, Wake why, bool handoff) noexcept {
   if (t->state != State::Parked) return;
-  for (Waiter* w = t->waiters; w; w = w->sibling)
-    if (w->queue) w->queue->remove(w);
-  t->waiters = nullptr;
+  unlink_waiters(t);
   if (t->heap_index != Tasklet::npos) timer_remove(t);
   t->wake = why;
   if (handoff) hand_off(t); else make_ready(t);
@@ -558,7 +566,6 @@ void Scheduler::drain_completions() noexcept {
 }
 
 void Scheduler::idle_wait() {
-  int timeout_ms = -1;
   timespec ts{};
   timespec* tsp = nullptr;
   if (!timers_.empty()) {
@@ -568,9 +575,7 @@ void Scheduler::idle_wait() {
     ts.tv_sec = static_cast<time_t>(ns / 1000000000);
     ts.tv_nsec = static_cast<long>(ns % 1000000000);
     tsp = &ts;
-    timeout_ms = 0;
   }
-  (void)timeout_ms;
   stacks_.trim();  // idle: give back the pages of cold stacks
   sleeping_.store(true, std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_seq_cst);  // see post_completion
@@ -589,14 +594,12 @@ void Scheduler::idle_wait() {
 }
 
 std::string Scheduler::describe_blocked() const {
-  std::ostringstream os;
-  std::size_t n = 0;
-  for (Tasklet* t = all_; t; t = t->all_next) ++n;
-  os << "corelet: deadlock: " << n << (n == 1 ? " tasklet is" : " tasklets are")
-     << " blocked forever and nothing else can wake them:";
   // all_ is newest first; report oldest first, as spawned.
   std::vector<const Tasklet*> list;
   for (Tasklet* t = all_; t; t = t->all_next) list.push_back(t);
+  std::ostringstream os;
+  os << "corelet: deadlock: " << list.size() << (list.size() == 1 ? " tasklet is" : " tasklets are")
+     << " blocked forever and nothing else can wake them:";
   for (auto it = list.rbegin(); it != list.rend(); ++it) {
     const Tasklet* t = *it;
     os << "\n  tasklet \"" << t->name << "\" (#" << t->running.id << ") ";
@@ -690,13 +693,14 @@ void wake_all(WaitQueue& q, Waiter::State st) noexcept {
 }
 
 Waiter::State wait_state(WaitQueue& q, const char* what, const void* obj, Clock::time_point deadline) {
-  Tasklet* t = require_tasklet(what);
   Waiter w;
-  w.tasklet = t;
-  q.push_back(&w);
-  t->waiters = &w;
+  enlist(w, require_tasklet(what), q);
   switch (tl_sched->park(what, obj, deadline)) {
-    case Wake::Notified: return w.state;
+    case Wake::Notified:
+      // A primitive may keep woken waiters on a list of its own until they
+      // run (Queue does, to tell them if it is destroyed first): leave it.
+      if (w.queue) w.queue->remove(&w);
+      return w.state;
     case Wake::Timeout: return Waiter::State::Pending;
     case Wake::Cancelled: throw Cancelled{};
   }
@@ -732,17 +736,8 @@ void retain(Tasklet* t) noexcept { ++t->refs; }
 
 void release(Tasklet* t) noexcept {
   if (--t->refs != 0) return;
-  if (t->error && !t->joined && !t->error_reported && !t->is_main && t->state == State::Done) {
-    try {
-      std::rethrow_exception(t->error);
-    } catch (const Cancelled&) {
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "corelet: tasklet \"%s\" (#%llu) ended with %s: %s (never joined)\n",
-                   t->name.c_str(), static_cast<unsigned long long>(t->running.id), typeid(e).name(),
-                   e.what());
-    } catch (...) {
-    }
-  }
+  if (t->error && !t->joined && !t->error_reported && !t->is_main && t->state == State::Done)
+    report_lost_exception(t, " (never joined)");
   delete t;
 }
 
@@ -751,9 +746,7 @@ bool wait_done(Tasklet* t, const char* what, Clock::time_point deadline) {
   Tasklet* self = require_tasklet(what);
   if (self == t) throw UsageError(std::string("corelet: ") + what + ": a tasklet cannot wait for itself");
   Waiter w;
-  w.tasklet = self;
-  t->joiners.push_back(&w);
-  self->waiters = &w;
+  enlist(w, self, t->joiners);
   if (t->in_fifo && !t->started && !t->cancel_pending) tl_sched->hand_off(t);  // run it next
   for (;;) {
     switch (tl_sched->park(kJoinWhat, t, deadline)) {

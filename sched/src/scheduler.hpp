@@ -91,6 +91,9 @@ class Scheduler {
   void fire_timers(Clock::time_point now) noexcept;
 
   void drain_completions() noexcept;
+#if defined(__SANITIZE_ADDRESS__)
+  void announce_switch(void** fake, const Tasklet* next) const noexcept;
+#endif
   void idle_wait();
   std::string describe_blocked() const;
 

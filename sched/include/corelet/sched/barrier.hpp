@@ -49,9 +49,7 @@ class Barrier {
       return index;
     }
     detail::Waiter w;
-    w.tasklet = t;
-    waiters_.push_back(&w);
-    t->waiters = &w;
+    detail::enlist(w, t, waiters_);
     const detail::Wake r = detail::park("Barrier::wait", this, tp);
     if (r == detail::Wake::Cancelled) {
       break_barrier();

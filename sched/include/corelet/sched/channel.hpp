@@ -199,11 +199,9 @@ class Channel {
     if (!may_block) return false;
     detail::Tasklet* t = detail::require_tasklet(call);
     detail::Waiter w;
-    w.tasklet = t;
     w.slot = &v;
     w.movable = movable;
-    senders_.push_back(&w);
-    t->waiters = &w;
+    detail::enlist(w, t, senders_);
     switch (detail::park(call, this, deadline)) {
       case detail::Wake::Cancelled: throw Cancelled{};
       case detail::Wake::Timeout: return false;
@@ -224,10 +222,8 @@ class Channel {
     }
     detail::Tasklet* t = detail::require_tasklet(call);
     detail::Waiter w;
-    w.tasklet = t;
     w.slot = &out;
-    receivers_.push_back(&w);
-    t->waiters = &w;
+    detail::enlist(w, t, receivers_);
     switch (detail::park(call, this, deadline)) {
       case detail::Wake::Cancelled: throw Cancelled{};
       case detail::Wake::Timeout: return out;

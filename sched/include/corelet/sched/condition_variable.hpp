@@ -31,9 +31,7 @@ class ConditionVariable {
   std::cv_status wait_until(Lock& lk, Clock::time_point tp) {
     detail::Tasklet* t = detail::require_tasklet("ConditionVariable::wait");
     detail::Waiter w;
-    w.tasklet = t;
-    waiters_.push_back(&w);
-    t->waiters = &w;
+    detail::enlist(w, t, waiters_);
     try {
       lk.unlock();
     } catch (...) {  // not holding the lock: leave no waiter behind

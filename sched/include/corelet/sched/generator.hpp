@@ -27,6 +27,8 @@ template <class T>
 class Yield {
  public:
   // operator() — hands v to the consumer; parks until it asks for the next one.
+  // Cancellation (the generator was destroyed): throws Cancelled or
+  // ChannelClosed, which the body should let propagate.
   void operator()(T v) { ch_->send(std::move(v)); }
 
  private:
@@ -60,7 +62,9 @@ class Generator {
   ~Generator() { stop(); }
 
   // next — the next value, or nullopt when the body has returned. Rethrows the
-  // body's exception. Parks while the body computes.
+  // body's exception. Parks the calling tasklet while the body computes, with
+  // no timeout; cancellation of the caller throws Cancelled and the value the
+  // body was about to hand over stays with it for the next call.
   std::optional<T> next() {
     if (!state_) return std::nullopt;
     if (!task_.valid() && !state_->finished) start();

@@ -163,20 +163,10 @@ class BasicQueue {
     return true;
   }
   // Parks on q. Returns Pending on timeout, Closed if the queue was shut down
-  // or destroyed (do not touch it then), Done if woken (it is alive).
+  // or destroyed (do not touch it then), Done if woken (it is alive, and
+  // wait_state has taken the waiter off woken_). Throws Cancelled.
   Waiter::State wait(WaitQueue& q, const char* call, Clock::time_point deadline) {
-    Tasklet* t = require_tasklet(call);
-    Waiter w;
-    w.tasklet = t;
-    q.push_back(&w);
-    t->waiters = &w;
-    switch (park(call, this, deadline)) {
-      case Wake::Cancelled: throw Cancelled{};  // w was unlinked, never woken
-      case Wake::Timeout: return Waiter::State::Pending;
-      case Wake::Notified: break;
-    }
-    if (w.state == Waiter::State::Done) woken_.remove(&w);
-    return w.state;
+    return wait_state(q, call, this, deadline);
   }
 
   template <class V>

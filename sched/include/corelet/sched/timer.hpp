@@ -48,6 +48,8 @@ class Timer {
     task_.cancel();
     return true;
   }
+  // join — parks until the timer fired (rethrowing the function's exception)
+  // or was cancelled. Cancellation of the caller throws Cancelled; no timeout.
   void join() {
     if (!task_.valid()) throw UsageError("corelet: Timer::join: the timer was not started");
     try {

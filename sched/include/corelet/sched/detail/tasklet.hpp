@@ -97,6 +97,7 @@ struct Tasklet {
   // (spawn+join would otherwise spend a fifth of its time in malloc/free).
   static void* operator new(std::size_t n);
   static void operator delete(void* p, std::size_t n) noexcept;
+  void destroy_locals() noexcept;
 
   core::RunningStack running;       // stack, name, id: for the overflow report
   std::string name;
@@ -144,6 +145,14 @@ struct TaskletWithResult : Tasklet {
 template <>
 struct TaskletWithResult<void> : Tasklet {};
 
+// enlist — links w, a waiter of tasklet t, into q as the only waiter of t's
+// next park (the common case; select chains several through `sibling`).
+inline void enlist(Waiter& w, Tasklet* t, WaitQueue& q) noexcept {
+  w.tasklet = t;
+  q.push_back(&w);
+  t->waiters = &w;
+}
+
 // ---- scheduler entry points (sched/src/scheduler.cpp) ----
 
 // The running tasklet, or nullptr outside any tasklet (also outside run()).
@@ -173,7 +182,9 @@ bool wait_on(WaitQueue& q, const char* what, const void* obj,
              Clock::time_point deadline = Clock::time_point::max());
 // Like wait_on, but returns the waiter's state: Done or Closed when woken,
 // Pending on timeout. Throws Cancelled. After Closed the primitive may already
-// be destroyed: the caller must not touch it.
+// be destroyed: the caller must not touch it. A woken waiter that its
+// primitive keeps on a list of its own until it runs (Queue's woken_) is taken
+// off that list here.
 Waiter::State wait_state(WaitQueue& q, const char* what, const void* obj, Clock::time_point deadline);
 
 void yield();
