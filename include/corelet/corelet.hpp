@@ -7,9 +7,12 @@
 #include <corelet/sched/condition_variable.hpp>
 #include <corelet/sched/errors.hpp>
 #include <corelet/sched/event.hpp>
+#include <corelet/sched/file.hpp>
 #include <corelet/sched/generator.hpp>
+#include <corelet/sched/io.hpp>
 #include <corelet/sched/local.hpp>
 #include <corelet/sched/mutex.hpp>
+#include <corelet/sched/net.hpp>
 #include <corelet/sched/queue.hpp>
 #include <corelet/sched/semaphore.hpp>
 #include <corelet/sched/task.hpp>

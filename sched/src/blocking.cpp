@@ -98,7 +98,7 @@ BlockingPool& pool() {
 
 }  // namespace
 
-void run_job(BlockingJob& job, const char* call) {
+bool run_job_keep_result(BlockingJob& job, const char* call) {
   Tasklet* t = require_tasklet(call);
   Scheduler* s = this_scheduler();
   job.waiter = t;
@@ -112,7 +112,11 @@ void run_job(BlockingJob& job, const char* call) {
       job.stop.request_stop();
     }
   }
-  if (cancelled) throw Cancelled{};
+  return cancelled;
+}
+
+void run_job(BlockingJob& job, const char* call) {
+  if (run_job_keep_result(job, call)) throw Cancelled{};
 }
 
 }  // namespace corelet::detail

@@ -1,4 +1,5 @@
 #include "scheduler.hpp"
+#include "reactor.hpp"
 #include <corelet/sched/detail/blocking.hpp>
 
 #include <corelet/core/overflow.hpp>
@@ -200,6 +201,7 @@ Scheduler::~Scheduler() {
   // A helper may still be inside post_completion (between the enqueue we
   // drained and its eventfd write): wait the few instructions it needs.
   while (posting_.load(std::memory_order_acquire) != 0) std::this_thread::yield();
+  reactor_.reset();  // it watches wake_fd_
   if (wake_fd_ >= 0) ::close(wake_fd_);
 }
 
@@ -565,6 +567,8 @@ void Scheduler::drain_completions() noexcept {
   }
 }
 
+void Scheduler::make_reactor_now() { reactor_ = make_reactor(*this, wake_fd_, &io_fallback_reason_); }
+
 void Scheduler::idle_wait() {
   timespec ts{};
   timespec* tsp = nullptr;
@@ -579,7 +583,16 @@ void Scheduler::idle_wait() {
   stacks_.trim();  // idle: give back the pages of cold stacks
   sleeping_.store(true, std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_seq_cst);  // see post_completion
-  if (completions_.size_approx() == 0) {
+  if (completions_.size_approx() != 0) {
+    // A completion came in meanwhile: do not sleep.
+  } else if (reactor_) {
+    try {
+      reactor_->wait(tsp);  // I/O completions, the eventfd or the next timer
+    } catch (...) {
+      sleeping_.store(false, std::memory_order_relaxed);
+      throw;
+    }
+  } else {
     pollfd pfd{wake_fd_, POLLIN, 0};
     int r = ::ppoll(&pfd, 1, tsp, nullptr);
     if (r < 0 && errno != EINTR) {
@@ -617,6 +630,7 @@ std::string Scheduler::describe_blocked() const {
 
 void Scheduler::loop() {
   for (;;) {
+    if (reactor_) reactor_->poll();  // submit this batch's I/O, take completions
     if (!timers_.empty()) fire_timers(Clock::now());
     if (blocking_outstanding_) drain_completions();
     if (Tasklet* t = pick()) {
@@ -632,7 +646,7 @@ void Scheduler::loop() {
       cancel_all();
       continue;
     }
-    if (!timers_.empty() || blocking_outstanding_) {
+    if (!timers_.empty() || blocking_outstanding_ || (reactor_ && reactor_->in_flight())) {
       idle_wait();
       continue;
     }

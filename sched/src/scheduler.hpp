@@ -7,12 +7,14 @@
 #include <concurrentqueue/concurrentqueue.h>
 
 #include <atomic>
+#include <memory>
 #include <string>
 #include <vector>
 
 namespace corelet::detail {
 
 struct BlockingJob;
+class Reactor;
 
 class Scheduler {
  public:
@@ -39,6 +41,14 @@ class Scheduler {
   // run_blocking: called on helper threads when a job finished.
   void post_completion(BlockingJob* job) noexcept;
   void job_submitted() noexcept { ++blocking_outstanding_; }
+
+  // The I/O reactor, set up at the first I/O call of the run (reactor.hpp).
+  Reactor& reactor() {
+    if (!reactor_) make_reactor_now();
+    return *reactor_;
+  }
+  bool has_reactor() const noexcept { return reactor_ != nullptr; }
+  const std::string& io_fallback_reason() const noexcept { return io_fallback_reason_; }
 
   Tasklet* current() const noexcept { return current_; }
   const std::string& deadlock_report() const noexcept { return deadlock_report_; }
@@ -95,6 +105,7 @@ class Scheduler {
   void announce_switch(void** fake, const Tasklet* next) const noexcept;
 #endif
   void idle_wait();
+  void make_reactor_now();
   std::string describe_blocked() const;
 
   Tasklet* current_ = nullptr;
@@ -122,6 +133,9 @@ class Scheduler {
   std::atomic<bool> sleeping_{false};
   std::atomic<int> posting_{0};     // helpers inside post_completion
   int wake_fd_ = -1;
+
+  std::unique_ptr<Reactor> reactor_;  // after wake_fd_: destroyed first
+  std::string io_fallback_reason_;
 
 #if defined(__SANITIZE_ADDRESS__)
   const void* main_stack_bottom_ = nullptr;

@@ -27,5 +27,8 @@ struct BlockingJob {
 // Cancellation requests stop on the job's stop_source and keeps waiting (a
 // thread cannot be interrupted safely); when the job is done it throws Cancelled.
 void run_job(BlockingJob& job, const char* call);
+// Like run_job, but a cancellation does not throw: returns true if the tasklet
+// was cancelled while the job ran (the job's result is complete either way).
+bool run_job_keep_result(BlockingJob& job, const char* call);
 
 }  // namespace corelet::detail

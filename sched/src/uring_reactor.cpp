@@ -1,0 +1,359 @@
+// The io_uring backend of the reactor.
+//
+// An operation is a UringOp on the parked tasklet's stack; its address is the
+// SQE's user_data. SQEs are queued by perform() and submitted together by the
+// scheduler loop's poll() (once per batch) or wait(). The tasklet stays parked,
+// uncancellably, until the kernel's CQE for its operation has arrived: a
+// timeout or a cancellation submits IORING_OP_ASYNC_CANCEL for it and then
+// waits for the original CQE, so no completion lands in memory that is gone.
+//
+// Single-threaded: the ring belongs to one scheduler thread (SINGLE_ISSUER);
+// helpers wake the scheduler through its eventfd, watched with a POLL_ADD.
+
+#include "reactor.hpp"
+#include "scheduler.hpp"
+
+#include <liburing.h>
+
+#include <poll.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <system_error>
+
+namespace corelet::detail {
+
+struct UringOp {
+  UringOp* prev = nullptr;  // this fd's operations in flight (FdState::ops)
+  UringOp* next = nullptr;
+  Tasklet* tasklet = nullptr;
+  int res = 0;
+  bool done = false;
+  bool closed = false;       // io::close of the fd cancelled it
+};
+
+namespace {
+
+// user_data values that are not operations.
+constexpr std::uint64_t kIgnore = 0;  // cancel requests: their own CQEs carry nothing
+constexpr std::uint64_t kWake = 1;    // the POLL_ADD on the scheduler's eventfd
+
+constexpr unsigned kSqEntries = 1024;
+constexpr unsigned kCqEntries = 8192;
+
+// The opcodes corelet uses: a kernel without any of them gets the epoll backend.
+constexpr struct {
+  int op;
+  const char* name;
+} kRequiredOps[] = {
+    {IORING_OP_READ, "READ"},       {IORING_OP_WRITE, "WRITE"},
+    {IORING_OP_READV, "READV"},     {IORING_OP_WRITEV, "WRITEV"},
+    {IORING_OP_OPENAT, "OPENAT"},   {IORING_OP_FSYNC, "FSYNC"},
+    {IORING_OP_ACCEPT, "ACCEPT"},
+    {IORING_OP_CONNECT, "CONNECT"}, {IORING_OP_RECV, "RECV"},
+    {IORING_OP_SEND, "SEND"},       {IORING_OP_RECVMSG, "RECVMSG"},
+    {IORING_OP_SENDMSG, "SENDMSG"},
+    {IORING_OP_POLL_ADD, "POLL_ADD"}, {IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL"},
+};
+
+std::string errno_text(const char* what, int err) {
+  return std::string(what) + ": " + std::strerror(err);
+}
+
+}  // namespace
+
+class UringReactor final : public Reactor {
+ public:
+  UringReactor(Scheduler& s, int wake_fd) : Reactor(s), wake_fd_(wake_fd) {}
+  ~UringReactor() override;
+
+  // Sets the ring up; on failure returns false with the reason.
+  bool init(std::string* why_not);
+
+  io::Backend backend() const noexcept override { return io::Backend::io_uring; }
+  long perform(IoRequest& req, Clock::time_point deadline, bool* closed_while_waiting) override;
+  void closing(int fd) noexcept override;
+  void poll() override;
+  void wait(const timespec* timeout) override;
+  std::size_t in_flight() const noexcept override { return in_flight_; }
+
+ private:
+  io_uring_sqe* sqe();  // a free SQE, flushing the queue to the kernel if full
+  void prep(io_uring_sqe* s, const IoRequest& req) noexcept;
+  void cancel(UringOp* op) noexcept;
+  void arm_wake() noexcept;
+  void submit(bool get_events);
+  void reap() noexcept;
+  void link(UringOp* op, int fd);
+  void unlink(UringOp* op, int fd) noexcept;
+
+  io_uring ring_{};
+  bool ring_ok_ = false;
+  int wake_fd_;
+  bool wake_armed_ = false;
+  std::size_t in_flight_ = 0;  // operations whose CQE has not arrived (not cancels)
+};
+
+std::unique_ptr<Reactor> make_uring_reactor(Scheduler& s, int wake_fd, std::string* why_not) {
+  auto r = std::make_unique<UringReactor>(s, wake_fd);
+  if (!r->init(why_not)) return nullptr;
+  return r;
+}
+
+bool UringReactor::init(std::string* why_not) {
+  // The flags that suit one ring per thread, newest first; older kernels
+  // reject them with EINVAL and get the next set.
+  static constexpr unsigned kFlagSets[] = {
+      IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
+      IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
+      0,
+  };
+  int rc = -EINVAL;
+  for (unsigned flags : kFlagSets) {
+    io_uring_params p{};
+    p.flags = flags | IORING_SETUP_CQSIZE;
+    p.cq_entries = kCqEntries;
+    rc = io_uring_queue_init_params(kSqEntries, &ring_, &p);
+    if (rc != -EINVAL) break;
+  }
+  if (rc < 0) {
+    *why_not = errno_text("io_uring_queue_init", -rc);
+    return false;
+  }
+  ring_ok_ = true;
+  // EXT_ARG (5.11): a wait with a timeout is one system call and no SQE;
+  // NODROP (5.5): the kernel never drops a CQE when the CQ ring is full.
+  if (!(ring_.features & IORING_FEAT_EXT_ARG) || !(ring_.features & IORING_FEAT_NODROP)) {
+    *why_not = "io_uring: the kernel lacks IORING_FEAT_EXT_ARG or IORING_FEAT_NODROP (Linux < 5.11)";
+    return false;
+  }
+  io_uring_probe* probe = io_uring_get_probe_ring(&ring_);
+  if (!probe) {
+    *why_not = "io_uring_get_probe_ring failed (Linux < 5.6)";
+    return false;
+  }
+  for (const auto& op : kRequiredOps) {
+    if (!io_uring_opcode_supported(probe, op.op)) {
+      *why_not = std::string("io_uring: the kernel lacks the opcode IORING_OP_") + op.name;
+      io_uring_free_probe(probe);
+      return false;
+    }
+  }
+  io_uring_free_probe(probe);
+  return true;
+}
+
+UringReactor::~UringReactor() {
+  if (!ring_ok_) return;
+  // Every tasklet has ended, so no operation is in flight; only the wake poll
+  // may be armed, and it writes no memory of ours. Closing the ring ends it.
+  io_uring_queue_exit(&ring_);
+}
+
+io_uring_sqe* UringReactor::sqe() {
+  for (int attempt = 0;; ++attempt) {
+    if (io_uring_sqe* s = io_uring_get_sqe(&ring_)) return s;
+    // The SQ ring is full (kSqEntries queued in one batch): hand them over.
+    submit(attempt > 0);
+    if (attempt > 2) throw std::system_error(EBUSY, std::system_category(), "corelet: io_uring SQ ring full");
+  }
+}
+
+void UringReactor::submit(bool get_events) {
+  for (;;) {
+    int rc = get_events ? io_uring_submit_and_get_events(&ring_) : io_uring_submit(&ring_);
+    if (rc >= 0) return;
+    if (rc == -EINTR) continue;
+    if (rc == -EBUSY || rc == -EAGAIN) {
+      // The CQ ring is full (or the kernel is short of memory): make room.
+      reap();
+      get_events = true;
+      continue;
+    }
+    throw std::system_error(-rc, std::system_category(), "corelet: io_uring_submit");
+  }
+}
+
+void UringReactor::prep(io_uring_sqe* s, const IoRequest& r) noexcept {
+  switch (r.op) {
+    case IoOp::Read: io_uring_prep_read(s, r.fd, r.buf, static_cast<unsigned>(r.len), static_cast<__u64>(r.off)); break;
+    case IoOp::Write: io_uring_prep_write(s, r.fd, r.buf, static_cast<unsigned>(r.len), static_cast<__u64>(r.off)); break;
+    case IoOp::Readv:
+      io_uring_prep_readv(s, r.fd, static_cast<const iovec*>(r.buf), static_cast<unsigned>(r.len), static_cast<__u64>(r.off));
+      break;
+    case IoOp::Writev:
+      io_uring_prep_writev(s, r.fd, static_cast<const iovec*>(r.buf), static_cast<unsigned>(r.len), static_cast<__u64>(r.off));
+      break;
+    case IoOp::Open: io_uring_prep_openat(s, AT_FDCWD, r.path, r.flags, r.mode); break;
+    case IoOp::Fsync: io_uring_prep_fsync(s, r.fd, 0); break;
+    case IoOp::Accept: io_uring_prep_accept(s, r.fd, r.addr, r.addrlen, r.flags); break;
+    case IoOp::Connect: io_uring_prep_connect(s, r.fd, r.addr, r.addrlen_in); break;
+    case IoOp::Recv: io_uring_prep_recv(s, r.fd, r.buf, r.len, r.flags); break;
+    case IoOp::Send: io_uring_prep_send(s, r.fd, r.buf, r.len, r.flags); break;
+    case IoOp::RecvMsg: io_uring_prep_recvmsg(s, r.fd, static_cast<msghdr*>(r.buf), static_cast<unsigned>(r.flags)); break;
+    case IoOp::SendMsg: io_uring_prep_sendmsg(s, r.fd, static_cast<const msghdr*>(r.buf), static_cast<unsigned>(r.flags)); break;
+    case IoOp::PollIn: io_uring_prep_poll_add(s, r.fd, POLLIN | POLLRDHUP); break;
+    case IoOp::PollOut: io_uring_prep_poll_add(s, r.fd, POLLOUT); break;
+  }
+}
+
+void UringReactor::link(UringOp* op, int fd) {
+  FdState& st = fds_[fd];
+  op->prev = nullptr;
+  op->next = st.ops;
+  if (st.ops) st.ops->prev = op;
+  st.ops = op;
+}
+
+void UringReactor::unlink(UringOp* op, int fd) noexcept {
+  FdState* st = fds_.find(fd);
+  if (op->prev) op->prev->next = op->next; else st->ops = op->next;
+  if (op->next) op->next->prev = op->prev;
+  op->prev = op->next = nullptr;
+}
+
+// Cancels op in the kernel. Its CQE still comes, with -ECANCELED or, if the
+// cancel came too late, its result. Never throws: a full SQ ring is flushed.
+void UringReactor::cancel(UringOp* op) noexcept {
+  io_uring_sqe* s = nullptr;
+  while (!(s = io_uring_get_sqe(&ring_))) {
+    int rc = io_uring_submit_and_get_events(&ring_);
+    if (rc < 0 && rc != -EINTR) reap();
+  }
+  io_uring_prep_cancel64(s, reinterpret_cast<std::uintptr_t>(op), 0);
+  io_uring_sqe_set_data64(s, kIgnore);
+}
+
+long UringReactor::perform(IoRequest& req, Clock::time_point deadline, bool* closed_while_waiting) {
+  Tasklet* t = sched_.current();
+  const bool on_fd = req.fd >= 0 && req.op != IoOp::Open;
+  bool cancelled = false;
+  for (;;) {
+    UringOp op;
+    op.tasklet = t;
+    io_uring_sqe* s = sqe();  // may throw: nothing is queued then
+    if (on_fd) {
+      try {
+        link(&op, req.fd);
+      } catch (...) {
+        io_uring_prep_nop(s);  // the SQE is taken; make it harmless
+        io_uring_sqe_set_data64(s, kIgnore);
+        throw;
+      }
+    }
+    prep(s, req);
+    io_uring_sqe_set_data(s, &op);
+    ++in_flight_;
+    const Wake w = detail::park(req.name, &op, deadline);
+    bool timed_out = false;
+    if (!op.done) {
+      // Timed out or cancelled with the operation still in the kernel: cancel
+      // it there and wait, uncancellably, for its CQE.
+      cancel(&op);
+      if (w == Wake::Cancelled) cancelled = true; else timed_out = true;
+      while (!op.done)
+        if (detail::park(req.name, &op, Clock::time_point::max()) == Wake::Cancelled) cancelled = true;
+    }
+    if (on_fd) unlink(&op, req.fd);
+    const int res = op.res;
+    if (res == -ECANCELED && cancelled) throw Cancelled{};
+    if (res < 0 && op.closed) {
+      // Cancelled by io::close, or refused at submission (the fd was gone).
+      *closed_while_waiting = true;
+      return -EBADF;
+    }
+    if (res == -ECANCELED && timed_out) return -ETIMEDOUT;
+    if (cancelled) {
+      // It completed anyway: keep its result, deliver the cancellation at the
+      // next blocking call.
+      t->cancel_pending = true;
+      return res;
+    }
+    // Kernels before 5.? return -EAGAIN for some non-blocking fds instead of
+    // waiting: wait for readiness, then try again.
+    if (res == -EAGAIN && req.op != IoOp::PollIn && req.op != IoOp::PollOut && on_fd) {
+      IoRequest p{req.op == IoOp::Write || req.op == IoOp::Writev || req.op == IoOp::Send ||
+                          req.op == IoOp::SendMsg || req.op == IoOp::Connect
+                      ? IoOp::PollOut
+                      : IoOp::PollIn,
+                  req.name, req.fd};
+      const long pr = perform(p, deadline, closed_while_waiting);
+      if (pr < 0) return pr;
+      continue;
+    }
+    return res;
+  }
+}
+
+void UringReactor::closing(int fd) noexcept {
+  FdState* st = fds_.find(fd);
+  if (!st) return;
+  for (UringOp* op = st->ops; op; op = op->next) {
+    if (op->done) continue;
+    op->closed = true;
+    cancel(op);
+  }
+}
+
+void UringReactor::arm_wake() noexcept {
+  io_uring_sqe* s = nullptr;
+  while (!(s = io_uring_get_sqe(&ring_))) {
+    int rc = io_uring_submit_and_get_events(&ring_);
+    if (rc < 0 && rc != -EINTR) reap();
+  }
+  io_uring_prep_poll_add(s, wake_fd_, POLLIN);
+  io_uring_sqe_set_data64(s, kWake);
+  wake_armed_ = true;
+}
+
+void UringReactor::reap() noexcept {
+  unsigned head;
+  unsigned n = 0;
+  io_uring_cqe* cqe;
+  io_uring_for_each_cqe(&ring_, head, cqe) {
+    ++n;
+    const std::uint64_t ud = cqe->user_data;
+    if (ud == kIgnore || ud == LIBURING_UDATA_TIMEOUT) continue;
+    if (ud == kWake) {
+      wake_armed_ = false;  // re-armed by wait() when it sleeps next
+      std::uint64_t v;
+      while (::read(wake_fd_, &v, sizeof v) > 0) {
+      }
+      continue;
+    }
+    auto* op = reinterpret_cast<UringOp*>(static_cast<std::uintptr_t>(ud));
+    op->res = cqe->res;
+    op->done = true;
+    --in_flight_;
+    sched_.unpark(op->tasklet, Wake::Notified);
+  }
+  io_uring_cq_advance(&ring_, n);
+}
+
+void UringReactor::poll() {
+  // Enter the kernel only with SQEs to submit, or completions it holds back
+  // (deferred task work, an overflowed CQ ring): it says so in the SQ flags.
+  const unsigned kflags = IO_URING_READ_ONCE(*ring_.sq.kflags);
+  if (io_uring_sq_ready(&ring_) || (kflags & (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW)))
+    submit(true);
+  reap();
+}
+
+void UringReactor::wait(const timespec* timeout) {
+  if (!wake_armed_) arm_wake();
+  __kernel_timespec kts{};
+  __kernel_timespec* ktsp = nullptr;
+  if (timeout) {
+    kts.tv_sec = timeout->tv_sec;
+    kts.tv_nsec = timeout->tv_nsec;
+    ktsp = &kts;
+  }
+  io_uring_cqe* cqe = nullptr;
+  int rc = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, ktsp, nullptr);
+  if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN)
+    throw std::system_error(-rc, std::system_category(), "corelet: io_uring_submit_and_wait_timeout");
+  reap();
+}
+
+}  // namespace corelet::detail
