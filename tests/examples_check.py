@@ -1,0 +1,85 @@
+#!/usr/bin/python3
+"""Runs the I/O examples against each other on one reactor backend.
+
+usage: examples_check.py BUILD_EXAMPLES_DIR BACKEND
+Starts echo_server and http_hello on free ports (port 0; they print the
+address), drives them, and checks the answers: echo_client's count, HTTP
+keep-alive, pipelining, HTTP/1.0, a body skipped, 400 and 431, and md5_files.
+"""
+import os
+import re
+import socket
+import subprocess
+import sys
+
+bindir, backend = sys.argv[1], sys.argv[2]
+env = dict(os.environ, CORELET_IO=backend)
+failures = []
+
+
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what)
+    if not cond:
+        failures.append(what)
+
+
+def start(name):
+    p = subprocess.Popen([os.path.join(bindir, name), "127.0.0.1:0"], env=env,
+                         stdout=subprocess.PIPE, text=True)
+    line = p.stdout.readline()
+    m = re.search(r"127\.0\.0\.1:(\d+)", line)
+    check(m is not None and f"({backend})" in line, f"{name} started on {backend}: {line.strip()}")
+    return p, int(m.group(1)) if m else 0
+
+
+def exchange(port, data, timeout=5):
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s.sendall(data)
+    s.shutdown(socket.SHUT_WR)
+    out = b""
+    while chunk := s.recv(65536):
+        out += chunk
+    s.close()
+    return out
+
+
+echo, port = start("echo_server")
+try:
+    r = subprocess.run([os.path.join(bindir, "echo_client"), f"127.0.0.1:{port}", "30", "20"], env=env,
+                       capture_output=True, text=True, timeout=60)
+    check(r.returncode == 0 and "600 of 600" in r.stdout, "echo_client: " + r.stdout.strip() + r.stderr.strip())
+    big = os.urandom(1 << 20)
+    check(exchange(port, big) == big, "echo_server echoes 1 MiB unchanged")
+finally:
+    echo.kill()
+    echo.wait()
+
+http, port = start("http_hello")
+hello = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello"
+try:
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    for i in range(3):  # keep-alive: three requests on one connection
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        got = b""
+        while len(got) < len(hello):
+            got += s.recv(4096)
+        check(got == hello, f"keep-alive request {i + 1}")
+    s.close()
+    out = exchange(port, b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\nGET /c HTTP/1.1\r\nConnection: close\r\n\r\n")
+    check(out.count(b"hello") == 3 and out.endswith(b"Connection: close\r\n\r\nhello"), "pipelined requests")
+    out = exchange(port, b"POST / HTTP/1.1\r\nContent-Length: 11\r\n\r\nhello worldGET / HTTP/1.0\r\n\r\n")
+    check(out.count(b"200 OK") == 2, "a request body is skipped")
+    check(exchange(port, b"garbage\r\n\r\n").startswith(b"HTTP/1.1 400"), "malformed request: 400")
+    check(exchange(port, b"GET / HTTP/1.1\r\nX: " + b"y" * 40000 + b"\r\n\r\n").startswith(b"HTTP/1.1 431"),
+          "oversized header: 431")
+finally:
+    http.kill()
+    http.wait()
+
+r = subprocess.run([os.path.join(bindir, "md5_files")], env=env, capture_output=True, text=True, timeout=120)
+check(r.returncode == 0 and "0 mismatches" in r.stdout, "md5_files: " + r.stdout.strip() + r.stderr.strip())
+r = subprocess.run([os.path.join(bindir, "md5_files"), "/etc/hostname"], env=env, capture_output=True, text=True)
+ref = subprocess.run(["md5sum", "/etc/hostname"], capture_output=True, text=True).stdout
+check(r.stdout == ref, "md5_files agrees with md5sum")
+
+sys.exit(1 if failures else 0)
