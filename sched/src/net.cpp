@@ -166,12 +166,13 @@ std::string SocketAddress::to_string() const {
       return std::string(buf) + ":" + std::to_string(port());
     case AF_INET6:
       ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&storage_)->sin6_addr, buf, sizeof buf);
-      return "[" + std::string(buf) + "]:" + std::to_string(port());
+      // (appends, not operator+ on a literal: GCC 12 warns falsely on that, -Wrestrict)
+      return std::string("[").append(buf).append("]:").append(std::to_string(port()));
     case AF_UNIX: {
       const auto* sun = reinterpret_cast<const sockaddr_un*>(&storage_);
       const std::size_t n = len_ > offsetof(sockaddr_un, sun_path) ? len_ - offsetof(sockaddr_un, sun_path) : 0;
       if (n == 0) return "unix:(unnamed)";
-      if (sun->sun_path[0] == '\0') return "@" + std::string(sun->sun_path + 1, n - 1);
+      if (sun->sun_path[0] == '\0') return std::string("@").append(sun->sun_path + 1, n - 1);
       return std::string(sun->sun_path, ::strnlen(sun->sun_path, n));
     }
     default: return "(no address)";
