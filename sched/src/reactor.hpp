@@ -57,6 +57,7 @@ struct FdState {
   Poll poll = Poll::Unknown;       // epoll: registration of this fd
   WaitQueue readers, writers;      // epoll: tasklets waiting for readiness
   UringOp* ops = nullptr;       // io_uring: operations in flight on this fd
+  bool drained = false;            // io_uring: the last recv/read emptied the socket
 };
 
 class FdTable {

@@ -85,13 +85,14 @@ class UringReactor final : public Reactor {
   void arm_wake() noexcept;
   void submit(bool get_events);
   void reap() noexcept;
-  void link(UringOp* op, int fd);
+  FdState& link(UringOp* op, int fd);
   void unlink(UringOp* op, int fd) noexcept;
 
   io_uring ring_{};
   bool ring_ok_ = false;
   int wake_fd_;
   bool wake_armed_ = false;
+  bool poll_first_ = false;    // the kernel knows IORING_RECVSEND_POLL_FIRST
   std::size_t in_flight_ = 0;  // operations whose CQE has not arrived (not cancels)
 };
 
@@ -105,7 +106,8 @@ bool UringReactor::init(std::string* why_not) {
   // The flags that suit one ring per thread, newest first; older kernels
   // reject them with EINVAL and get the next set.
   static constexpr unsigned kFlagSets[] = {
-      IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
+      IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG |
+          IORING_SETUP_SUBMIT_ALL,
       IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
       0,
   };
@@ -140,6 +142,8 @@ bool UringReactor::init(std::string* why_not) {
       return false;
     }
   }
+  // IORING_RECVSEND_POLL_FIRST came with Linux 5.19, as did IORING_OP_SOCKET.
+  poll_first_ = io_uring_opcode_supported(probe, IORING_OP_SOCKET);
   io_uring_free_probe(probe);
   return true;
 }
@@ -198,12 +202,13 @@ void UringReactor::prep(io_uring_sqe* s, const IoRequest& r) noexcept {
   }
 }
 
-void UringReactor::link(UringOp* op, int fd) {
+FdState& UringReactor::link(UringOp* op, int fd) {
   FdState& st = fds_[fd];
   op->prev = nullptr;
   op->next = st.ops;
   if (st.ops) st.ops->prev = op;
   st.ops = op;
+  return st;
 }
 
 void UringReactor::unlink(UringOp* op, int fd) noexcept {
@@ -233,9 +238,10 @@ long UringReactor::perform(IoRequest& req, Clock::time_point deadline, bool* clo
     UringOp op;
     op.tasklet = t;
     io_uring_sqe* s = sqe();  // may throw: nothing is queued then
+    FdState* st = nullptr;
     if (on_fd) {
       try {
-        link(&op, req.fd);
+        st = &link(&op, req.fd);
       } catch (...) {
         io_uring_prep_nop(s);  // the SQE is taken; make it harmless
         io_uring_sqe_set_data64(s, kIgnore);
@@ -243,6 +249,11 @@ long UringReactor::perform(IoRequest& req, Clock::time_point deadline, bool* clo
       }
     }
     prep(s, req);
+    // A receive right after one that emptied the socket will almost surely
+    // find nothing (request/response traffic): wait for data first instead
+    // of a receive attempt that fails.
+    const bool is_recv = req.op == IoOp::Recv && st;
+    if (is_recv && poll_first_ && st->drained) s->ioprio |= IORING_RECVSEND_POLL_FIRST;
     io_uring_sqe_set_data(s, &op);
     ++in_flight_;
     const Wake w = detail::park(req.name, &op, deadline);
@@ -257,6 +268,7 @@ long UringReactor::perform(IoRequest& req, Clock::time_point deadline, bool* clo
     }
     if (on_fd) unlink(&op, req.fd);
     const int res = op.res;
+    if (is_recv) st->drained = res >= 0 && static_cast<std::size_t>(res) < req.len;
     if (res == -ECANCELED && cancelled) throw Cancelled{};
     if (res < 0 && op.closed) {
       // Cancelled by io::close, or refused at submission (the fd was gone).
