@@ -10,6 +10,7 @@
 
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 using namespace corelet_test;
@@ -355,6 +356,34 @@ TEST_P(Io, RunBlockingCompletionWakesAnIoWaitingScheduler) {
     EXPECT_EQ(v, 42);
     io::write(p.w, "k", 1);
     EXPECT_EQ(reader.join(), 1u);
+  });
+}
+
+TEST_P(Io, CompletionsArriveWhileTaskletsStayBusy) {
+  // The scheduler never goes idle (a tasklet yields in a loop): completions
+  // must still be taken in the loop's poll, not only in its idle wait. The
+  // write comes from another thread, so only the kernel can report it.
+  run_io([] {
+    Pipe p;
+    bool got = false;
+    auto reader = corelet::spawn([&] {
+      char c;
+      got = io::read(p.r, &c, 1) == 1;
+    });
+    corelet::this_tasklet::yield();
+    std::thread writer([w = p.w] {
+      std::this_thread::sleep_for(5ms);
+      ASSERT_EQ(::write(w, "b", 1), 1);
+    });
+    const auto give_up = corelet::Clock::now() + 10s;  // a bound, not a timing assertion
+    long spins = 0;
+    while (!got && corelet::Clock::now() < give_up) {
+      corelet::this_tasklet::yield();
+      ++spins;
+    }
+    writer.join();
+    EXPECT_TRUE(got) << "the read's completion was not taken in " << spins << " busy rounds";
+    reader.join();
   });
 }
 

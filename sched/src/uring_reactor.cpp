@@ -301,6 +301,7 @@ long UringReactor::perform(IoRequest& req, Clock::time_point deadline, bool* clo
 void UringReactor::closing(int fd) noexcept {
   FdState* st = fds_.find(fd);
   if (!st) return;
+  st->drained = false;  // the next file with this number starts afresh
   for (UringOp* op = st->ops; op; op = op->next) {
     if (op->done) continue;
     op->closed = true;
