@@ -57,7 +57,8 @@ struct FdState {
   Poll poll = Poll::Unknown;       // epoll: registration of this fd
   WaitQueue readers, writers;      // epoll: tasklets waiting for readiness
   UringOp* ops = nullptr;       // io_uring: operations in flight on this fd
-  bool drained = false;            // io_uring: the last recv/read emptied the socket
+  bool drained = false;            // io_uring: the last recv emptied the socket
+  std::int8_t nonblocking = -1;    // io_uring: O_NONBLOCK set on the fd? -1: not looked at yet
 };
 
 class FdTable {

@@ -15,6 +15,7 @@
 
 #include <liburing.h>
 
+#include <fcntl.h>
 #include <poll.h>
 #include <unistd.h>
 
@@ -234,6 +235,31 @@ long UringReactor::perform(IoRequest& req, Clock::time_point deadline, bool* clo
   Tasklet* t = sched_.current();
   const bool on_fd = req.fd >= 0 && req.op != IoOp::Open;
   bool cancelled = false;
+  // The fast path: try the call at once, non-blocking, where it will likely
+  // succeed — a send (sockets mostly have room), an accept (under load the
+  // backlog is seldom empty) and a receive after one that filled its buffer
+  // (more data is waiting). The tasklet then goes on without a round through
+  // the ring and the ready queue: under load that round is a trip behind
+  // every other ready tasklet, and an accept loop that took one connection
+  // per round fell behind a burst of connects. EAGAIN costs one system call,
+  // and the ring waits for readiness.
+  FdState* hint = on_fd ? &fds_[req.fd] : nullptr;
+  if (req.op == IoOp::Accept && hint && hint->nonblocking < 0) {
+    // accept4 has no MSG_DONTWAIT: try it only on a non-blocking listener.
+    const int fl = ::fcntl(req.fd, F_GETFL);
+    hint->nonblocking = fl >= 0 && (fl & O_NONBLOCK) ? 1 : 0;
+  }
+  const bool try_first = on_fd && (req.op == IoOp::Send || req.op == IoOp::SendMsg ||
+                                   (req.op == IoOp::Accept && hint->nonblocking == 1) ||
+                                   (req.op == IoOp::Recv && !hint->drained));
+  if (try_first) {
+    const long rc = io_syscall(req);
+    if (rc != -EAGAIN) {
+      if (req.op == IoOp::Recv) hint->drained = rc >= 0 && static_cast<std::size_t>(rc) < req.len;
+      return rc;
+    }
+    if (req.op == IoOp::Recv) hint->drained = true;
+  }
   for (;;) {
     UringOp op;
     op.tasklet = t;
@@ -249,11 +275,11 @@ long UringReactor::perform(IoRequest& req, Clock::time_point deadline, bool* clo
       }
     }
     prep(s, req);
-    // A receive right after one that emptied the socket will almost surely
-    // find nothing (request/response traffic): wait for data first instead
-    // of a receive attempt that fails.
+    // A receive right after one that emptied the socket (or a send after
+    // EAGAIN) would fail at once: wait for readiness first.
     const bool is_recv = req.op == IoOp::Recv && st;
-    if (is_recv && poll_first_ && st->drained) s->ioprio |= IORING_RECVSEND_POLL_FIRST;
+    if (poll_first_ && ((is_recv && st->drained) || (try_first && req.op == IoOp::Send)))
+      s->ioprio |= IORING_RECVSEND_POLL_FIRST;
     io_uring_sqe_set_data(s, &op);
     ++in_flight_;
     const Wake w = detail::park(req.name, &op, deadline);
@@ -302,6 +328,7 @@ void UringReactor::closing(int fd) noexcept {
   FdState* st = fds_.find(fd);
   if (!st) return;
   st->drained = false;  // the next file with this number starts afresh
+  st->nonblocking = -1;
   for (UringOp* op = st->ops; op; op = op->next) {
     if (op->done) continue;
     op->closed = true;
