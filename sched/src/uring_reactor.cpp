@@ -308,8 +308,8 @@ long UringReactor::perform(IoRequest& req, Clock::time_point deadline, bool* clo
       t->cancel_pending = true;
       return res;
     }
-    // Kernels before 5.? return -EAGAIN for some non-blocking fds instead of
-    // waiting: wait for readiness, then try again.
+    // Some kernels answer -EAGAIN for a non-blocking fd instead of waiting
+    // for it: wait for readiness, then try again.
     if (res == -EAGAIN && req.op != IoOp::PollIn && req.op != IoOp::PollOut && on_fd) {
       IoRequest p{req.op == IoOp::Write || req.op == IoOp::Writev || req.op == IoOp::Send ||
                           req.op == IoOp::SendMsg || req.op == IoOp::Connect
@@ -374,6 +374,10 @@ void UringReactor::reap() noexcept {
 void UringReactor::poll() {
   // Enter the kernel only with SQEs to submit, or completions it holds back
   // (deferred task work, an overflowed CQ ring): it says so in the SQ flags.
+  // The kernel sets them concurrently (READ_ONCE, no ordering needed): a flag
+  // read too early only moves the flush to the next loop iteration, and the
+  // idle wait always enters the kernel. The SQ and CQ rings themselves are
+  // published with liburing's acquire/release accessors.
   const unsigned kflags = IO_URING_READ_ONCE(*ring_.sq.kflags);
   if (io_uring_sq_ready(&ring_) || (kflags & (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW)))
     submit(true);
