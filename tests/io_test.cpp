@@ -200,6 +200,30 @@ TEST_P(Io, CloseWhileWaitingFailsTheWaiterWithEbadf) {
   });
 }
 
+TEST_P(Io, CloseWithMoreWaitersThanTheSubmissionQueueHolds) {
+  // 1,500 reads wait on one fd; closing it cancels them all at once, more
+  // cancel requests than the io_uring SQ ring holds (1,024).
+  run_io([] {
+    Pipe p;
+    constexpr int kWaiters = 1500;
+    int closed = 0;
+    std::vector<corelet::Task<void>> readers;
+    for (int i = 0; i < kWaiters; ++i)
+      readers.push_back(corelet::spawn({.stack_size = 16 * 1024}, [&] {
+        char c;
+        try {
+          io::read(p.r, &c, 1);
+        } catch (const std::system_error& e) {
+          if (e.code().value() == EBADF) ++closed;
+        }
+      }));
+    corelet::this_tasklet::sleep_for(5ms);  // every reader is waiting in the kernel
+    io::close(std::exchange(p.r, -1));
+    for (auto& r : readers) r.join();
+    EXPECT_EQ(closed, kWaiters);
+  });
+}
+
 TEST_P(Io, BadFdIsEbadfNamingTheCall) {
   run_io([] {
     char c;

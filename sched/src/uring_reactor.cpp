@@ -40,8 +40,8 @@ namespace {
 constexpr std::uint64_t kIgnore = 0;  // cancel requests: their own CQEs carry nothing
 constexpr std::uint64_t kWake = 1;    // the POLL_ADD on the scheduler's eventfd
 
-constexpr unsigned kSqEntries = 4096;
-constexpr unsigned kCqEntries = 16384;
+constexpr unsigned kSqEntries = 1024;
+constexpr unsigned kCqEntries = 4096;
 
 // The opcodes corelet uses: a kernel without any of them gets the epoll backend.
 constexpr struct {
