@@ -256,6 +256,25 @@ TEST_P(Io, WaitReadableAndWritable) {
   });
 }
 
+TEST_P(Io, ABlockingFdIsBlockingAgainAfterTheRun) {
+  // A terminal or pipe the program was handed blocking must not stay
+  // non-blocking for whoever reads it after the run (the shell).
+  int p[2];
+  ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
+  run_io([&] {
+    auto reader = corelet::spawn([&] {
+      char c;
+      return io::read(p[0], &c, 1);
+    });
+    corelet::this_tasklet::yield();
+    io::write(p[1], "x", 1);
+    EXPECT_EQ(reader.join(), 1u);
+  });
+  EXPECT_FALSE(::fcntl(p[0], F_GETFL) & O_NONBLOCK);
+  ::close(p[0]);
+  ::close(p[1]);
+}
+
 TEST_P(Io, WaitReadableReportsHangUp) {
   run_io([] {
     Pipe p;

@@ -124,6 +124,14 @@ EpollReactor::EpollReactor(Scheduler& s, int wake_fd) : Reactor(s), wake_fd_(wak
 }
 
 EpollReactor::~EpollReactor() {
+  // An fd the program handed us blocking (stdin, say) is blocking again for
+  // whoever uses it after the run (the shell, for a terminal).
+  fds_.for_each([](int fd, FdState& st) {
+    if (st.made_nonblocking && st.poll == FdState::Poll::Registered) {
+      const int fl = ::fcntl(fd, F_GETFL);
+      if (fl >= 0) ::fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    }
+  });
   if (epfd_ >= 0) ::close(epfd_);
 }
 
@@ -146,7 +154,7 @@ bool EpollReactor::register_fd(FdState& st, int fd) {
     }
   }
   const int fl = ::fcntl(fd, F_GETFL);
-  if (fl >= 0 && !(fl & O_NONBLOCK)) ::fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+  if (fl >= 0 && !(fl & O_NONBLOCK) && ::fcntl(fd, F_SETFL, fl | O_NONBLOCK) == 0) st.made_nonblocking = true;
   st.poll = FdState::Poll::Registered;
   return true;
 }
@@ -234,6 +242,7 @@ void EpollReactor::closing(int fd) noexcept {
   wake_all(st->writers, Waiter::State::Closed);
   if (st->poll == FdState::Poll::Registered) ::epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, nullptr);
   st->poll = FdState::Poll::Unknown;
+  st->made_nonblocking = false;
 }
 
 void EpollReactor::dispatch(int n) noexcept {

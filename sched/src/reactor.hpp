@@ -55,6 +55,7 @@ struct UringOp;
 struct FdState {
   enum class Poll : std::uint8_t { Unknown, Registered, Unpollable };
   Poll poll = Poll::Unknown;       // epoll: registration of this fd
+  bool made_nonblocking = false;   // epoll: we set O_NONBLOCK (restored at the end of the run)
   WaitQueue readers, writers;      // epoll: tasklets waiting for readiness
   UringOp* ops = nullptr;       // io_uring: operations in flight on this fd
   bool drained = false;            // io_uring: the last recv emptied the socket
@@ -67,6 +68,13 @@ class FdTable {
   FdState& operator[](int fd);
   // The entry of fd if it was ever created, else nullptr.
   FdState* find(int fd) noexcept;
+  // Calls f(fd, state) for every entry created.
+  template <class F>
+  void for_each(F f) {
+    for (std::size_t c = 0; c < chunks_.size(); ++c)
+      if (chunks_[c])
+        for (std::size_t i = 0; i < kChunk; ++i) f(static_cast<int>(c * kChunk + i), chunks_[c][i]);
+  }
 
  private:
   static constexpr std::size_t kChunk = 1024;

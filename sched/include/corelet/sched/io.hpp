@@ -22,7 +22,8 @@
 // - An fd that tasklets wait on must be closed with io::close (or through the
 //   wrappers of <corelet/sched/net.hpp> and <corelet/sched/file.hpp>): the
 //   calls still waiting on it then fail with EBADF, "closed while waiting".
-//   On the epoll backend a pollable fd is switched to O_NONBLOCK on first use.
+//   On the epoll backend a pollable fd is switched to O_NONBLOCK on first use
+//   (and back at the end of the run if it was blocking and is still open).
 // - Short reads and writes are returned as they are, as POSIX does; the
 //   wrappers offer read_exact/write_all.
 
