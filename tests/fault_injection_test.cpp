@@ -4,9 +4,10 @@
 // start, a preemption) are injected by the small shims below, which is why
 // these tests live in their own program; crashes and hangs run in a child
 // process (death tests).
-#include "support.hpp"
-
+// scheduler.hpp before io_support.hpp: <liburing.h> pulls in <linux/fs.h>,
+// whose BLOCK_SIZE macro breaks moodycamel's header.
 #include "../sched/src/scheduler.hpp"  // one test presets a private counter (see HandoffStreak...)
+#include "io_support.hpp"
 
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -633,6 +634,54 @@ TEST_F(FaultTest, StackAllocationFailureDoesNotEscapeAnotherTaskletsYield) {
   };
   EXPECT_EXIT(scenario(), ::testing::ExitedWithCode(0), "");
 #endif
+}
+
+// ---------------------------------------------------------------------------
+// I/O (issue #3 review)
+
+// "No completion ever lands in freed memory": park() may throw bad_alloc (the
+// timer heap grows) after the io_uring SQE naming the operation on the
+// tasklet's stack is queued; the epoll backend had counted the waiter. The
+// read must be cancelled before the exception unwinds the frame, and nothing
+// may stay counted as in flight: a later real deadlock is reported, not hung.
+class FaultIo : public IoTest {};
+CORELET_IO_BACKENDS(FaultIo);
+
+__attribute__((noinline)) void scribble_stack() {
+  volatile char junk[8192];
+  for (auto& c : junk) c = 0x5a;
+}
+
+TEST_P(FaultIo, BadAllocWhileParkingForIoLeavesNothingInFlight) {
+  int p[2];
+  ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
+  bool caught = false;
+  EXPECT_THROW(run_io([&] {
+    char c;
+    corelet::io::write(p[1], "a", 1);
+    corelet::io::read(p[0], &c, 1);  // the reactor and the fd's entry exist now; no timer yet
+    auto t = corelet::spawn([&] {
+      try {
+        char buf[16];
+        review_fault::fail_next_new = true;  // the next allocation: the timer heap in park()
+        corelet::io::read(p[0], buf, sizeof buf, 5s);
+      } catch (const std::bad_alloc&) {
+        caught = true;
+      }
+      scribble_stack();  // reuse the stack where the operation was
+    });
+    t.join();
+    corelet::io::write(p[1], "X", 1);  // an orphaned read would complete now, into the dead frame
+    corelet::this_tasklet::sleep_for(10ms);
+    corelet::Event never;
+    never.wait();  // a real deadlock: must be reported
+  }), corelet::Deadlock);
+  EXPECT_TRUE(caught);
+  char c = 0;
+  EXPECT_EQ(::read(p[0], &c, 1), 1);  // the X is still there: the read was cancelled
+  EXPECT_EQ(c, 'X');
+  ::close(p[0]);
+  ::close(p[1]);
 }
 
 }  // namespace

@@ -4,6 +4,8 @@
 #include "io_support.hpp"
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -95,16 +97,10 @@ TEST_P(Io, ZeroTimeoutPolls) {
     char c;
     expect_errno([&] { io::read(p.r, &c, 1, 0ms); }, ETIMEDOUT, "corelet::io::read");
     io::write(p.w, "z", 1);
-    // Data already there: a zero timeout still returns it (io_uring may
-    // complete the read before the cancel reaches it; epoll tries first).
-    std::size_t got = 0;
-    try {
-      got = io::read(p.r, &c, 1, 0ms);
-    } catch (const std::system_error& e) {
-      EXPECT_EQ(e.code().value(), ETIMEDOUT);
-      got = io::read(p.r, &c, 1);  // then it is still in the pipe
-    }
-    EXPECT_EQ(got, 1u);
+    // Data already there: a zero timeout returns it (epoll tries first; on
+    // io_uring the loop submits the read, which completes at once, before it
+    // fires the due timer).
+    EXPECT_EQ(io::read(p.r, &c, 1, 0ms), 1u);
     EXPECT_EQ(c, 'z');
   });
 }
@@ -133,8 +129,11 @@ TEST_P(Io, CancelRacingACompletionLosesNoData) {
   // The writer writes and cancels the reader in one step: the read either
   // completed (its bytes are returned, and the cancellation comes out of the
   // reader's next call) or was cancelled (the bytes are still in the pipe).
-  run_io([] {
-    for (int round = 0; round < 20; ++round) {
+  // Both outcomes must occur over the rounds on io_uring (the read is queued
+  // or in the kernel); on epoll the cancel always wins (nothing in flight).
+  int completed = 0, cancelled_first = 0;
+  run_io([&] {
+    for (int round = 0; round < 60; ++round) {
       Pipe p;
       std::string got;
       bool cancelled_later = false;
@@ -150,31 +149,44 @@ TEST_P(Io, CancelRacingACompletionLosesNoData) {
         }
       });
       yield_n(round % 3);
-      io::write(p.w, "racy", 4);
+      // A plain write (not io::write, which would let the loop run): the
+      // data and the cancel then reach the reader in the same instant.
+      ASSERT_EQ(::write(p.w, "racy", 4), 4);
       reader.cancel();
       EXPECT_THROW(reader.join(), corelet::Cancelled);
       if (!got.empty()) {
+        ++completed;
         EXPECT_EQ(got, "racy");
         EXPECT_TRUE(cancelled_later);
       } else {
+        ++cancelled_first;
         char buf[8];
         EXPECT_EQ(io::read(p.r, buf, sizeof buf), 4u);
         EXPECT_EQ(std::string(buf, 4), "racy");
       }
     }
   });
+  EXPECT_GT(cancelled_first, 0);
+  if (GetParam() == io::Backend::io_uring) {
+    EXPECT_GT(completed, 0) << "the completed-anyway path never ran";
+  }
 }
 
 TEST_P(Io, CancelledTaskletReachesNoKernelCall) {
   run_io([] {
     Pipe p;
     io::write(p.w, "x", 1);
+    bool reached = false;
     auto t = corelet::spawn([&] {
+      corelet::this_tasklet::yield();  // main cancels it meanwhile
+      reached = true;
       char c;
-      io::read(p.r, &c, 1);  // cancelled before it ran: never reaches the pipe
+      io::read(p.r, &c, 1);  // cancellation pending: never reaches the pipe
     });
+    corelet::this_tasklet::yield();
     t.cancel();
     EXPECT_THROW(t.join(), corelet::Cancelled);
+    EXPECT_TRUE(reached);
     char c;
     EXPECT_EQ(io::read(p.r, &c, 1), 1u);
   });
@@ -222,6 +234,132 @@ TEST_P(Io, CloseWithMoreWaitersThanTheSubmissionQueueHolds) {
     for (auto& r : readers) r.join();
     EXPECT_EQ(closed, kWaiters);
   });
+}
+
+TEST_P(Io, AClosedFdNumberReusedAtOnceNeverGetsTheOldOperation) {
+  // A write is queued (io_uring submits at the end of the batch) when another
+  // tasklet closes its fd and a new socket takes the number: the bytes must
+  // go to the old pipe or nowhere, never into the new socket.
+  run_io([] {
+    Pipe p;
+    const int old_fd = p.w;
+    auto writer = corelet::spawn([&] {
+      try {
+        io::write(old_fd, "SECRET", 6);
+      } catch (const std::system_error& e) {
+        EXPECT_EQ(e.code().value(), EBADF) << e.what();
+      }
+    });
+    corelet::this_tasklet::yield();  // the writer queues its write and parks
+    io::close(std::exchange(p.w, -1));
+    int sv[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    ASSERT_TRUE(sv[0] == old_fd || sv[1] == old_fd) << "the number was not reused; the test proves nothing";
+    writer.join();
+    char buf[8];
+    EXPECT_EQ(::recv(sv[0] == old_fd ? sv[1] : sv[0], buf, sizeof buf, MSG_DONTWAIT), -1);
+    EXPECT_EQ(errno, EAGAIN);
+    ::close(sv[0]);
+    ::close(sv[1]);
+  });
+}
+
+TEST_P(Io, AQueuedFileJobNeverActsOnAReusedNumber) {
+  // Every run_blocking helper is busy, so a file write waits in the queue
+  // (epoll) while its fd is closed and the number reused by a new file: the
+  // new file must stay empty.
+  run_io([] {
+    const std::string old_path = temp_path("reuse_old"), new_path = temp_path("reuse_new");
+    const int fd = io::open(old_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    std::vector<corelet::Task<void>> sleepers;
+    for (int i = 0; i < 16; ++i)
+      sleepers.push_back(corelet::spawn([] { corelet::run_blocking([] { ::usleep(50000); }); }));
+    corelet::this_tasklet::sleep_for(5ms);
+    auto writer = corelet::spawn([&] {
+      try {
+        io::write(fd, "SECRET", 6);
+      } catch (const std::system_error& e) {
+        EXPECT_EQ(e.code().value(), EBADF) << e.what();
+      }
+    });
+    corelet::this_tasklet::yield();
+    io::close(fd);
+    const int again = io::open(new_path.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0600);
+    ASSERT_EQ(again, fd) << "the number was not reused; the test proves nothing";
+    writer.join();
+    for (auto& s : sleepers) s.join();
+    char buf[8];
+    EXPECT_EQ(io::pread(again, buf, sizeof buf, 0), 0u) << "the old write landed in the new file";
+    io::close(again);
+    ::unlink(old_path.c_str());
+    ::unlink(new_path.c_str());
+  });
+}
+
+TEST_P(Io, ATaskletThatNeverWaitsStillLetsOthersRun) {
+  // The reader's socket holds all it will read: its reads never park. The
+  // other tasklets must still run (every 64 calls, as the I/O budget says).
+  run_io([] {
+    auto [a, b] = corelet::UnixStream::pair();
+    std::size_t filled = 0;
+    const std::string block(4096, 'f');
+    for (;;) {  // fill the socket buffers to the brim, without the scheduler
+      const ssize_t n = ::send(a.fd(), block.data(), block.size(), MSG_DONTWAIT);
+      if (n <= 0) break;
+      filled += static_cast<std::size_t>(n);
+    }
+    ASSERT_GT(filled, 16384u);
+    bool reading = true;
+    int ticks = 0;
+    auto ticker = corelet::spawn([&] {
+      while (reading) {
+        ++ticks;
+        corelet::this_tasklet::yield();
+      }
+    });
+    std::size_t got = 0, reads = 0;
+    char buf[16];
+    while (got < filled) {
+      got += b.read(buf, sizeof buf);
+      ++reads;
+    }
+    reading = false;
+    ticker.join();
+    // One turn per 64 reads; without the budget the ticker never runs
+    // before the reader is done.
+    EXPECT_GE(ticks, static_cast<int>(reads / 64 / 2)) << reads << " reads";
+  });
+}
+
+TEST_P(Io, WriteToAClosedPipeIsEpipeNotSigpipe) {
+  run_io([] {
+    Pipe p;
+    io::close(std::exchange(p.r, -1));
+    expect_errno([&] { io::write(p.w, "x", 1); }, EPIPE, "corelet::io::write");
+  });
+  // run() consumed the SIGPIPE the write raised and restored the mask.
+  sigset_t pending, mask;
+  ASSERT_EQ(::sigpending(&pending), 0);
+  EXPECT_EQ(sigismember(&pending, SIGPIPE), 0);
+  ASSERT_EQ(::pthread_sigmask(SIG_BLOCK, nullptr, &mask), 0);
+  EXPECT_EQ(sigismember(&mask, SIGPIPE), 0);
+}
+
+TEST_P(Io, AnEnormousTimeoutIsNoTimeout) {
+  run_io([] {
+    Pipe p;
+    auto writer = corelet::spawn([&] {
+      corelet::this_tasklet::sleep_for(5ms);
+      io::write(p.w, "y", 1);
+    });
+    char c;
+    EXPECT_EQ(io::read(p.r, &c, 1, std::chrono::seconds::max()), 1u);  // saturates, does not overflow
+    EXPECT_EQ(io::read(p.r, &c, 0, std::chrono::duration<double>(1.5)), 0u);
+    writer.join();
+  });
+  EXPECT_TRUE(io::Timeout(std::chrono::hours::max()).is_none());
+  EXPECT_EQ(io::Timeout(-5s).duration(), std::chrono::nanoseconds::zero());
+  EXPECT_EQ(io::Timeout(20ms).duration(), std::chrono::nanoseconds(20'000'000));
 }
 
 TEST_P(Io, BadFdIsEbadfNamingTheCall) {
@@ -295,8 +433,8 @@ TEST_P(Io, WriteParksWhenThePipeIsFull) {
     auto writer = corelet::spawn([&] {
       while (written < big.size()) written += io::write(p.w, big.data() + written, big.size() - written);
     });
-    corelet::this_tasklet::yield();
-    EXPECT_LT(written, big.size());  // the pipe holds 64 KiB: the writer waits
+    corelet::this_tasklet::sleep_for(5ms);  // the write is in the kernel by now
+    EXPECT_LT(written, big.size());          // the pipe holds 64 KiB: the writer waits
     std::size_t got = 0;
     std::vector<char> buf(1 << 16);
     while (got < big.size()) {

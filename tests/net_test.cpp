@@ -5,6 +5,7 @@
 #include "io_support.hpp"
 
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -437,8 +438,14 @@ TEST_P(Net, NoFdLeakOver10000Connections) {
 }
 
 TEST_P(Net, HoldsThousandsOfIdleConnections) {
-  run_io([] {
-    constexpr int kConns = 4000;  // 8,000 fds in this process: client and server ends
+  constexpr int kConns = 4000;  // 8,000 fds in this process: client and server ends
+  rlimit lim;
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &lim), 0);
+  if (lim.rlim_max < 2 * kConns + 100) GTEST_SKIP() << "RLIMIT_NOFILE hard limit " << lim.rlim_max << " < 8,100";
+  const rlimit saved = lim;
+  lim.rlim_cur = lim.rlim_max;
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &lim), 0);
+  run_io([&] {
     TcpListener l = TcpListener::bind("127.0.0.1:0", {.backlog = 4096});
     const SocketAddress addr = l.local_address();
     int waiting = 0;
@@ -466,6 +473,29 @@ TEST_P(Net, HoldsThousandsOfIdleConnections) {
     }
     EXPECT_EQ(pongs, kConns);
     for (auto& s : servers) s.join();
+  });
+  ::setrlimit(RLIMIT_NOFILE, &saved);
+}
+
+TEST_P(Net, UnixConnectToAFullBacklogFailsAndNeverSpins) {
+  // Nobody accepts: a Unix listener's backlog fills, and connect then fails
+  // at once with EAGAIN (Linux does not queue more) on both backends — or
+  // times out; it must not spin or hang.
+  run_io([] {
+    const std::string path = unix_path("backlog");
+    ::unlink(path.c_str());
+    UnixListener l = UnixListener::bind(path, {.backlog = 1});
+    std::vector<UnixStream> held;
+    int refused = 0;
+    for (int i = 0; i < 8 && refused == 0; ++i) {
+      try {
+        held.push_back(UnixStream::connect(path, 200ms));
+      } catch (const std::system_error& e) {
+        EXPECT_TRUE(e.code().value() == EAGAIN || e.code().value() == ETIMEDOUT) << e.what();
+        ++refused;
+      }
+    }
+    EXPECT_EQ(refused, 1);
   });
 }
 

@@ -10,12 +10,13 @@ namespace corelet {
 class Deadline {
  public:
   explicit Deadline(io::Timeout t)
-      : at_(t == io::no_timeout ? Clock::time_point::max() : detail::deadline_after(t)) {}
+      : at_(t.is_none() ? Clock::time_point::max() : detail::deadline_after(t.duration())) {}
+  bool expired() const { return at_ != Clock::time_point::max() && Clock::now() >= at_; }
   // What is left of the timeout (zero once it has passed: the call only polls).
   io::Timeout remaining() const {
     if (at_ == Clock::time_point::max()) return io::no_timeout;
     const auto left = at_ - Clock::now();
-    return left > left.zero() ? std::chrono::duration_cast<io::Timeout>(left) : io::Timeout::zero();
+    return left > left.zero() ? io::Timeout(left) : io::Timeout(std::chrono::nanoseconds::zero());
   }
 
  private:

@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -126,8 +127,12 @@ EpollReactor::EpollReactor(Scheduler& s, int wake_fd) : Reactor(s), wake_fd_(wak
 EpollReactor::~EpollReactor() {
   // An fd the program handed us blocking (stdin, say) is blocking again for
   // whoever uses it after the run (the shell, for a terminal).
+  // Only if the fd is still the same file: one closed behind corelet's back
+  // may have been reused by a file that must stay as it is.
   fds_.for_each([](int fd, FdState& st) {
-    if (st.made_nonblocking && st.poll == FdState::Poll::Registered) {
+    struct stat now;
+    if (st.made_nonblocking && st.poll == FdState::Poll::Registered && ::fstat(fd, &now) == 0 &&
+        now.st_dev == st.dev && now.st_ino == st.ino) {
       const int fl = ::fcntl(fd, F_GETFL);
       if (fl >= 0) ::fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
     }
@@ -154,14 +159,36 @@ bool EpollReactor::register_fd(FdState& st, int fd) {
     }
   }
   const int fl = ::fcntl(fd, F_GETFL);
-  if (fl >= 0 && !(fl & O_NONBLOCK) && ::fcntl(fd, F_SETFL, fl | O_NONBLOCK) == 0) st.made_nonblocking = true;
+  struct stat id;
+  if (fl >= 0 && !(fl & O_NONBLOCK) && ::fstat(fd, &id) == 0 && ::fcntl(fd, F_SETFL, fl | O_NONBLOCK) == 0) {
+    st.made_nonblocking = true;
+    st.dev = id.st_dev;
+    st.ino = id.st_ino;
+  }
   st.poll = FdState::Poll::Registered;
   return true;
 }
 
 long EpollReactor::on_helper(const IoRequest& req) {
   IoJob job;
-  job.req = &req;
+  IoRequest copy = req;
+  job.req = &copy;
+  // The helper works on a duplicate of the fd: should the program close the
+  // fd while the job waits for a helper, the number may be reused by another
+  // file, and the job must not act on that one. (As on io_uring, an operation
+  // under way keeps the file it started on.)
+  int dup = -1;
+  if (req.fd >= 0) {
+    dup = ::fcntl(req.fd, F_DUPFD_CLOEXEC, 0);
+    if (dup < 0) return -errno;
+    copy.fd = dup;
+  }
+  struct CloseDup {
+    int fd;
+    ~CloseDup() {
+      if (fd >= 0) ::close(fd);
+    }
+  } close_dup{dup};
   // Like run_blocking, but the result of a call that ran although the tasklet
   // was cancelled is kept, and the cancellation re-armed, as on io_uring.
   if (run_job_keep_result(job, req.name)) sched_.current()->cancel_pending = true;
@@ -223,9 +250,12 @@ long EpollReactor::park_ready(FdState& st, bool out, const IoRequest& req, Clock
                               bool* closed_while_waiting) {
   Waiter w;
   enlist(w, sched_.current(), out ? st.writers : st.readers);
-  ++waiting_;
+  struct Count {  // waiting_ counts this park, also if park throws (bad_alloc)
+    std::size_t& n;
+    explicit Count(std::size_t& c) : n(c) { ++n; }
+    ~Count() { --n; }
+  } counted(waiting_);
   const Wake wk = detail::park(req.name, &st, deadline);
-  --waiting_;
   if (wk == Wake::Cancelled) throw Cancelled{};
   if (wk == Wake::Timeout) return -ETIMEDOUT;
   if (w.state == Waiter::State::Closed) {

@@ -64,6 +64,10 @@ constexpr std::size_t kMaxTransfer = 0x7ffff000;
   throw std::system_error(err, std::system_category(), name);
 }
 
+// I/O calls in a row, on this thread, that returned without parking.
+constexpr int kIoBudget = 64;
+thread_local int io_streak = 0;
+
 detail::Scheduler& scheduler_for(const char* name) {
   detail::require_tasklet(name);
   return *detail::this_scheduler();
@@ -76,9 +80,21 @@ long perform(IoRequest& r, Timeout t) {
     self->cancel_pending = false;
     throw Cancelled{};
   }
-  const Clock::time_point deadline = t == no_timeout ? Clock::time_point::max() : detail::deadline_after(t);
+  const Clock::time_point deadline = t.is_none() ? Clock::time_point::max() : detail::deadline_after(t.duration());
   bool closed = false;
+  const std::uint64_t parks = s.parks();
   const long rc = s.reactor().perform(r, deadline, &closed);
+  // Fairness: a tasklet whose socket always has data (or whose peer always
+  // has room) would never park, and timers, I/O completions and the other
+  // tasklets would wait for it. After kIoBudget calls in a row that did not
+  // park, it goes to the back of the queue through the loop (as Tokio's
+  // coop budget). The result is kept: no data is lost.
+  if (s.parks() != parks) {
+    io_streak = 0;
+  } else if (++io_streak >= kIoBudget) {
+    io_streak = 0;
+    s.yield_to_loop();
+  }
   if (rc < 0) fail(static_cast<int>(-rc), r.name, closed);
   return rc;
 }

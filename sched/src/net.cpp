@@ -17,6 +17,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <memory>
 #include <system_error>
 
 namespace corelet {
@@ -134,22 +135,35 @@ SocketAddress SocketAddress::from(const sockaddr* sa, socklen_t len) {
 }
 
 std::vector<SocketAddress> SocketAddress::resolve(const std::string& host, std::uint16_t port) {
-  const std::string service = std::to_string(port);
-  addrinfo* list = nullptr;
-  const int rc = run_blocking([&] {
+  struct Lookup {
+    int rc = 0;
+    int err = 0;  // errno of the helper thread, for EAI_SYSTEM
+    std::vector<SocketAddress> addrs;
+  };
+  // Everything happens on the helper, the list is freed there: a cancelled
+  // caller still waits for getaddrinfo (it cannot be interrupted), but
+  // nothing leaks and errno is read on the thread that set it.
+  Lookup r = run_blocking([host, service = std::to_string(port)] {
+    Lookup out;
     addrinfo hints{};
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_ADDRCONFIG;
-    return ::getaddrinfo(host.c_str(), service.c_str(), &hints, &list);
+    addrinfo* list = nullptr;
+    out.rc = ::getaddrinfo(host.c_str(), service.c_str(), &hints, &list);
+    out.err = errno;
+    std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> owned(list, ::freeaddrinfo);
+    if (out.rc == 0)
+      for (addrinfo* ai = list; ai; ai = ai->ai_next) out.addrs.push_back(from(ai->ai_addr, ai->ai_addrlen));
+    return out;
   });
-  if (rc != 0) {
-    fail(rc == EAI_SYSTEM ? errno : EHOSTUNREACH,
-         "corelet::SocketAddress::resolve(\"" + host + "\"): " + ::gai_strerror(rc));
+  if (r.rc != 0) {
+    // The errno says what kind of failure: a temporary one (EAGAIN) is worth
+    // retrying, a name that does not exist (EHOSTUNREACH) is not.
+    const int err = r.rc == EAI_SYSTEM ? r.err : r.rc == EAI_AGAIN ? EAGAIN : r.rc == EAI_MEMORY ? ENOMEM : EHOSTUNREACH;
+    fail(err, "corelet::SocketAddress::resolve(\"" + host + "\"): " + ::gai_strerror(r.rc));
   }
-  std::vector<SocketAddress> out;
-  for (addrinfo* ai = list; ai; ai = ai->ai_next) out.push_back(from(ai->ai_addr, ai->ai_addrlen));
-  ::freeaddrinfo(list);
-  return out;
+  if (r.addrs.empty()) fail(EHOSTUNREACH, "corelet::SocketAddress::resolve(\"" + host + "\"): no address");
+  return std::move(r.addrs);
 }
 
 std::uint16_t SocketAddress::port() const noexcept {
@@ -280,8 +294,10 @@ TcpStream TcpStream::connect(std::string_view host_port, io::Timeout t) {
   in_addr probe;
   if (::inet_pton(AF_INET, host.c_str(), &probe) == 1) return connect(SocketAddress::ipv4(host, port), t);
   // A name: try its addresses in the resolver's order; report the last error.
+  const std::vector<SocketAddress> addrs = SocketAddress::resolve(host, port);
+  if (d.expired()) fail(ETIMEDOUT, "corelet::TcpStream::connect(\"" + std::string(host_port) + "\"): name lookup");
   std::system_error last(EHOSTUNREACH, std::system_category(), "corelet::TcpStream::connect");
-  for (const SocketAddress& a : SocketAddress::resolve(host, port)) {
+  for (const SocketAddress& a : addrs) {
     try {
       return connect(a, d.remaining());
     } catch (const std::system_error& e) {
@@ -360,7 +376,7 @@ UnixListener& UnixListener::operator=(UnixListener&& o) noexcept {
 UnixListener::~UnixListener() { remove_path(); }
 
 void UnixListener::remove_path() noexcept {
-  if (!path_.empty() && fd_ >= 0) ::unlink(path_.c_str());
+  if (!path_.empty()) ::unlink(path_.c_str());  // also after a close() through OwnedFd
   path_.clear();
 }
 

@@ -56,6 +56,8 @@ struct FdState {
   enum class Poll : std::uint8_t { Unknown, Registered, Unpollable };
   Poll poll = Poll::Unknown;       // epoll: registration of this fd
   bool made_nonblocking = false;   // epoll: we set O_NONBLOCK (restored at the end of the run)
+  dev_t dev = 0;                   // epoll: the file we set it on
+  ino_t ino = 0;
   WaitQueue readers, writers;      // epoll: tasklets waiting for readiness
   UringOp* ops = nullptr;       // io_uring: operations in flight on this fd
   bool drained = false;            // io_uring: the last recv emptied the socket

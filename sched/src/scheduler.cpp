@@ -9,6 +9,7 @@
 #endif
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -456,11 +457,18 @@ CORELET_HOT Wake Scheduler::park(const char* what, const void* obj, Clock::time_
   t->wait_what = what;
   t->wait_obj = obj;
   t->wake = Wake::Notified;
+  ++parks_;
   suspend();
   t->wait_what = nullptr;
   t->wait_obj = nullptr;
   if (t->wake == Wake::Cancelled) t->cancel_pending = false;
   return t->wake;
+}
+
+void Scheduler::yield_to_loop() {
+  make_ready(current_);
+  batch_ = kBatch;  // suspend() then switches to the loop, not to the next tasklet
+  suspend();
 }
 
 void Scheduler::unpark(Tasklet* t, Wake why, bool handoff) noexcept {
@@ -780,10 +788,49 @@ void detach(Tasklet* t) {
 // ---------------------------------------------------------------------------
 // run
 
+namespace {
+// While run() runs, SIGPIPE is blocked on its thread: a write to a closed pipe
+// or socket fails with EPIPE (one tasklet's error) instead of killing the
+// process, as Rust's runtime and Go (for fds other than 1 and 2) arrange. A
+// SIGPIPE left pending by such a write is consumed at the end, unless one was
+// pending already, and the thread's mask is restored.
+class SigpipeBlocked {
+ public:
+  SigpipeBlocked() {
+    sigset_t pending;
+    was_pending_ = ::sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1;
+    sigset_t block;
+    sigemptyset(&block);
+    sigaddset(&block, SIGPIPE);
+    ok_ = ::pthread_sigmask(SIG_BLOCK, &block, &old_) == 0;
+  }
+  ~SigpipeBlocked() {
+    if (!ok_) return;
+    if (!was_pending_ && !sigismember(&old_, SIGPIPE)) {
+      sigset_t only;
+      sigemptyset(&only);
+      sigaddset(&only, SIGPIPE);
+      const timespec zero{0, 0};
+      while (::sigtimedwait(&only, nullptr, &zero) == SIGPIPE) {
+      }
+    }
+    ::pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+  SigpipeBlocked(const SigpipeBlocked&) = delete;
+  SigpipeBlocked& operator=(const SigpipeBlocked&) = delete;
+
+ private:
+  sigset_t old_;
+  bool was_pending_ = false;
+  bool ok_ = false;
+};
+}  // namespace
+
 void run_main(Tasklet* main) {
   if (tl_sched) throw UsageError("corelet: corelet::run called inside corelet::run on the same thread");
   core::install_overflow_handler();
   uniform_fp_status();
+  SigpipeBlocked no_sigpipe;
   Scheduler sched;
   tl_sched = &sched;
   main->is_main = true;

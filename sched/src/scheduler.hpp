@@ -51,6 +51,13 @@ class Scheduler {
   const std::string& io_fallback_reason() const noexcept { return io_fallback_reason_; }
 
   Tasklet* current() const noexcept { return current_; }
+
+  // Parks that suspended so far (I/O's fairness budget: an I/O call that
+  // returned without one did not let anybody else run).
+  std::uint64_t parks() const noexcept { return parks_; }
+  // The current tasklet goes to the back of the ready queue, and the loop
+  // runs (reactor poll, timers) before it is resumed. No cancellation check.
+  void yield_to_loop();
   const std::string& deadlock_report() const noexcept { return deadlock_report_; }
 
  private:
@@ -113,6 +120,7 @@ class Scheduler {
   Tasklet* handoff_ = nullptr;      // LIFO stack of hand-offs (next_ready links)
   int handoff_streak_ = 0;          // hand-offs run since the FIFO was last served
   int batch_ = 0;
+  std::uint64_t parks_ = 0;
   boost::context::fiber main_ctx_;
   boost::context::fiber* save_slot_ = nullptr;
   Tasklet* zombie_ = nullptr;

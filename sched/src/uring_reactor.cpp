@@ -20,6 +20,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <system_error>
 
@@ -83,6 +85,8 @@ class UringReactor final : public Reactor {
   io_uring_sqe* sqe();  // a free SQE, flushing the queue to the kernel if full
   void prep(io_uring_sqe* s, const IoRequest& req) noexcept;
   void cancel(UringOp* op) noexcept;
+  void flush() noexcept;
+  io_uring_sqe* sqe_noexcept() noexcept;
   void arm_wake() noexcept;
   void submit(bool get_events);
   void reap() noexcept;
@@ -151,8 +155,28 @@ bool UringReactor::init(std::string* why_not) {
 
 UringReactor::~UringReactor() {
   if (!ring_ok_) return;
-  // Every tasklet has ended, so no operation is in flight; only the wake poll
-  // may be armed, and it writes no memory of ours. Closing the ring ends it.
+  // Normally every tasklet has ended and no operation is in flight; only the
+  // wake poll may be armed, and it writes no memory of ours. If run() is left
+  // by an exception, operations may still point into tasklet stacks (still
+  // mapped: the stack pool outlives the reactor). Cancel them all and wait for
+  // their CQEs, so that nothing writes there once the stacks are unmapped.
+  for (int round = 0; in_flight_ > 0 && round < 100; ++round) {
+    io_uring_sqe* s = sqe_noexcept();
+    io_uring_prep_cancel64(s, 0, IORING_ASYNC_CANCEL_ANY | IORING_ASYNC_CANCEL_ALL);
+    io_uring_sqe_set_data64(s, kIgnore);
+    __kernel_timespec ts{0, 100'000'000};
+    io_uring_cqe* cqe = nullptr;
+    io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
+    unsigned head, n = 0;
+    io_uring_for_each_cqe(&ring_, head, cqe) {
+      ++n;
+      const std::uint64_t ud = cqe->user_data;
+      if (ud == kIgnore || ud == kWake || ud == LIBURING_UDATA_TIMEOUT) continue;
+      reinterpret_cast<UringOp*>(static_cast<std::uintptr_t>(ud))->done = true;
+      --in_flight_;
+    }
+    io_uring_cq_advance(&ring_, n);
+  }
   io_uring_queue_exit(&ring_);
 }
 
@@ -219,14 +243,31 @@ void UringReactor::unlink(UringOp* op, int fd) noexcept {
   op->prev = op->next = nullptr;
 }
 
-// Cancels op in the kernel. Its CQE still comes, with -ECANCELED or, if the
-// cancel came too late, its result. Never throws: a full SQ ring is flushed.
-void UringReactor::cancel(UringOp* op) noexcept {
-  io_uring_sqe* s = nullptr;
-  while (!(s = io_uring_get_sqe(&ring_))) {
-    int rc = io_uring_submit_and_get_events(&ring_);
-    if (rc < 0 && rc != -EINTR) reap();
+// Submits every queued SQE, making room in the CQ ring if the kernel asks.
+// Never throws (used where an exception would leave a completion pointing
+// into a stack that unwinds); a ring that cannot submit at all is fatal.
+void UringReactor::flush() noexcept {
+  for (int attempt = 0; io_uring_sq_ready(&ring_) > 0; ++attempt) {
+    const int rc = io_uring_submit_and_get_events(&ring_);
+    if (rc == -EBUSY || rc == -EAGAIN) reap();
+    if ((rc < 0 && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN) || attempt > 1000000) {
+      std::fprintf(stderr, "corelet: io_uring_submit cannot submit: %s\n", std::strerror(rc < 0 ? -rc : EBUSY));
+      std::abort();
+    }
   }
+}
+
+// A free SQE for a request that must not fail (a cancel, the wake poll).
+io_uring_sqe* UringReactor::sqe_noexcept() noexcept {
+  io_uring_sqe* s;
+  while (!(s = io_uring_get_sqe(&ring_))) flush();
+  return s;
+}
+
+// Cancels op in the kernel. Its CQE still comes, with -ECANCELED or, if the
+// cancel came too late, its result.
+void UringReactor::cancel(UringOp* op) noexcept {
+  io_uring_sqe* s = sqe_noexcept();
   io_uring_prep_cancel64(s, reinterpret_cast<std::uintptr_t>(op), 0);
   io_uring_sqe_set_data64(s, kIgnore);
 }
@@ -282,7 +323,17 @@ long UringReactor::perform(IoRequest& req, Clock::time_point deadline, bool* clo
       s->ioprio |= IORING_RECVSEND_POLL_FIRST;
     io_uring_sqe_set_data(s, &op);
     ++in_flight_;
-    const Wake w = detail::park(req.name, &op, deadline);
+    Wake w;
+    try {
+      w = detail::park(req.name, &op, deadline);  // may throw bad_alloc (the timer heap)
+    } catch (...) {
+      // The SQE is queued and points at op, on this stack: it must be
+      // cancelled and its CQE seen before the exception may unwind.
+      cancel(&op);
+      while (!op.done) detail::park(req.name, &op, Clock::time_point::max());  // allocates nothing
+      if (on_fd) unlink(&op, req.fd);
+      throw;
+    }
     bool timed_out = false;
     if (!op.done) {
       // Timed out or cancelled with the operation still in the kernel: cancel
@@ -293,8 +344,11 @@ long UringReactor::perform(IoRequest& req, Clock::time_point deadline, bool* clo
         if (detail::park(req.name, &op, Clock::time_point::max()) == Wake::Cancelled) cancelled = true;
     }
     if (on_fd) unlink(&op, req.fd);
-    const int res = op.res;
+    int res = op.res;
     if (is_recv) st->drained = res >= 0 && static_cast<std::size_t>(res) < req.len;
+    // A cancelled operation that was running on an io-wq worker may end with
+    // -EINTR (the worker is interrupted) rather than -ECANCELED.
+    if (res == -EINTR && (cancelled || timed_out || op.closed)) res = -ECANCELED;
     if (res == -ECANCELED && cancelled) throw Cancelled{};
     if (res < 0 && op.closed) {
       // Cancelled by io::close, or refused at submission (the fd was gone).
@@ -309,8 +363,12 @@ long UringReactor::perform(IoRequest& req, Clock::time_point deadline, bool* clo
       return res;
     }
     // Some kernels answer -EAGAIN for a non-blocking fd instead of waiting
-    // for it: wait for readiness, then try again.
-    if (res == -EAGAIN && req.op != IoOp::PollIn && req.op != IoOp::PollOut && on_fd) {
+    // for it: wait for readiness, then try again (within the deadline). Not
+    // for connect: EAGAIN there means a Unix listener's backlog is full, and
+    // an unconnected socket is always writable (as on epoll, it is the result).
+    if (res == -EAGAIN && req.op != IoOp::PollIn && req.op != IoOp::PollOut && req.op != IoOp::Connect &&
+        on_fd) {
+      if (Clock::now() >= deadline) return -ETIMEDOUT;
       IoRequest p{req.op == IoOp::Write || req.op == IoOp::Writev || req.op == IoOp::Send ||
                           req.op == IoOp::SendMsg || req.op == IoOp::Connect
                       ? IoOp::PollOut
@@ -329,6 +387,11 @@ void UringReactor::closing(int fd) noexcept {
   if (!st) return;
   st->drained = false;  // the next file with this number starts afresh
   st->nonblocking = -1;
+  // Operations on fd may still sit in the SQ ring, naming the fd by number:
+  // submitted after close(2), they would act on whatever file gets the number
+  // next. Submit them now; once issued, each holds its own reference to the
+  // file, and the cancels below end them.
+  if (st->ops) flush();
   for (UringOp* op = st->ops; op; op = op->next) {
     if (op->done) continue;
     op->closed = true;
@@ -337,11 +400,7 @@ void UringReactor::closing(int fd) noexcept {
 }
 
 void UringReactor::arm_wake() noexcept {
-  io_uring_sqe* s = nullptr;
-  while (!(s = io_uring_get_sqe(&ring_))) {
-    int rc = io_uring_submit_and_get_events(&ring_);
-    if (rc < 0 && rc != -EINTR) reap();
-  }
+  io_uring_sqe* s = sqe_noexcept();
   io_uring_prep_poll_add(s, wake_fd_, POLLIN);
   io_uring_sqe_set_data64(s, kWake);
   wake_armed_ = true;

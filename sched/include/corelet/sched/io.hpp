@@ -26,6 +26,10 @@
 //   (and back at the end of the run if it was blocking and is still open).
 // - Short reads and writes are returned as they are, as POSIX does; the
 //   wrappers offer read_exact/write_all.
+// - corelet::run blocks SIGPIPE on its thread: a write to a closed pipe or
+//   socket throws EPIPE instead of killing the process.
+// - Fairness: after 64 calls in a row that did not have to wait, the tasklet
+//   yields to the others (the result is kept).
 
 #include <chrono>
 #include <cstddef>
@@ -42,9 +46,32 @@ struct msghdr;
 
 namespace corelet::io {
 
-// A timeout; no_timeout waits forever.
-using Timeout = std::chrono::nanoseconds;
-inline constexpr Timeout no_timeout = Timeout::max();
+// Timeout — any std::chrono duration (20ms, 1.5s as duration<double>...);
+// no_timeout (the default) waits forever. Saturating: a duration too long for
+// nanoseconds (seconds::max()) is no timeout; a negative one is zero (poll).
+class Timeout {
+ public:
+  constexpr Timeout() noexcept = default;  // none
+  template <class Rep, class Period>
+  constexpr Timeout(std::chrono::duration<Rep, Period> d) noexcept : ns_(clamp(d)) {}  // NOLINT: implicit by design
+
+  constexpr bool is_none() const noexcept { return ns_ == std::chrono::nanoseconds::max(); }
+  constexpr std::chrono::nanoseconds duration() const noexcept { return ns_; }
+  friend constexpr bool operator==(Timeout, Timeout) noexcept = default;
+
+ private:
+  template <class Rep, class Period>
+  static constexpr std::chrono::nanoseconds clamp(std::chrono::duration<Rep, Period> d) noexcept {
+    using Wide = std::chrono::duration<long double, std::nano>;  // compares without overflow
+    const Wide w = std::chrono::duration_cast<Wide>(d);
+    if (!(w < Wide(static_cast<long double>(std::chrono::nanoseconds::max().count()))))
+      return std::chrono::nanoseconds::max();
+    if (w <= Wide::zero()) return std::chrono::nanoseconds::zero();
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(d);
+  }
+  std::chrono::nanoseconds ns_ = std::chrono::nanoseconds::max();
+};
+inline constexpr Timeout no_timeout{};
 
 enum class Backend : std::uint8_t { io_uring, epoll };
 
