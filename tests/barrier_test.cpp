@@ -331,12 +331,7 @@ TEST_P(BarrierWaitTableTest, BlockedWaitThrowsCancelledAndBreaksTheBarrier) {
     });
     auto other = corelet::spawn([&] { bystander = wait_outcome([&] { b.wait(); }); });
     yield_n(3);
-    victim.cancel();
-    try {
-      victim.join();
-    } catch (const corelet::Cancelled&) {
-      cancelled_thrown = true;
-    }
+    cancelled_thrown = cancel_and_join(victim);
     other.join();
     broken_after = b.broken();
     waiting_after = b.n_waiting();

@@ -79,31 +79,15 @@ TEST_F(EventTest, WaitOnASetEventReturnsAtOnce) {
 
 TEST_F(EventTest, TimedWaitReturnsFalseAfterTheTimeout) {
   Event e;
-  bool r_for = true;
-  bool r_until = true;
-  bool r_cleared = true;
-  std::int64_t waited_for = 0;
-  std::int64_t waited_until = 0;
-  std::int64_t waited_cleared = 0;
+  TimedWaits w, cleared;
   corelet::run([&] {
-    auto t0 = Clock::now();
-    r_for = e.wait_for(20ms);
-    waited_for = elapsed_us(t0);
-    t0 = Clock::now();
-    r_until = e.wait_until(t0 + 20ms);
-    waited_until = elapsed_us(t0);
+    w = timed_waits([&](auto d) { return e.wait_for(d); }, [&](auto t) { return e.wait_until(t); });
     e.set();
     e.clear();  // a cleared event waits again
-    t0 = Clock::now();
-    r_cleared = e.wait_for(20ms);
-    waited_cleared = elapsed_us(t0);
+    cleared = timed_waits([&](auto d) { return e.wait_for(d); }, [&](auto t) { return e.wait_until(t); });
   });
-  EXPECT_FALSE(r_for);
-  EXPECT_FALSE(r_until);
-  EXPECT_FALSE(r_cleared);
-  EXPECT_GE(waited_for, us(20ms));
-  EXPECT_GE(waited_until, us(20ms));
-  EXPECT_GE(waited_cleared, us(20ms));
+  expect_both_timed_out(w);
+  expect_both_timed_out(cleared);
 }
 
 TEST_F(EventTest, TimedWaitReturnsTrueWhenSetBeforeDeadline) {
@@ -213,12 +197,7 @@ TEST_P(EventWaitTableTest, BlockedWaitThrowsCancelled) {
     });
     auto bystander = corelet::spawn([&] { bystander_result = GetParam().wait(e); });
     yield_n(3);
-    victim.cancel();
-    try {
-      victim.join();
-    } catch (const corelet::Cancelled&) {
-      cancelled_thrown = true;
-    }
+    cancelled_thrown = cancel_and_join(victim);
     bystander_done_before_set = bystander.done();
     e.set();
     bystander.join();

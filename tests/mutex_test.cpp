@@ -120,31 +120,20 @@ TYPED_TEST(LockableTest, TryLockDoesNotParkWhenHeld) {
 
 TYPED_TEST(LockableTest, TimedLockTimesOutWhileHeld) {
   TypeParam m;
-  bool got_for = true;
-  bool got_until = true;
+  TimedWaits w;
   bool got_past = true;
-  std::int64_t waited_for = 0;
-  std::int64_t waited_until = 0;
   corelet::run([&] {
     m.lock();
     auto t = corelet::spawn([&] {
-      auto t0 = Clock::now();
-      got_for = m.try_lock_for(20ms);
-      waited_for = elapsed_us(t0);
-      t0 = Clock::now();
-      got_until = m.try_lock_until(t0 + 20ms);
-      waited_until = elapsed_us(t0);
+      w = timed_waits([&](auto d) { return m.try_lock_for(d); }, [&](auto t0) { return m.try_lock_until(t0); });
       got_past = m.try_lock_until(Clock::now() - 1s);
     });
     t.join();
     EXPECT_TRUE(m.locked());
     m.unlock();
   });
-  EXPECT_FALSE(got_for);
-  EXPECT_FALSE(got_until);
+  expect_both_timed_out(w);
   EXPECT_FALSE(got_past);
-  EXPECT_GE(waited_for, us(20ms));
-  EXPECT_GE(waited_until, us(20ms));
   EXPECT_FALSE(m.locked());  // a timed-out call never takes the mutex later
 }
 
@@ -215,12 +204,7 @@ TYPED_TEST(LockableTest, CancelAfterHandOffKeepsTheMutexConsistent) {
     });
     yield_n(2);
     m.unlock();  // hands off to w, which has not run yet
-    w.cancel();
-    try {
-      w.join();
-    } catch (const corelet::Cancelled&) {
-      cancelled_thrown = true;
-    }
+    cancelled_thrown = cancel_and_join(w);
   });
   EXPECT_TRUE(got);
   EXPECT_TRUE(cancelled_thrown);
@@ -489,12 +473,7 @@ void cancel_blocked_lock(const std::function<bool(M&)>& call) {
     yield_n(3);
     EXPECT_TRUE(reached);
     EXPECT_FALSE(returned);
-    victim.cancel();
-    try {
-      victim.join();
-    } catch (const corelet::Cancelled&) {
-      cancelled_thrown = true;
-    }
+    cancelled_thrown = cancel_and_join(victim);
     EXPECT_TRUE(unwound);
     EXPECT_FALSE(second_got);
     m.unlock();  // must go to `second`, not to the cancelled victim

@@ -404,6 +404,7 @@ TEST_P(Net, ConnectByNameResolvesLocalhost) {
     l.close();
     server.join();
     expect_errno([] { SocketAddress::resolve("no-such-host.invalid", 80); }, EHOSTUNREACH, "no-such-host.invalid");
+    expect_errno([] { TcpStream::connect("localhost:99999"); }, EINVAL, "localhost:99999");
   });
 }
 

@@ -306,29 +306,18 @@ TYPED_TEST(QueueKindTest, JoinWaitsUntilEveryItemIsTaskDone) {
 
 TYPED_TEST(QueueKindTest, TimedJoin) {
   TypeParam q;
-  bool for_ok = true;
-  bool until_ok = true;
+  TimedWaits w;
   bool later_ok = false;
-  std::int64_t waited_for = 0;
-  std::int64_t waited_until = 0;
   corelet::run([&] {
     q.put(1);
-    auto t0 = Clock::now();
-    for_ok = q.join_for(20ms);
-    waited_for = elapsed_us(t0);
-    t0 = Clock::now();
-    until_ok = q.join_until(t0 + 20ms);
-    waited_until = elapsed_us(t0);
+    w = timed_waits([&](auto d) { return q.join_for(d); }, [&](auto t) { return q.join_until(t); });
     auto joiner = corelet::spawn([&] { later_ok = q.join_for(1h); });
     yield_n(2);
     (void)q.get();
     q.task_done();
     joiner.join();
   });
-  EXPECT_FALSE(for_ok);
-  EXPECT_FALSE(until_ok);
-  EXPECT_GE(waited_for, us(20ms));
-  EXPECT_GE(waited_until, us(20ms));
+  expect_both_timed_out(w);
   EXPECT_TRUE(later_ok);
 }
 
@@ -473,12 +462,7 @@ TEST_F(QueueTest, AFailedPutLeavesAMoveOnlyValueWithTheCaller) {
       }
     });
     yield_n(2);
-    victim.cancel();
-    try {
-      victim.join();
-    } catch (const corelet::Cancelled&) {
-      cancelled_thrown = true;
-    }
+    cancelled_thrown = cancel_and_join(victim);
     q.shutdown();
     EXPECT_TRUE(throws_shut_down([&] { q.put(std::move(p)); }));
     kept.push_back(p != nullptr);
@@ -543,12 +527,7 @@ void cancel_blocked_put(const std::function<void(Q&)>& put_7) {
     });
     auto second = corelet::spawn([&] { q.put(8); });
     yield_n(3);
-    victim.cancel();
-    try {
-      victim.join();
-    } catch (const corelet::Cancelled&) {
-      cancelled_thrown = true;
-    }
+    cancelled_thrown = cancel_and_join(victim);
     first = q.get();  // makes room: for `second`, not the cancelled victim
     second.join();
     while (auto v = q.try_get()) left.push_back(*v);
@@ -578,12 +557,7 @@ void cancel_blocked_get(const std::function<void(Q&)>& get) {
     });
     auto second = corelet::spawn([&] { second_got = q.get(); });
     yield_n(3);
-    victim.cancel();
-    try {
-      victim.join();
-    } catch (const corelet::Cancelled&) {
-      cancelled_thrown = true;
-    }
+    cancelled_thrown = cancel_and_join(victim);
     q.put(5);  // must reach `second`
     second.join();
   });
@@ -615,12 +589,7 @@ void cancel_blocked_join(const std::function<void(Q&)>& join) {
       second_returned = true;
     });
     yield_n(3);
-    victim.cancel();
-    try {
-      victim.join();
-    } catch (const corelet::Cancelled&) {
-      cancelled_thrown = true;
-    }
+    cancelled_thrown = cancel_and_join(victim);
     EXPECT_FALSE(second_returned);
     q.task_done();
     second.join();

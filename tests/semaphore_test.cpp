@@ -143,29 +143,18 @@ TYPED_TEST(SemaphoreTypesTest, NoBargingPastAWaiter) {
 
 TYPED_TEST(SemaphoreTypesTest, TimedAcquireTimesOutWithoutTakingAUnit) {
   TypeParam s(1);
-  bool got_for = true;
-  bool got_until = true;
+  TimedWaits w;
   bool got_past = true;
-  std::int64_t waited_for = 0;
-  std::int64_t waited_until = 0;
   std::size_t waiting_after = 1;
   corelet::run([&] {
     s.acquire();
-    auto t0 = Clock::now();
-    got_for = s.try_acquire_for(20ms);
-    waited_for = elapsed_us(t0);
-    t0 = Clock::now();
-    got_until = s.try_acquire_until(t0 + 20ms);
-    waited_until = elapsed_us(t0);
+    w = timed_waits([&](auto d) { return s.try_acquire_for(d); }, [&](auto t) { return s.try_acquire_until(t); });
     got_past = s.try_acquire_until(Clock::now() - 1s);
     waiting_after = s.waiting();
     s.release();  // the timed-out calls hold nothing: this is the only unit out
   });
-  EXPECT_FALSE(got_for);
-  EXPECT_FALSE(got_until);
+  expect_both_timed_out(w);
   EXPECT_FALSE(got_past);
-  EXPECT_GE(waited_for, us(20ms));
-  EXPECT_GE(waited_until, us(20ms));
   EXPECT_EQ(waiting_after, 0u);
   EXPECT_EQ(s.value(), 1u);
 }
@@ -298,12 +287,7 @@ void cancel_blocked_acquire(const std::function<bool(S&)>& call) {
     });
     yield_n(3);
     waiting_before = s.waiting();
-    victim.cancel();
-    try {
-      victim.join();
-    } catch (const corelet::Cancelled&) {
-      cancelled_thrown = true;
-    }
+    cancelled_thrown = cancel_and_join(victim);
     waiting_after = s.waiting();
     value_after_cancel = s.value();
     s.release();  // must go to `second`

@@ -62,6 +62,47 @@ inline std::string test_name(const std::string& s) {
   return out;
 }
 
+// The two timed forms of a wait — `for_form(20ms)` then `until_form(now +
+// 20ms)` — run one after the other in the calling tasklet: what each returned
+// and how long it waited.
+struct TimedWaits {
+  bool r_for = true;
+  bool r_until = true;
+  std::int64_t us_for = 0;
+  std::int64_t us_until = 0;
+};
+template <class For, class Until>
+TimedWaits timed_waits(For&& for_form, Until&& until_form) {
+  TimedWaits w;
+  auto t0 = corelet::Clock::now();
+  w.r_for = for_form(20ms);
+  w.us_for = elapsed_us(t0);
+  t0 = corelet::Clock::now();
+  w.r_until = until_form(t0 + 20ms);
+  w.us_until = elapsed_us(t0);
+  return w;
+}
+// Both forms gave up (false) and neither before its 20 ms (a timeout never
+// fires early: a lower bound cannot flake).
+inline void expect_both_timed_out(const TimedWaits& w) {
+  EXPECT_FALSE(w.r_for);
+  EXPECT_FALSE(w.r_until);
+  EXPECT_GE(w.us_for, us(20ms));
+  EXPECT_GE(w.us_until, us(20ms));
+}
+
+// Cancels t and joins it: true if the join rethrew Cancelled.
+template <class T>
+bool cancel_and_join(corelet::Task<T>& t) {
+  t.cancel();
+  try {
+    t.join();
+  } catch (const corelet::Cancelled&) {
+    return true;
+  }
+  return false;
+}
+
 // Yields n times: lets every other ready tasklet make n steps of progress.
 inline void yield_n(int n) {
   for (int i = 0; i < n; ++i) corelet::this_tasklet::yield();

@@ -98,25 +98,14 @@ TEST_F(WaitGroupTest, WaitAtZeroReturnsAtOnce) {
 
 TEST_F(WaitGroupTest, TimedWaitReturnsFalseAfterTheTimeout) {
   WaitGroup wg(1);
-  bool r_for = true;
-  bool r_until = true;
-  std::int64_t waited_for = 0;
-  std::int64_t waited_until = 0;
+  TimedWaits w;
   std::int64_t count_after = 0;
   corelet::run([&] {
-    auto t0 = Clock::now();
-    r_for = wg.wait_for(20ms);
-    waited_for = elapsed_us(t0);
-    t0 = Clock::now();
-    r_until = wg.wait_until(t0 + 20ms);
-    waited_until = elapsed_us(t0);
+    w = timed_waits([&](auto d) { return wg.wait_for(d); }, [&](auto t) { return wg.wait_until(t); });
     count_after = wg.count();
     wg.done();
   });
-  EXPECT_FALSE(r_for);
-  EXPECT_FALSE(r_until);
-  EXPECT_GE(waited_for, us(20ms));
-  EXPECT_GE(waited_until, us(20ms));
+  expect_both_timed_out(w);
   EXPECT_EQ(count_after, 1);
 }
 
@@ -212,12 +201,7 @@ TEST_P(WaitGroupWaitTableTest, BlockedWaitThrowsCancelled) {
     });
     auto bystander = corelet::spawn([&] { bystander_result = GetParam().wait(wg); });
     yield_n(3);
-    victim.cancel();
-    try {
-      victim.join();
-    } catch (const corelet::Cancelled&) {
-      cancelled_thrown = true;
-    }
+    cancelled_thrown = cancel_and_join(victim);
     count_after_cancel = wg.count();
     bystander_done_before = bystander.done();
     wg.done();

@@ -68,11 +68,6 @@ namespace {
 constexpr std::uint64_t kWakeTag = ~std::uint64_t{0};  // epoll data of the wake eventfd
 constexpr int kMaxEvents = 256;
 
-bool wants_output(IoOp op) noexcept {
-  return op == IoOp::Write || op == IoOp::Writev || op == IoOp::Send || op == IoOp::SendMsg ||
-         op == IoOp::Connect || op == IoOp::PollOut;
-}
-
 // A file operation run on a helper thread.
 struct IoJob final : BlockingJob {
   const IoRequest* req = nullptr;

@@ -282,15 +282,7 @@ TcpStream TcpStream::connect(std::string_view host_port, io::Timeout t) {
   const bool bracketed = !host_port.empty() && host_port[0] == '[';
   if (bracketed || colon == std::string_view::npos) return connect(SocketAddress::parse(host_port), t);
   const std::string host(host_port.substr(0, colon));
-  std::uint16_t port = 0;
-  {
-    unsigned v = 0;
-    const auto ps = host_port.substr(colon + 1);
-    auto [p, ec] = std::from_chars(ps.data(), ps.data() + ps.size(), v);
-    if (ps.empty() || ec != std::errc() || p != ps.data() + ps.size() || v > 65535)
-      fail(EINVAL, "corelet::TcpStream::connect(\"" + std::string(host_port) + "\"): bad port");
-    port = static_cast<std::uint16_t>(v);
-  }
+  const std::uint16_t port = parse_port(host_port, host_port.substr(colon + 1));
   in_addr probe;
   if (::inet_pton(AF_INET, host.c_str(), &probe) == 1) return connect(SocketAddress::ipv4(host, port), t);
   // A name: try its addresses in the resolver's order; report the last error.

@@ -34,6 +34,12 @@ enum class IoOp : std::uint8_t {
   PollIn, PollOut,   // wait_readable / wait_writable
 };
 
+// Whether op waits for room to write (else for data to read).
+inline bool wants_output(IoOp op) noexcept {
+  return op == IoOp::Write || op == IoOp::Writev || op == IoOp::Send || op == IoOp::SendMsg ||
+         op == IoOp::Connect || op == IoOp::PollOut;
+}
+
 struct IoRequest {
   IoOp op;
   const char* name;                  // "corelet::io::recv", for errors and reports

@@ -82,13 +82,13 @@ class UringReactor final : public Reactor {
   std::size_t in_flight() const noexcept override { return in_flight_; }
 
  private:
-  io_uring_sqe* sqe();  // a free SQE, flushing the queue to the kernel if full
+  io_uring_sqe* sqe();  // a free SQE, flushing the queue to the kernel if full; may throw
   void prep(io_uring_sqe* s, const IoRequest& req) noexcept;
   void cancel(UringOp* op) noexcept;
-  void flush() noexcept;
+  int enter() noexcept;
+  [[noreturn]] static void fatal(int err) noexcept;
   io_uring_sqe* sqe_noexcept() noexcept;
   void arm_wake() noexcept;
-  void submit(bool get_events);
   void reap() noexcept;
   FdState& link(UringOp* op, int fd);
   void unlink(UringOp* op, int fd) noexcept;
@@ -180,28 +180,32 @@ UringReactor::~UringReactor() {
   io_uring_queue_exit(&ring_);
 }
 
-io_uring_sqe* UringReactor::sqe() {
+// Enters the kernel: submits every queued SQE and runs the completions it
+// holds back, making room in the CQ ring when it asks (EBUSY). Returns 0, or
+// -errno if the ring cannot submit at all. The one loop for every caller:
+// those that may throw turn the error into std::system_error, those that must
+// not (a cancel, closing an fd: an exception would leave a completion pointing
+// into a stack that unwinds) treat it as fatal.
+int UringReactor::enter() noexcept {
   for (int attempt = 0;; ++attempt) {
-    if (io_uring_sqe* s = io_uring_get_sqe(&ring_)) return s;
-    // The SQ ring is full (kSqEntries queued in one batch): hand them over.
-    submit(attempt > 0);
-    if (attempt > 2) throw std::system_error(EBUSY, std::system_category(), "corelet: io_uring SQ ring full");
+    const int rc = io_uring_submit_and_get_events(&ring_);
+    if (rc == -EBUSY || rc == -EAGAIN) reap();
+    else if (rc < 0 && rc != -EINTR) return rc;
+    if (rc >= 0 && io_uring_sq_ready(&ring_) == 0) return 0;
+    if (attempt > 1000000) return -EBUSY;
   }
 }
 
-void UringReactor::submit(bool get_events) {
-  for (;;) {
-    int rc = get_events ? io_uring_submit_and_get_events(&ring_) : io_uring_submit(&ring_);
-    if (rc >= 0) return;
-    if (rc == -EINTR) continue;
-    if (rc == -EBUSY || rc == -EAGAIN) {
-      // The CQ ring is full (or the kernel is short of memory): make room.
-      reap();
-      get_events = true;
-      continue;
-    }
-    throw std::system_error(-rc, std::system_category(), "corelet: io_uring_submit");
-  }
+void UringReactor::fatal(int err) noexcept {
+  std::fprintf(stderr, "corelet: io_uring_submit cannot submit: %s\n", std::strerror(-err));
+  std::abort();
+}
+
+io_uring_sqe* UringReactor::sqe() {
+  io_uring_sqe* s;
+  while (!(s = io_uring_get_sqe(&ring_)))  // the SQ ring is full: hand it over
+    if (const int err = enter()) throw std::system_error(-err, std::system_category(), "corelet: io_uring_submit");
+  return s;
 }
 
 void UringReactor::prep(io_uring_sqe* s, const IoRequest& r) noexcept {
@@ -243,24 +247,11 @@ void UringReactor::unlink(UringOp* op, int fd) noexcept {
   op->prev = op->next = nullptr;
 }
 
-// Submits every queued SQE, making room in the CQ ring if the kernel asks.
-// Never throws (used where an exception would leave a completion pointing
-// into a stack that unwinds); a ring that cannot submit at all is fatal.
-void UringReactor::flush() noexcept {
-  for (int attempt = 0; io_uring_sq_ready(&ring_) > 0; ++attempt) {
-    const int rc = io_uring_submit_and_get_events(&ring_);
-    if (rc == -EBUSY || rc == -EAGAIN) reap();
-    if ((rc < 0 && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN) || attempt > 1000000) {
-      std::fprintf(stderr, "corelet: io_uring_submit cannot submit: %s\n", std::strerror(rc < 0 ? -rc : EBUSY));
-      std::abort();
-    }
-  }
-}
-
 // A free SQE for a request that must not fail (a cancel, the wake poll).
 io_uring_sqe* UringReactor::sqe_noexcept() noexcept {
   io_uring_sqe* s;
-  while (!(s = io_uring_get_sqe(&ring_))) flush();
+  while (!(s = io_uring_get_sqe(&ring_)))
+    if (const int err = enter()) fatal(err);
   return s;
 }
 
@@ -369,11 +360,7 @@ long UringReactor::perform(IoRequest& req, Clock::time_point deadline, bool* clo
     if (res == -EAGAIN && req.op != IoOp::PollIn && req.op != IoOp::PollOut && req.op != IoOp::Connect &&
         on_fd) {
       if (Clock::now() >= deadline) return -ETIMEDOUT;
-      IoRequest p{req.op == IoOp::Write || req.op == IoOp::Writev || req.op == IoOp::Send ||
-                          req.op == IoOp::SendMsg || req.op == IoOp::Connect
-                      ? IoOp::PollOut
-                      : IoOp::PollIn,
-                  req.name, req.fd};
+      IoRequest p{wants_output(req.op) ? IoOp::PollOut : IoOp::PollIn, req.name, req.fd};
       const long pr = perform(p, deadline, closed_while_waiting);
       if (pr < 0) return pr;
       continue;
@@ -391,7 +378,8 @@ void UringReactor::closing(int fd) noexcept {
   // submitted after close(2), they would act on whatever file gets the number
   // next. Submit them now; once issued, each holds its own reference to the
   // file, and the cancels below end them.
-  if (st->ops) flush();
+  if (st->ops && io_uring_sq_ready(&ring_) > 0)
+    if (const int err = enter()) fatal(err);
   for (UringOp* op = st->ops; op; op = op->next) {
     if (op->done) continue;
     op->closed = true;
@@ -439,7 +427,7 @@ void UringReactor::poll() {
   // published with liburing's acquire/release accessors.
   const unsigned kflags = IO_URING_READ_ONCE(*ring_.sq.kflags);
   if (io_uring_sq_ready(&ring_) || (kflags & (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW)))
-    submit(true);
+    if (const int err = enter()) throw std::system_error(-err, std::system_category(), "corelet: io_uring_submit");
   reap();
 }
 
