@@ -2,7 +2,12 @@
 // "hello": keep-alive, pipelining, one tasklet per connection.
 //
 //   http_hello [ADDRESS] [--reuse-port]      (default 127.0.0.1:8080)
+//   http_hello [ADDRESS] --workers N         one server per worker (0: per CPU)
 //   wrk -c 100 -d 5 http://127.0.0.1:8080/
+//
+// With --workers every worker process of a corelet cluster binds its own
+// listener to the same port with SO_REUSEPORT, and the kernel spreads the
+// connections over them: one scheduler per core, nothing shared.
 //
 // Requests are parsed just enough to be served correctly: the request line,
 // Connection and Content-Length (a body is skipped). Responses to requests
@@ -12,6 +17,11 @@
 // for 60 s is closed.
 #include <corelet/corelet.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
 #include <chrono>
@@ -19,6 +29,7 @@
 #include <cstring>
 #include <string>
 #include <string_view>
+#include <vector>
 
 using namespace std::chrono_literals;
 
@@ -140,33 +151,84 @@ void serve(corelet::TcpStream& c) {
   }
 }
 
+// listen_and_serve — accepts forever, a tasklet per connection.
+void listen_and_serve(const std::string& address, const corelet::ListenOptions& opts, bool announce) {
+  corelet::TcpListener listener = corelet::TcpListener::bind(address, opts);
+  if (announce) {
+    std::printf("http_hello: listening on http://%s/ (%s)\n", listener.local_address().to_string().c_str(),
+                std::string(corelet::io::backend_name(corelet::io::backend())).c_str());
+    std::fflush(stdout);
+  }
+  for (;;) {
+    corelet::TcpStream conn = listener.accept();
+    corelet::spawn({.name = "http-conn", .stack_size = 32 * 1024}, [c = std::move(conn)]() mutable {
+      try {
+        serve(c);
+      } catch (const std::system_error&) {
+        // reset or idle: this connection ends, the server goes on
+      }
+    }).detach();
+  }
+}
+
+// serve_on_worker — one worker's server in cluster mode (runs until the
+// cluster stops: SIGINT / SIGTERM).
+int serve_on_worker(std::string address) {
+  corelet::ListenOptions opts;
+  opts.backlog = 4096;
+  opts.reuse_port = true;
+  listen_and_serve(address, opts, false);
+  return 0;
+}
+CORELET_REMOTE(serve_on_worker);
+
+// pick_port — for "HOST:0" in cluster mode: every worker must bind the same
+// port, so one is chosen here first.
+std::string pick_port(const std::string& address) {
+  const auto colon = address.rfind(':');
+  if (colon == std::string::npos || address.substr(colon + 1) != "0") return address;
+  const std::string host = address.substr(0, colon);
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  socklen_t len = sizeof sa;
+  if (fd < 0 || ::inet_pton(AF_INET, host.c_str(), &sa.sin_addr) != 1 ||
+      ::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len) != 0) {
+    if (fd >= 0) ::close(fd);
+    throw std::runtime_error("cannot pick a port on " + host);
+  }
+  ::close(fd);
+  return host + ":" + std::to_string(ntohs(sa.sin_port));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string address = "127.0.0.1:8080";
   corelet::ListenOptions opts;
   opts.backlog = 4096;
+  int workers = -1;  // -1: no cluster, one scheduler in this process
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--reuse-port") == 0) opts.reuse_port = true;
+    else if (std::strcmp(argv[i], "--workers") == 0 && i + 1 < argc) workers = std::atoi(argv[++i]);
     else address = argv[i];
   }
   try {
-    corelet::run([&] {
-      corelet::TcpListener listener = corelet::TcpListener::bind(address, opts);
-      std::printf("http_hello: listening on http://%s/ (%s)\n", listener.local_address().to_string().c_str(),
-                  std::string(corelet::io::backend_name(corelet::io::backend())).c_str());
-      std::fflush(stdout);
-      for (;;) {
-        corelet::TcpStream conn = listener.accept();
-        corelet::spawn({.name = "http-conn", .stack_size = 32 * 1024}, [c = std::move(conn)]() mutable {
-          try {
-            serve(c);
-          } catch (const std::system_error&) {
-            // reset or idle: this connection ends, the server goes on
-          }
-        }).detach();
-      }
-    });
+    if (workers >= 0) {
+      address = pick_port(address);
+      return corelet::run(corelet::Config{.workers = workers}, [&] {
+        std::vector<corelet::Future<int>> servers;
+        for (int w = 0; w < corelet::num_workers(); ++w) servers.push_back(corelet::spawn_on(w, serve_on_worker, address));
+        corelet::this_tasklet::sleep_for(std::chrono::milliseconds(50));  // let every worker bind
+        std::printf("http_hello: listening on http://%s/ on %d workers (%s)\n", address.c_str(),
+                    corelet::num_workers(), std::string(corelet::io::backend_name(corelet::io::backend())).c_str());
+        std::fflush(stdout);
+        for (auto& f : servers) f.get();
+        return 0;
+      });
+    }
+    corelet::run([&] { listen_and_serve(address, opts, true); });
   } catch (const std::exception& e) {
     std::fprintf(stderr, "http_hello: %s\n", e.what());
     return 1;

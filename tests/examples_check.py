@@ -4,8 +4,14 @@
 usage: examples_check.py BUILD_EXAMPLES_DIR BACKEND
 Starts echo_server and http_hello on free ports (port 0; they print the
 address), drives them, and checks the answers: echo_client's count, HTTP
-keep-alive, pipelining, HTTP/1.0, a body skipped, 400 and 431, and md5_files.
+keep-alive, pipelining, HTTP/1.0, a body skipped, 400 and 431, and md5_files;
+then the cluster examples: http_hello --workers 2 (both workers answer, and
+SIGINT stops all processes), primes_cluster, md5_cluster against md5sum, and
+ping_pong.
 """
+import glob
+import signal
+import time
 import os
 import re
 import socket
@@ -23,8 +29,8 @@ def check(cond, what):
         failures.append(what)
 
 
-def start(name):
-    p = subprocess.Popen([os.path.join(bindir, name), "127.0.0.1:0"], env=env,
+def start(name, *args):
+    p = subprocess.Popen([os.path.join(bindir, name), "127.0.0.1:0", *args], env=env,
                          stdout=subprocess.PIPE, text=True)
     line = p.stdout.readline()
     m = re.search(r"127\.0\.0\.1:(\d+)", line)
@@ -81,5 +87,44 @@ check(r.returncode == 0 and "0 mismatches" in r.stdout, "md5_files: " + r.stdout
 r = subprocess.run([os.path.join(bindir, "md5_files"), "/etc/hostname"], env=env, capture_output=True, text=True)
 ref = subprocess.run(["md5sum", "/etc/hostname"], capture_output=True, text=True).stdout
 check(r.stdout == ref, "md5_files agrees with md5sum")
+
+# ---- the cluster examples ----
+
+def children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+http, port = start("http_hello", "--workers", "2")
+try:
+    workers = children(http.pid)
+    check(len(workers) == 2, f"http_hello --workers 2 runs two worker processes: {workers}")
+    ok = 0
+    for _ in range(40):  # SO_REUSEPORT spreads connections: all must be served
+        ok += exchange(port, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n").endswith(b"hello")
+    check(ok == 40, f"http_hello --workers 2 answered {ok} of 40 connections")
+    http.send_signal(signal.SIGINT)
+    http.wait(timeout=10)
+    check(http.returncode == 128 + signal.SIGINT, f"SIGINT stops the cluster (status {http.returncode})")
+    time.sleep(0.2)
+    check(all(not os.path.exists(f"/proc/{w}") or open(f"/proc/{w}/stat").read().split()[2] == "Z"
+              for w in workers), "no worker outlives the supervisor")
+finally:
+    if http.poll() is None:
+        http.kill()
+        http.wait()
+
+r = subprocess.run([os.path.join(bindir, "primes_cluster")], env=env, capture_output=True, text=True, timeout=120)
+check(r.returncode == 0 and r.stdout.count("primes up to 400000: 33860") == 4, "primes_cluster: " + r.stdout.strip())
+files = sorted(glob.glob("/etc/*.conf"))[:20]
+r = subprocess.run([os.path.join(bindir, "md5_cluster"), *files], env=env, capture_output=True, text=True,
+                   timeout=120)
+ref = subprocess.run(["md5sum", *files], capture_output=True, text=True).stdout
+check(r.returncode == 0 and r.stdout == ref, f"md5_cluster agrees with md5sum on {len(files)} files")
+r = subprocess.run([os.path.join(bindir, "ping_pong"), "2000"], env=env, capture_output=True, text=True, timeout=120)
+check(r.returncode == 0 and "4000 hits" in r.stdout, "ping_pong: " + r.stdout.strip())
 
 sys.exit(1 if failures else 0)

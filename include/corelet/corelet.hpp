@@ -1,6 +1,14 @@
 #pragma once
 // <corelet/corelet.hpp> — the whole public API of corelet.
 #include <corelet/core/stack.hpp>
+#include <corelet/ipc/actor.hpp>
+#include <corelet/ipc/cluster.hpp>
+#include <corelet/ipc/codec.hpp>
+#include <corelet/ipc/mailbox.hpp>
+#include <corelet/ipc/pool.hpp>
+#include <corelet/ipc/remote.hpp>
+#include <corelet/ipc/ring.hpp>
+#include <corelet/ipc/shared_memory.hpp>
 #include <corelet/sched/barrier.hpp>
 #include <corelet/sched/blocking.hpp>
 #include <corelet/sched/channel.hpp>

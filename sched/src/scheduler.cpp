@@ -182,9 +182,14 @@ static void report_lost_exception(Tasklet* t, const char* why) noexcept {
   }
 }
 
-Scheduler::Scheduler() {
-  wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (wake_fd_ < 0) throw std::system_error(errno, std::generic_category(), "corelet: eventfd");
+Scheduler::Scheduler(LoopHook* hook, int wake_fd) : hook_(hook) {
+  if (wake_fd >= 0) {
+    wake_fd_ = wake_fd;
+    own_wake_fd_ = false;
+  } else {
+    wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (wake_fd_ < 0) throw std::system_error(errno, std::generic_category(), "corelet: eventfd");
+  }
 #if CORELET_ASAN
   pthread_attr_t attr;
   if (pthread_getattr_np(pthread_self(), &attr) == 0) {
@@ -203,7 +208,7 @@ Scheduler::~Scheduler() {
   // drained and its eventfd write): wait the few instructions it needs.
   while (posting_.load(std::memory_order_acquire) != 0) std::this_thread::yield();
   reactor_.reset();  // it watches wake_fd_
-  if (wake_fd_ >= 0) ::close(wake_fd_);
+  if (wake_fd_ >= 0 && own_wake_fd_) ::close(wake_fd_);
 }
 
 // ---------------------------------------------------------------------------
@@ -589,20 +594,30 @@ void Scheduler::idle_wait() {
     tsp = &ts;
   }
   stacks_.trim();  // idle: give back the pages of cold stacks
-  sleeping_.store(true, std::memory_order_relaxed);
-  std::atomic_thread_fence(std::memory_order_seq_cst);  // see post_completion
-  if (completions_.size_approx() != 0) {
+  // Only a helper running one of our blocking jobs reads sleeping_ (see
+  // post_completion): without one outstanding, no fence is needed.
+  const bool helpers = blocking_outstanding_ != 0;
+  if (helpers) {
+    sleeping_.store(true, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_seq_cst);  // see post_completion
+  }
+  if (helpers && completions_.size_approx() != 0) {
     // A completion came in meanwhile: do not sleep.
+  } else if (hook_ && !hook_->prepare_sleep()) {
+    // The hook's work came in meanwhile: do not sleep.
   } else if (reactor_) {
     try {
       reactor_->wait(tsp);  // I/O completions, the eventfd or the next timer
     } catch (...) {
       sleeping_.store(false, std::memory_order_relaxed);
+      if (hook_) hook_->woke();
       throw;
     }
+    if (hook_) hook_->woke();
   } else {
     pollfd pfd{wake_fd_, POLLIN, 0};
     int r = ::ppoll(&pfd, 1, tsp, nullptr);
+    if (hook_) hook_->woke();
     if (r < 0 && errno != EINTR) {
       sleeping_.store(false, std::memory_order_relaxed);
       throw std::system_error(errno, std::generic_category(), "corelet: ppoll in the idle scheduler");
@@ -639,6 +654,7 @@ std::string Scheduler::describe_blocked() const {
 void Scheduler::loop() {
   for (;;) {
     if (reactor_) reactor_->poll();  // submit this batch's I/O, take completions
+    if (hook_) hook_->poll();        // ipc: inbound messages, outbound publication
     if (!timers_.empty()) fire_timers(Clock::now());
     if (blocking_outstanding_) drain_completions();
     if (Tasklet* t = pick()) {
@@ -654,7 +670,8 @@ void Scheduler::loop() {
       cancel_all();
       continue;
     }
-    if (!timers_.empty() || blocking_outstanding_ || (reactor_ && reactor_->in_flight())) {
+    if (!timers_.empty() || blocking_outstanding_ || (reactor_ && reactor_->in_flight()) ||
+        (hook_ && hook_->keeps_alive())) {
       idle_wait();
       continue;
     }
@@ -826,12 +843,23 @@ class SigpipeBlocked {
 };
 }  // namespace
 
+namespace {
+thread_local LoopHook* tl_next_hook = nullptr;
+thread_local int tl_next_wake_fd = -1;
+}  // namespace
+
+void set_next_run_hook(LoopHook* hook, int wake_fd) noexcept {
+  tl_next_hook = hook;
+  tl_next_wake_fd = wake_fd;
+}
+
 void run_main(Tasklet* main) {
   if (tl_sched) throw UsageError("corelet: corelet::run called inside corelet::run on the same thread");
   core::install_overflow_handler();
   uniform_fp_status();
   SigpipeBlocked no_sigpipe;
-  Scheduler sched;
+  LoopHook* hook = std::exchange(tl_next_hook, nullptr);
+  Scheduler sched(hook, std::exchange(tl_next_wake_fd, -1));
   tl_sched = &sched;
   main->is_main = true;
   if (main->name.empty()) main->name = "main";

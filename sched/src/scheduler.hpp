@@ -1,6 +1,7 @@
 #pragma once
 // Internal: the per-thread Scheduler. Only sched/src includes this.
 
+#include <corelet/sched/detail/loop_hook.hpp>
 #include <corelet/sched/detail/tasklet.hpp>
 #include <corelet/core/stack.hpp>
 
@@ -18,7 +19,8 @@ class Reactor;
 
 class Scheduler {
  public:
-  Scheduler();
+  // hook / wake_fd: see set_next_run_hook (loop_hook.hpp); -1 makes our own eventfd.
+  explicit Scheduler(LoopHook* hook = nullptr, int wake_fd = -1);
   ~Scheduler();
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
@@ -141,6 +143,8 @@ class Scheduler {
   std::atomic<bool> sleeping_{false};
   std::atomic<int> posting_{0};     // helpers inside post_completion
   int wake_fd_ = -1;
+  bool own_wake_fd_ = true;
+  LoopHook* hook_ = nullptr;        // ipc's cluster worker, if any
 
   std::unique_ptr<Reactor> reactor_;  // after wake_fd_: destroyed first
   std::string io_fallback_reason_;

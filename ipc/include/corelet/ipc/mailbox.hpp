@@ -1,0 +1,232 @@
+#pragma once
+// corelet/ipc/mailbox.hpp — typed messages between tasklets on any workers.
+//
+//   corelet::Mailbox<Order> inbox;                 // owned by this worker
+//   corelet::register_name("orders", inbox.address());
+//   ...                                            // elsewhere, any worker:
+//   corelet::send(*corelet::whereis("orders"), Order{...});
+//   Order o = inbox.recv();                        // parks until one arrives
+//
+// A Mailbox is a many-producer, one-owner channel that crosses workers: any
+// tasklet anywhere that knows its Address may send to it; the tasklets of
+// the owning worker receive. Messages from one sender tasklet arrive in the
+// order sent. A mailbox buffers without bound (the rings between workers
+// bound what is in flight; a receiver that never receives grows its queue).
+//
+// Addresses are plain values: they travel inside messages, and they name an
+// incarnation of a worker, so a message to a mailbox of a worker that died
+// fails with WorkerLost even after the worker was replaced.
+
+#include <corelet/ipc/cluster.hpp>
+#include <corelet/ipc/codec.hpp>
+#include <corelet/sched/detail/tasklet.hpp>
+#include <corelet/sched/errors.hpp>
+
+#include <compare>
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <typeinfo>
+#include <vector>
+
+namespace corelet {
+
+// Address — where a mailbox lives: worker, that worker's incarnation, box id.
+struct Address {
+  std::int32_t worker = -1;
+  std::uint32_t gen = 0;
+  std::uint32_t box = 0;
+  bool valid() const noexcept { return worker >= 0 && box != 0; }
+  auto operator<=>(const Address&) const = default;
+};
+std::string to_string(const Address& a);
+
+namespace ipc::detail {
+
+struct MailboxBase {
+  // deliver — one message for this box, in the loop's context.
+  virtual void deliver(Decoder& in, std::uint64_t type) = 0;
+  std::uint64_t type = 0;  // typeid(T).hash_code(): the same in every worker (one binary)
+  const char* type_name = "";
+
+ protected:
+  ~MailboxBase() = default;
+};
+
+Address open_box(MailboxBase* box);   // registers it in this worker; UsageError outside a cluster
+void close_box(const Address& a) noexcept;
+MailboxBase* find_box(const Address& a) noexcept;  // this worker's, or nullptr
+// send_mail — to a box on another worker: the message is [box, type, payload].
+void send_mail(const Address& to, std::string&& msg);
+void send_mail_parts(const Address& to, const std::string_view* parts, std::size_t n);
+// MailHeader — what precedes the payload of a mail message.
+struct MailHeader {
+  std::uint32_t box;
+  std::uint32_t gen;
+  std::uint64_t type;
+};
+static_assert(sizeof(MailHeader) == 16);
+std::string mail_prologue(const Address& to, std::uint64_t type);
+void check_address(const Address& to, const char* call);
+
+}  // namespace ipc::detail
+
+// Mailbox<T> — see the top of this file. Not copyable or movable (its
+// address is registered); belongs to the worker and scheduler that made it.
+// T must be encodable (codec.hpp).
+template <class T>
+class Mailbox final : public ipc::detail::MailboxBase {
+ public:
+  // Mailbox — opens a mailbox in this worker. UsageError outside a cluster.
+  Mailbox() {
+    type = typeid(T).hash_code();
+    type_name = typeid(T).name();
+    addr_ = ipc::detail::open_box(this);
+  }
+  ~Mailbox() { close(); }
+  Mailbox(const Mailbox&) = delete;
+  Mailbox& operator=(const Mailbox&) = delete;
+
+  const Address& address() const noexcept { return addr_; }
+
+  // recv — the next message; parks until one arrives. Throws ChannelClosed
+  // once closed and drained, DecodeError for a message of another type (it
+  // is dropped; the next recv goes on), Cancelled.
+  T recv() { return *recv_until(Clock::time_point::max()); }
+  // recv_for / recv_until — as recv; nullopt on timeout.
+  template <class Rep, class Period>
+  std::optional<T> recv_for(std::chrono::duration<Rep, Period> d) {
+    return recv_until(corelet::detail::deadline_after(d));
+  }
+  std::optional<T> recv_until(Clock::time_point tp) {
+    corelet::detail::require_tasklet("Mailbox::recv");
+    for (;;) {
+      if (auto v = try_recv()) return v;
+      if (closed_) throw ChannelClosed();
+      if (!corelet::detail::wait_on(waiters_, "Mailbox::recv", this, tp) && q_.empty() && !bad_) return std::nullopt;
+    }
+  }
+  // try_recv — a message if one is here; nullopt otherwise.
+  std::optional<T> try_recv() {
+    if (bad_) {
+      std::string why = std::move(*bad_);
+      bad_.reset();
+      throw ipc::DecodeError(why);
+    }
+    if (q_.empty()) return std::nullopt;
+    T v = std::move(q_.front());
+    q_.pop_front();
+    return v;
+  }
+  std::size_t size() const noexcept { return q_.size(); }
+
+  // close — no more messages are accepted (later ones are dropped); the
+  // queued ones can still be received; receivers then get ChannelClosed.
+  void close() noexcept {
+    if (closed_) return;
+    closed_ = true;
+    ipc::detail::close_box(addr_);
+    corelet::detail::wake_all(waiters_);
+  }
+
+  // put — used by send() for a mailbox of this worker.
+  void put(T v) {
+    if (closed_) return;
+    q_.push_back(std::move(v));
+    corelet::detail::wake_one(waiters_);
+  }
+
+ private:
+  void deliver(ipc::Decoder& in, std::uint64_t sent_type) override {
+    if (closed_) return;
+    if (sent_type != type) {
+      bad_ = std::string("corelet: a message of another type was sent to a Mailbox<") + type_name + "> at " +
+             to_string(addr_) + "; it was dropped";
+    } else {
+      q_.push_back(in.get<T>());
+    }
+    corelet::detail::wake_one(waiters_);
+  }
+
+  Address addr_;
+  std::deque<T> q_;
+  corelet::detail::WaitQueue waiters_;
+  std::optional<std::string> bad_;
+  bool closed_ = false;
+};
+
+// send — delivers v to the mailbox at `to`. Parks only while the ring to
+// that worker is full. Throws WorkerLost if that worker (incarnation) is
+// dead, std::invalid_argument for an invalid address, Cancelled. A message
+// to a closed or unknown mailbox of a live worker is dropped.
+template <class T>
+void send(const Address& to, const T& v) {
+  ipc::detail::check_address(to, "send");
+  if (to.worker == this_worker()) {
+    auto* box = ipc::detail::find_box(to);
+    if (!box) return;
+    if (box->type != typeid(T).hash_code()) {
+      throw std::invalid_argument(std::string("corelet::send: the mailbox at ") + to_string(to) +
+                                  " takes another type than " + typeid(T).name());
+    }
+    static_cast<Mailbox<T>*>(box)->put(v);
+    return;
+  }
+  const ipc::detail::MailHeader h{to.box, to.gen, typeid(T).hash_code()};
+  if constexpr (std::is_trivially_copyable_v<T>) {
+    // No allocation: the header and the value are copied into the ring.
+    const std::string_view parts[2] = {{reinterpret_cast<const char*>(&h), sizeof h},
+                                       {reinterpret_cast<const char*>(&v), sizeof v}};
+    ipc::detail::send_mail_parts(to, parts, 2);
+  } else {
+    std::string body;
+    ipc::Encoder(body).put(v);
+    const std::string_view parts[2] = {{reinterpret_cast<const char*>(&h), sizeof h}, body};
+    ipc::detail::send_mail_parts(to, parts, 2);
+  }
+}
+
+// broadcast — send(a, v) to every address, encoding v once. A lost worker
+// does not stop the others: returns the addresses whose worker was lost.
+template <class T>
+std::vector<Address> broadcast(const std::vector<Address>& to, const T& v) {
+  std::vector<Address> lost;
+  std::string body;
+  bool encoded = false;
+  for (const Address& a : to) {
+    try {
+      if (a.worker == this_worker()) {
+        send(a, v);
+        continue;
+      }
+      ipc::detail::check_address(a, "broadcast");
+      if (!encoded) {
+        ipc::Encoder(body).put(v);
+        encoded = true;
+      }
+      const ipc::detail::MailHeader h{a.box, a.gen, typeid(T).hash_code()};
+      const std::string_view parts[2] = {{reinterpret_cast<const char*>(&h), sizeof h}, body};
+      ipc::detail::send_mail_parts(a, parts, 2);
+    } catch (const WorkerLost&) {
+      lost.push_back(a);
+    }
+  }
+  return lost;
+}
+
+// register_name — makes `a` findable by `name` from every worker (the
+// cluster's name registry, in shared memory). Names are at most 55 bytes.
+// Returns false if the name is taken by a live address. Throws
+// std::invalid_argument for a bad name, std::length_error when the registry
+// (1024 names) is full, UsageError outside a cluster.
+bool register_name(std::string_view name, const Address& a);
+// unregister_name — removes the name; false if it was not registered.
+bool unregister_name(std::string_view name);
+// whereis — the address registered under `name`; nullopt if none, or if
+// its worker has died since (the name is then free again).
+std::optional<Address> whereis(std::string_view name);
+
+}  // namespace corelet

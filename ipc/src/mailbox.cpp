@@ -1,0 +1,141 @@
+// Mailboxes and the name registry.
+
+#include "worker.hpp"
+
+#include <pthread.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace corelet {
+
+std::string to_string(const Address& a) {
+  return "worker " + std::to_string(a.worker) + "/" + std::to_string(a.gen) + " box " + std::to_string(a.box);
+}
+
+namespace ipc::detail {
+
+Address open_box(MailboxBase* box) {
+  if (!g_worker) throw UsageError("corelet::Mailbox: made outside a cluster worker");
+  return g_worker->open_box(box);
+}
+
+void close_box(const Address& a) noexcept {
+  if (g_worker && a.worker == g_worker_id) g_worker->close_box(a.box);
+}
+
+MailboxBase* find_box(const Address& a) noexcept {
+  if (!g_worker || a.worker != g_worker_id) return nullptr;
+  if (a.gen != g_cluster->slot(a.worker).gen.load(std::memory_order_relaxed)) return nullptr;
+  return g_worker->find_box(a.box);
+}
+
+void check_address(const Address& to, const char* call) {
+  check_worker(to.worker, call);
+  if (!to.valid()) throw std::invalid_argument(std::string("corelet::") + call + ": invalid address");
+}
+
+std::string mail_prologue(const Address& to, std::uint64_t type) {
+  MailHeader h{to.box, to.gen, type};
+  return std::string(reinterpret_cast<const char*>(&h), sizeof h);
+}
+
+void send_mail(const Address& to, std::string&& msg) {
+  const std::string_view part(msg);
+  send_mail_parts(to, &part, 1);
+}
+
+void send_mail_parts(const Address& to, const std::string_view* parts, std::size_t n) {
+  corelet::detail::require_tasklet("send");
+  if (!g_cluster->address_alive(to)) throw WorkerLost(g_worker->last_exit(to.worker), "send to " + to_string(to));
+  g_worker->send_parts(to.worker, kMail, parts, n, "send");
+}
+
+namespace {
+
+// The registry's lock: robust, so a holder's death is survivable.
+class NamesLock {
+ public:
+  explicit NamesLock(ControlBlock& c) : m_(&c.names_lock) {
+    int r = pthread_mutex_lock(m_);
+    if (r == EOWNERDEAD) {
+      // The holder died inside the (tiny) critical section: each entry is
+      // written name first and `used` last, so the table is usable as is.
+      pthread_mutex_consistent(m_);
+      r = 0;
+    }
+    if (r != 0) throw std::system_error(r, std::generic_category(), "corelet: name registry lock");
+  }
+  ~NamesLock() { pthread_mutex_unlock(m_); }
+  NamesLock(const NamesLock&) = delete;
+  NamesLock& operator=(const NamesLock&) = delete;
+
+ private:
+  pthread_mutex_t* m_;
+};
+
+void check_name(std::string_view name) {
+  if (name.empty() || name.size() >= sizeof(NameEntry::name) || name.find('\0') != std::string_view::npos)
+    throw std::invalid_argument("corelet: a registered name must have 1 to 55 bytes and no NUL");
+}
+
+bool same(const NameEntry& e, std::string_view name) {
+  return e.used && std::strncmp(e.name, name.data(), name.size()) == 0 && e.name[name.size()] == '\0';
+}
+
+}  // namespace
+}  // namespace ipc::detail
+
+bool register_name(std::string_view name, const Address& a) {
+  using namespace ipc::detail;
+  check_worker(0, "register_name");
+  check_name(name);
+  check_address(a, "register_name");
+  ControlBlock& c = *g_cluster->ctl;
+  NamesLock lock(c);
+  NameEntry* free_entry = nullptr;
+  for (NameEntry& e : c.names) {
+    if (same(e, name)) {
+      if (g_cluster->address_alive(e.addr)) return false;
+      e.addr = a;  // held by a dead incarnation: free again
+      return true;
+    }
+    if (!e.used && !free_entry) free_entry = &e;
+  }
+  if (!free_entry) throw std::length_error("corelet::register_name: the registry is full (1024 names)");
+  std::memcpy(free_entry->name, name.data(), name.size());
+  free_entry->name[name.size()] = '\0';
+  free_entry->addr = a;
+  free_entry->used = true;
+  return true;
+}
+
+bool unregister_name(std::string_view name) {
+  using namespace ipc::detail;
+  check_worker(0, "unregister_name");
+  check_name(name);
+  ControlBlock& c = *g_cluster->ctl;
+  NamesLock lock(c);
+  for (NameEntry& e : c.names)
+    if (same(e, name)) {
+      e.used = false;
+      return true;
+    }
+  return false;
+}
+
+std::optional<Address> whereis(std::string_view name) {
+  using namespace ipc::detail;
+  check_worker(0, "whereis");
+  check_name(name);
+  ControlBlock& c = *g_cluster->ctl;
+  NamesLock lock(c);
+  for (const NameEntry& e : c.names)
+    if (same(e, name)) {
+      if (!g_cluster->address_alive(e.addr)) return std::nullopt;
+      return e.addr;
+    }
+  return std::nullopt;
+}
+
+}  // namespace corelet

@@ -1,0 +1,467 @@
+// A worker process's side of the cluster: sending and receiving over the
+// rings, calls in flight, peer deaths, sleeping and waking.
+//
+// Wakeups (Dekker). A worker about to sleep raises its `sleeping` flag, issues
+// a seq_cst fence and re-checks every inbound ring; a producer publishes its
+// frames (release), issues a seq_cst fence and then reads the flag. With both
+// fences seq_cst, at least one side sees the other's store: either the sleeper
+// finds the frames, or the producer finds the flag and writes the eventfd the
+// sleeper's reactor waits on. The same pairing guards a producer waiting for
+// ring space (RingWriter::announce_waiting / RingReader::release_and_check_waiter).
+//
+// Peer death. The supervisor marks the slot Dead and bumps the epoch; each
+// survivor, on seeing it, fails the calls it waits on there, fails its
+// senders to it, and empties both rings it shares with it (nobody else uses
+// them now), then acknowledges the epoch. Only after every survivor has
+// acknowledged does the supervisor fork the replacement, so the replacement
+// never sees a frame of its predecessor and survivors never see one of it
+// before they know it is alive (its Alive state is published before the fork).
+
+#include "worker.hpp"
+
+#include <corelet/sched/task.hpp>
+
+#include <sys/eventfd.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <x86intrin.h>
+#endif
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+
+namespace corelet::ipc::detail {
+
+Cluster* g_cluster = nullptr;
+Worker* g_worker = nullptr;
+int g_worker_id = -1;
+
+namespace {
+using corelet::detail::Waiter;
+
+#if defined(__x86_64__) || defined(__i386__)
+inline void cpu_relax() noexcept { __builtin_ia32_pause(); }
+inline std::uint64_t ticks() noexcept { return __rdtsc(); }
+#else
+inline void cpu_relax() noexcept {}
+inline std::uint64_t ticks() noexcept {
+  return static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+}
+#endif
+
+// tsc_per_us — time-stamp counter ticks per microsecond, measured once per
+// process (the spin deadline reads the TSC, ~10x cheaper than clock_gettime;
+// workers are pinned, and x86-64 hosts have an invariant TSC).
+std::uint64_t tsc_per_us() noexcept {
+  static const std::uint64_t per_us = [] {
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::uint64_t c0 = ticks();
+    while (std::chrono::steady_clock::now() - t0 < std::chrono::microseconds(200)) {
+    }
+    const double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+    const auto per = static_cast<std::uint64_t>(static_cast<double>(ticks() - c0) / us);
+    return per ? per : 1;
+  }();
+  return per_us;
+}
+}  // namespace
+
+void wake(const Cluster& c, int w) noexcept {
+  const std::uint64_t one = 1;
+  ssize_t r = ::write(c.slot(w).event_fd, &one, sizeof one);
+  (void)r;  // EAGAIN only when the counter is saturated: a wakeup is pending anyway
+}
+
+void wake_if_sleeping(const Cluster& c, int w) noexcept {
+  auto& s = c.slot(w).sleeping;
+  if (s.load(std::memory_order_relaxed) != 0 && s.exchange(0, std::memory_order_relaxed) != 0) wake(c, w);
+}
+
+void reset_ring(RingHeader* h) noexcept {
+  h->write.store(0, std::memory_order_relaxed);
+  h->read.store(0, std::memory_order_relaxed);
+  h->producer_waiting.store(0, std::memory_order_relaxed);
+}
+
+Worker::Worker(Cluster& c, int id)
+    : c_(c), id_(id), n_(c.n), out_(c.n), in_(c.n), known_gen_(c.n), peer_dead_(c.n), dirty_(c.n) {
+  seen_epoch_ = c.ctl->epoch.load(std::memory_order_acquire);
+  for (int k = 0; k < n_; ++k) {
+    known_gen_[k] = c.slot(k).gen.load(std::memory_order_acquire);
+    peer_dead_[k] = c.slot(k).state.load(std::memory_order_acquire) != static_cast<std::uint32_t>(SlotState::Alive);
+    if (k == id_) continue;
+    out_[k].w.attach(c.ring(id_, k));
+    in_[k].r.attach(c.ring(k, id_));
+    out_[k].lost = peer_dead_[k];
+  }
+  c.slot(id_).acked_epoch.store(seen_epoch_, std::memory_order_release);
+  if (c.cfg.idle_spin.count() > 0) (void)tsc_per_us();  // calibrated now, not in the first idle spin
+}
+
+Worker::~Worker() = default;
+
+WorkerExit Worker::last_exit(int w) const {
+  const WorkerSlot& s = c_.slot(w);
+  WorkerExit e;
+  e.worker = w;
+  e.pid = s.dead_pid.load(std::memory_order_relaxed);
+  e.signal = s.dead_signal.load(std::memory_order_relaxed);
+  e.exit_code = s.dead_code.load(std::memory_order_relaxed);
+  return e;
+}
+
+void Worker::throw_lost(int to, std::string_view task) const { throw WorkerLost(last_exit(to), std::string(task)); }
+
+// ---------------------------------------------------------------------------
+// Sending.
+
+void Worker::send_parts(int to, std::uint16_t kind, const std::string_view* parts, std::size_t nparts,
+                        std::string_view task) {
+  Out& o = out_[to];
+  if (o.lost) throw_lost(to, task);
+  if (o.busy) {
+    // FIFO: the sender ahead of us hands the turn over when it is done.
+    if (corelet::detail::wait_state(o.turn, "ring turn", &o, Clock::time_point::max()) == Waiter::State::Closed)
+      throw_lost(to, task);
+  }
+  o.busy = true;
+  struct Turn {
+    Out& o;
+    ~Turn() {
+      if (!corelet::detail::wake_one(o.turn)) o.busy = false;  // else the turn passes on
+    }
+  } turn{o};
+  if (o.lost) throw_lost(to, task);
+  const std::uint32_t incarnation = in_[to].incarnation;
+  const std::size_t max = o.w.max_payload();
+  const std::uint64_t batch = c_.cfg.ring_bytes / 8;
+  std::size_t total = 0;
+  for (std::size_t i = 0; i < nparts; ++i) total += parts[i].size();
+  std::size_t off = 0;
+  std::size_t part = 0, part_off = 0;  // where the copying stands in parts
+  do {
+    const auto len = static_cast<std::uint32_t>(std::min(max, total - off));
+    const std::uint16_t flags =
+        static_cast<std::uint16_t>((off == 0 ? kFirst : 0) | (off + len == total ? kLast : 0));
+    std::byte* p;
+    while (!(p = o.w.try_reserve(len))) {
+      wait_space(to, o, len);
+      if (o.lost || in_[to].incarnation != incarnation) throw_lost(to, task);
+    }
+    for (std::uint32_t done = 0; done < len;) {
+      const std::size_t take = std::min<std::size_t>(len - done, parts[part].size() - part_off);
+      std::memcpy(p + done, parts[part].data() + part_off, take);
+      done += static_cast<std::uint32_t>(take);
+      part_off += take;
+      if (part_off == parts[part].size()) {
+        ++part;
+        part_off = 0;
+      }
+    }
+    o.w.commit(len, kind, flags);
+    off += len;
+    if (o.w.unpublished() >= batch) flush(to);
+  } while (off < total);
+  // Publication. A message goes out at once unless the same tasklet already
+  // sent on this ring in this poll round: then it waits for the next poll()
+  // (when this tasklet parks or yields and the loop comes round), or for a
+  // full batch above. One tasklet's burst costs one shared store, while a
+  // single message followed by computation is not held back.
+  const void* me = corelet::detail::current();
+  if (o.round == round_ && o.sender == me) {
+    dirty_[to] = 1;
+  } else {
+    flush(to);
+  }
+  o.round = round_;
+  o.sender = me;
+}
+
+void Worker::flush_all() noexcept {
+  for (int k = 0; k < n_; ++k)
+    if (dirty_[k]) flush(k);
+}
+
+void Worker::wait_space(int to, Out& o, std::uint32_t size) {
+  flush(to);  // the consumer must see everything before we wait for it
+  if (o.w.announce_waiting(size)) return;
+  o.need = size;
+  corelet::detail::wait_state(o.space, "ring full", &o, Clock::time_point::max());
+}
+
+void Worker::flush(int to) noexcept {
+  dirty_[to] = 0;
+  if (!out_[to].w.publish()) return;
+  std::atomic_thread_fence(std::memory_order_seq_cst);  // publish, then read `sleeping` (Dekker)
+  wake_if_sleeping(c_, to);
+}
+
+void Worker::call(int to, std::string&& msg, std::shared_ptr<CallBase> st) {
+  const std::uint64_t id = next_call_++;
+  std::memcpy(msg.data(), &id, sizeof id);
+  calls_.emplace(id, st);
+  try {
+    send(to, kCall, msg, st->task);
+  } catch (...) {
+    calls_.erase(id);
+    throw;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The loop hook.
+
+void Worker::poll() noexcept {
+  ++round_;
+  const std::uint64_t e = c_.ctl->epoch.load(std::memory_order_acquire);
+  if (e != seen_epoch_) handle_control(e);
+  drain();
+  for (int k = 0; k < n_; ++k) {
+    if (dirty_[k]) flush(k);
+    Out& o = out_[k];
+    if (o.space.count != 0 && (o.lost || o.w.has_room(o.need))) corelet::detail::wake_all(o.space);
+  }
+}
+
+bool Worker::inbound_pending() noexcept {
+  for (int k = 0; k < n_; ++k)
+    if (k != id_ && !in_[k].r.empty()) return true;
+  return false;
+}
+
+bool Worker::drain() noexcept {
+  bool got = false;
+  for (int k = 0; k < n_; ++k) {
+    if (k == id_) continue;
+    In& in = in_[k];
+    if (peer_dead_[k]) {
+      if (in.r.empty()) continue;
+      // Frames from a peer we think dead: its replacement, whose Alive state
+      // was published before it could write them. Catch up first.
+      handle_control(c_.ctl->epoch.load(std::memory_order_acquire));
+    }
+    Frame f;
+    int budget = 1024;  // frames per ring per poll: other rings and tasklets get their turn
+    bool popped = false;
+    while (budget-- > 0 && in.r.peek(f)) {
+      if ((f.flags & (kFirst | kLast)) == (kFirst | kLast)) {
+        dispatch(k, f.kind, f.data, f.size);
+      } else if (f.flags & kFirst) {
+        in.partial.assign(reinterpret_cast<const char*>(f.data), f.size);
+        in.partial_kind = f.kind;
+        in.in_partial = true;
+      } else if (in.in_partial) {  // else: the rest of a message whose sender gave up; dropped
+        in.partial.append(reinterpret_cast<const char*>(f.data), f.size);
+        if (f.flags & kLast) {
+          in.in_partial = false;
+          dispatch(k, in.partial_kind, reinterpret_cast<const std::byte*>(in.partial.data()), in.partial.size());
+          if (in.partial.capacity() > (std::size_t{1} << 20)) std::string().swap(in.partial);
+        }
+      }
+      in.r.pop(f);
+      popped = true;
+    }
+    if (popped) {
+      got = true;
+      if (in.r.release_and_check_waiter()) wake(c_, k);
+    }
+  }
+  if (got) recent_rx_ = true;
+  return got;
+}
+
+bool Worker::prepare_sleep() noexcept {
+  // Spin a while after traffic: a busy peer's next message then costs no
+  // wakeup. A worker that received nothing since it last slept sleeps at once
+  // (an I/O-only worker never spins).
+  const auto spin = c_.cfg.idle_spin;
+  if (spin.count() > 0 && recent_rx_) {
+    const std::uint64_t until = ticks() + static_cast<std::uint64_t>(spin.count()) * tsc_per_us();
+    for (unsigned i = 1;; ++i) {
+      if (inbound_pending() || c_.ctl->epoch.load(std::memory_order_relaxed) != seen_epoch_) return false;
+      cpu_relax();  // one pause per look: a look costs a load per inbound ring
+      if (i % 64 == 0 && ticks() >= until) break;
+    }
+  }
+  recent_rx_ = false;
+  auto& flag = c_.slot(id_).sleeping;
+  flag.store(1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_seq_cst);  // raise the flag, then re-check (Dekker)
+  if (inbound_pending() || c_.ctl->epoch.load(std::memory_order_relaxed) != seen_epoch_) {
+    flag.store(0, std::memory_order_relaxed);
+    return false;
+  }
+  return true;
+}
+
+void Worker::woke() noexcept { c_.slot(id_).sleeping.store(0, std::memory_order_relaxed); }
+
+// ---------------------------------------------------------------------------
+// Control: deaths, restarts, stop.
+
+void Worker::handle_control(std::uint64_t epoch) noexcept {
+  for (int k = 0; k < n_; ++k) {
+    if (k == id_) continue;
+    const WorkerSlot& s = c_.slot(k);
+    const auto state = static_cast<SlotState>(s.state.load(std::memory_order_acquire));
+    const std::uint32_t gen = s.gen.load(std::memory_order_acquire);
+    if (!peer_dead_[k] && (state != SlotState::Alive || gen != known_gen_[k])) peer_died(k);
+    if (peer_dead_[k] && state == SlotState::Alive && gen != known_gen_[k]) {
+      known_gen_[k] = gen;  // its replacement: the rings were emptied in peer_died
+      peer_dead_[k] = 0;
+      out_[k].lost = false;
+    }
+  }
+  if (c_.ctl->shutdown.load(std::memory_order_acquire) != 0 && !stopping_) begin_stop();
+  seen_epoch_ = epoch;
+  c_.slot(id_).acked_epoch.store(epoch, std::memory_order_release);
+}
+
+void Worker::peer_died(int k) noexcept {
+  peer_dead_[k] = 1;
+  const WorkerExit ex = last_exit(k);
+  for (auto it = calls_.begin(); it != calls_.end();) {
+    if (it->second->worker != k) {
+      ++it;
+      continue;
+    }
+    CallBase& st = *it->second;
+    try {
+      st.error = std::make_exception_ptr(WorkerLost(ex, st.task));
+    } catch (...) {
+      st.error = std::current_exception();  // bad_alloc: still an error, never a hang
+    }
+    finish(st);
+    it = calls_.erase(it);
+  }
+  Out& o = out_[k];
+  o.lost = true;
+  corelet::detail::wake_all(o.turn, Waiter::State::Closed);
+  corelet::detail::wake_all(o.space, Waiter::State::Closed);
+  reset_ring(c_.ring(id_, k));
+  o.w.attach(c_.ring(id_, k));
+  dirty_[k] = 0;
+  In& in = in_[k];
+  reset_ring(c_.ring(k, id_));
+  in.r.attach(c_.ring(k, id_));
+  in.partial.clear();
+  in.in_partial = false;
+  ++in.incarnation;
+}
+
+void Worker::begin_stop() noexcept {
+  stopping_ = true;
+  corelet::detail::wake_all(stop_waiters_);
+  if (main_) corelet::detail::cancel(main_);
+}
+
+void Worker::serve() {
+  while (!stopping_) corelet::detail::wait_on(stop_waiters_, "cluster stop", this);
+}
+
+// ---------------------------------------------------------------------------
+// Receiving.
+
+void Worker::dispatch(int from, std::uint16_t kind, const std::byte* p, std::size_t n) noexcept {
+  try {
+    switch (kind) {
+      case kCall: on_call(from, p, n); break;
+      case kReply: on_reply(from, p, n); break;
+      case kMail: on_mail(p, n); break;
+      default:
+        std::fprintf(stderr, "corelet: worker %d: message of unknown kind %u from worker %d dropped\n", id_,
+                     unsigned{kind}, from);
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "corelet: worker %d: message from worker %d dropped: %s\n", id_, from, e.what());
+  }
+}
+
+void Worker::on_call(int from, const std::byte* p, std::size_t n) {
+  Decoder d(p, n);
+  const auto call_id = d.get<std::uint64_t>();
+  const auto mode = d.get<std::uint8_t>();
+  std::string name(d.get_string());
+  const RemoteEntry* e = find_remote(name);
+  std::string args(d.position(), d.remaining());
+  const std::uint32_t incarnation = in_[from].incarnation;
+  SpawnOptions opts;
+  opts.name = name;
+  opts.stack_size = c_.cfg.stack_size;
+  corelet::spawn(std::move(opts), [this, from, incarnation, call_id, mode, e, name = std::move(name),
+                                   args = std::move(args)] {
+    std::string reply;
+    Encoder out(reply);
+    out.put(call_id);
+    out.put(std::uint8_t{0});
+    try {
+      if (!e)
+        throw UsageError("corelet: no function named \"" + name + "\" is registered with CORELET_REMOTE on worker " +
+                         std::to_string(id_));
+      Decoder in(args.data(), args.size());
+      (mode == kCallChunk ? e->chunk : e->call)(in, out);
+    } catch (...) {
+      auto [type, msg] = exception_info(std::current_exception());
+      reply.clear();
+      out.put(call_id);
+      out.put(std::uint8_t{1});
+      out.put_string(type);
+      out.put_string(msg);
+    }
+    if (in_[from].incarnation != incarnation) return;  // the caller died meanwhile
+    try {
+      send(from, kReply, reply, name);
+    } catch (const WorkerLost&) {
+      // The caller died: nobody waits for this reply.
+    }
+  }).detach();
+}
+
+void Worker::on_reply(int from, const std::byte* p, std::size_t n) {
+  Decoder d(p, n);
+  const auto call_id = d.get<std::uint64_t>();
+  const auto status = d.get<std::uint8_t>();
+  auto it = calls_.find(call_id);
+  if (it == calls_.end()) return;
+  std::shared_ptr<CallBase> st = std::move(it->second);
+  calls_.erase(it);
+  try {
+    if (status == 0) {
+      st->complete(d);
+    } else {
+      std::string type(d.get_string());
+      std::string msg(d.get_string());
+      st->error = std::make_exception_ptr(RemoteError(std::move(type), std::move(msg), from));
+    }
+  } catch (...) {
+    st->error = std::current_exception();
+  }
+  finish(*st);
+}
+
+}  // namespace corelet::ipc::detail
+
+namespace corelet::ipc::detail {
+
+Address Worker::open_box(MailboxBase* box) {
+  Address a;
+  a.worker = id_;
+  a.gen = c_.slot(id_).gen.load(std::memory_order_relaxed);
+  a.box = next_box_++;
+  if (next_box_ == 0) next_box_ = 1;
+  boxes_.emplace(a.box, box);
+  return a;
+}
+
+void Worker::on_mail(const std::byte* p, std::size_t n) {
+  Decoder d(p, n);
+  const auto box = d.get<std::uint32_t>();
+  const auto gen = d.get<std::uint32_t>();
+  const auto type = d.get<std::uint64_t>();
+  if (gen != c_.slot(id_).gen.load(std::memory_order_relaxed)) return;  // for a predecessor of ours
+  if (MailboxBase* b = find_box(box)) b->deliver(d, type);
+}
+
+}  // namespace corelet::ipc::detail

@@ -1,0 +1,125 @@
+#pragma once
+// Internal: a worker process's side of the cluster — its rings, the calls it
+// waits for, and the hook that runs inside its scheduler loop.
+
+#include "shared.hpp"
+
+#include <corelet/ipc/remote.hpp>
+#include <corelet/sched/detail/loop_hook.hpp>
+#include <corelet/sched/detail/tasklet.hpp>
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace corelet::ipc::detail {
+
+// Message kinds (FrameHeader::kind).
+enum MsgKind : std::uint16_t { kCall = 1, kReply = 2, kMail = 3 };
+// Frame flags: a message is one frame (both) or a run of chunks.
+inline constexpr std::uint16_t kFirst = 1;
+inline constexpr std::uint16_t kLast = 2;
+
+class Worker final : public corelet::detail::LoopHook {
+ public:
+  Worker(Cluster& c, int id);
+  ~Worker();
+
+  int id() const noexcept { return id_; }
+  Cluster& cluster() const noexcept { return c_; }
+
+  // send — one whole message to worker `to` (not this one), in chunks if it
+  // is larger than a frame. Senders to one worker take turns in FIFO order.
+  // Parks while the ring is full. Throws WorkerLost if `to` is dead (task
+  // names what was being sent), Cancelled.
+  void send(int to, std::uint16_t kind, std::string_view msg, std::string_view task) {
+    send_parts(to, kind, &msg, 1, task);
+  }
+  // send_parts — the same for a message made of `n` consecutive parts.
+  void send_parts(int to, std::uint16_t kind, const std::string_view* parts, std::size_t n, std::string_view task);
+
+  // call — registers `st` under a new call id (written at the start of msg)
+  // and sends the call message.
+  void call(int to, std::string&& msg, std::shared_ptr<CallBase> st);
+
+  // flush_all — publishes every ring's unpublished frames now.
+  void flush_all() noexcept;
+
+  // Mailboxes of this worker.
+  Address open_box(MailboxBase* box);
+  void close_box(std::uint32_t id) noexcept { boxes_.erase(id); }
+  MailboxBase* find_box(std::uint32_t id) const noexcept {
+    auto it = boxes_.find(id);
+    return it == boxes_.end() ? nullptr : it->second;
+  }
+
+  bool peer_alive(int w) const noexcept { return w == id_ || !peer_dead_[w]; }
+  WorkerExit last_exit(int w) const;
+
+  // serve — the main tasklet of workers other than 0: parks until the cluster stops.
+  void serve();
+  // main_started — worker 0's main tasklet, cancelled on a signal-driven stop.
+  void main_started(corelet::detail::Tasklet* t) noexcept { main_ = t; }
+  void main_ended() noexcept { main_ = nullptr; }
+
+  // LoopHook
+  void poll() noexcept override;
+  bool prepare_sleep() noexcept override;
+  void woke() noexcept override;
+  bool keeps_alive() const noexcept override { return !stopping_; }
+
+ private:
+  struct Out {
+    RingWriter w;
+    bool busy = false;        // a sender holds the turn
+    bool lost = false;        // the peer is dead: sends fail
+    std::uint32_t need = 0;   // frame size the turn holder waits room for
+    std::uint64_t round = 0;  // poll round of the last send (see send)
+    const void* sender = nullptr;  // the tasklet that sent last
+    corelet::detail::WaitQueue turn;   // senders waiting for the turn
+    corelet::detail::WaitQueue space;  // the turn holder, waiting for room
+  };
+  struct In {
+    RingReader r;
+    std::string partial;      // chunks of a message being reassembled
+    std::uint16_t partial_kind = 0;
+    bool in_partial = false;
+    std::uint32_t incarnation = 0;  // +1 each time the peer is lost
+  };
+
+  void handle_control(std::uint64_t epoch) noexcept;
+  void peer_died(int k) noexcept;
+  void begin_stop() noexcept;
+  bool drain() noexcept;
+  bool inbound_pending() noexcept;
+  void flush(int to) noexcept;
+  void wait_space(int to, Out& o, std::uint32_t size);
+  void dispatch(int from, std::uint16_t kind, const std::byte* p, std::size_t n) noexcept;
+  void on_call(int from, const std::byte* p, std::size_t n);
+  void on_reply(int from, const std::byte* p, std::size_t n);
+  void on_mail(const std::byte* p, std::size_t n);
+  [[noreturn]] void throw_lost(int to, std::string_view task) const;
+
+  Cluster& c_;
+  const int id_;
+  const int n_;
+  std::vector<Out> out_;
+  std::vector<In> in_;
+  std::vector<std::uint32_t> known_gen_;
+  std::vector<char> peer_dead_;
+  std::vector<char> dirty_;  // unpublished frames per peer
+  std::uint64_t seen_epoch_ = 0;
+  std::unordered_map<std::uint64_t, std::shared_ptr<CallBase>> calls_;
+  std::uint64_t next_call_ = 1;
+  bool stopping_ = false;
+  corelet::detail::WaitQueue stop_waiters_;
+  corelet::detail::Tasklet* main_ = nullptr;
+  bool recent_rx_ = false;   // received since the last sleep (prepare_sleep spins then)
+  std::uint64_t round_ = 1;  // poll() calls so far
+  std::unordered_map<std::uint32_t, MailboxBase*> boxes_;
+  std::uint32_t next_box_ = 1;
+};
+
+}  // namespace corelet::ipc::detail

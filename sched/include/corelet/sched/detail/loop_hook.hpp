@@ -1,0 +1,35 @@
+#pragma once
+// corelet/sched/detail/loop_hook.hpp — how a layer above sched (ipc's cluster
+// worker) takes part in a scheduler's loop. Not for applications.
+
+namespace corelet::detail {
+
+// LoopHook — called by the scheduler loop of the thread it is installed on,
+// always from the loop's own context (never inside a tasklet), so it may make
+// tasklets ready, start new ones and unpark waiters, but must not park.
+class LoopHook {
+ public:
+  // poll — once per loop iteration (every batch of tasklet runs), before the
+  // ready tasklets are picked: take inbound work, publish outbound work.
+  virtual void poll() noexcept = 0;
+  // prepare_sleep — the loop has nothing ready and is about to sleep on its
+  // wake fd: announce the sleep to whoever may wake us and re-check for work.
+  // Returns false if work arrived (the loop then does not sleep).
+  virtual bool prepare_sleep() noexcept = 0;
+  // woke — the sleep prepared by a true prepare_sleep() is over.
+  virtual void woke() noexcept = 0;
+  // keeps_alive — while true, a loop with nothing ready waits for the hook's
+  // work instead of reporting a deadlock.
+  virtual bool keeps_alive() const noexcept = 0;
+
+ protected:
+  ~LoopHook() = default;
+};
+
+// set_next_run_hook — the next corelet::run on this thread installs `hook`
+// and sleeps on `wake_fd` (a non-blocking eventfd owned by the caller, which
+// others write to wake the loop) instead of an eventfd of its own. Both are
+// consumed by that run; pass nullptr / -1 to clear.
+void set_next_run_hook(LoopHook* hook, int wake_fd) noexcept;
+
+}  // namespace corelet::detail
