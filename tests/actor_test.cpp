@@ -106,10 +106,13 @@ TEST(Actor, ExceptionsAndMisuseAreReported) {
                            EXPECT_THROW(other.call<&Unregistered::get>(), corelet::UsageError);
                            corelet::Actor<Account> empty;
                            EXPECT_THROW(empty.call<&Account::pid>(), corelet::UsageError);
-                           // stop: queued calls finish first, later ones fail.
-                           auto last = acct.call<&Account::deposit>(1L);
-                           acct.stop().get();
+                           // stop: calls queued before it finish, calls queued behind it fail.
+                           auto last = acct.call<&Account::deposit>(1L);  // parks inside: the others queue
+                           auto stopped = acct.stop();
+                           auto behind = acct.call<&Account::withdraw>(1L);
+                           stopped.get();
                            EXPECT_EQ(last.get(), 7);
+                           EXPECT_THROW(behind.get(), corelet::RemoteError);
                            EXPECT_THROW(acct.call<&Account::pid>().get(), corelet::RemoteError);
                            return status();
                          }),

@@ -101,6 +101,28 @@ TEST(Mailbox, RecvTimesOutAndCloseEndsReceivers) {
             0);
 }
 
+TEST(Mailbox, DestroyingItWakesItsReceiversWithChannelClosed) {
+  EXPECT_EQ(corelet::run(Config{.workers = 1},
+                         [] {
+                           corelet::Task<int> waiter;
+                           {
+                             corelet::Mailbox<int> box;
+                             waiter = corelet::spawn([&box] {
+                               try {
+                                 box.recv();
+                                 return 1;
+                               } catch (const corelet::ChannelClosed&) {
+                                 return 2;
+                               }
+                             });
+                             corelet::this_tasklet::yield();  // the waiter parks in recv
+                           }  // box destroyed here
+                           EXPECT_EQ(waiter.join(), 2);
+                           return status();
+                         }),
+            0);
+}
+
 int send_int_to(Address a) {
   corelet::send(a, 5);
   return 0;

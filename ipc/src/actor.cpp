@@ -30,7 +30,7 @@ ActorSlot find_actor_any(std::uint64_t id) {
 std::uint64_t add_actor(std::shared_ptr<void> obj, const std::type_info& type) {
   Actors& a = actors();
   const std::uint64_t id = a.next++;
-  a.slots.emplace(id, ActorSlot{std::move(obj), std::make_shared<corelet::Mutex>(), &type});
+  a.slots.emplace(id, ActorSlot{std::move(obj), std::make_shared<ActorTurn>(), &type});
   return id;
 }
 
@@ -45,13 +45,20 @@ ActorSlot find_actor(std::uint64_t id, const std::type_info& type) {
 
 bool remove_actor(std::uint64_t id) { return actors().slots.erase(id) != 0; }
 
+std::unique_lock<corelet::Mutex> take_turn(ActorSlot& slot, std::uint64_t id) {
+  std::unique_lock<corelet::Mutex> lock(slot.turn->m);
+  if (slot.turn->stopped)
+    throw std::invalid_argument("corelet: actor " + std::to_string(id) + " on worker " + std::to_string(g_worker_id) +
+                                " was stopped");
+  return lock;
+}
+
 std::uint64_t actor_stop(std::uint64_t id) {
   ActorSlot slot = find_actor_any(id);
-  {
-    std::lock_guard<corelet::Mutex> after_queued_calls(*slot.turn);
-    remove_actor(id);
-  }
-  return id;  // the object goes with the last reference (`slot`, or a call still running)
+  auto after_queued_calls = take_turn(slot, id);
+  slot.turn->stopped = true;  // calls already waiting for the turn fail
+  remove_actor(id);
+  return id;  // the object goes with the last reference (`slot` here)
 }
 static const Registrar<&actor_stop> actor_stop_registrar{"corelet::actor_stop"};
 

@@ -8,6 +8,7 @@
 #include <corelet/ipc/shared_memory.hpp>
 
 #include <corelet/sched/errors.hpp>
+#include <corelet/sched/io.hpp>
 #include <corelet/sched/task.hpp>
 
 #include <dirent.h>
@@ -137,6 +138,7 @@ struct Supervisor {
     corelet::detail::set_next_run_hook(&w, c.slot(id).event_fd);
     if (id == 0) {
       code = corelet::run([&]() -> int {
+        (void)corelet::io::backend();  // the reactor now: its pending eventfd read is how this worker sleeps
         // main in a tasklet of its own, for Config::stack_size.
         auto t = corelet::spawn(SpawnOptions{.name = "main", .stack_size = c.cfg.stack_size}, [&]() -> int {
           w.main_started(corelet::detail::current());
@@ -149,7 +151,10 @@ struct Supervisor {
         return t.join();
       });
     } else {
-      corelet::run([&] { w.serve(); });
+      corelet::run([&] {
+        (void)corelet::io::backend();
+        w.serve();
+      });
     }
   } catch (const Cancelled&) {
     code = 128 + SIGTERM;  // stopped before main finished; the supervisor decides the status
@@ -183,8 +188,10 @@ void fork_worker(Supervisor& s, int w, std::function<int()>& main, bool replacem
     for (int fd : s.pidfds)
       if (fd >= 0) ::close(fd);
     // Ctrl-C reaches the whole process group: the supervisor handles it and
-    // stops the workers in order, so a worker ignores it.
+    // stops the workers in order (SIGKILL after the timeout), so a worker
+    // ignores it.
     ::signal(SIGINT, SIG_IGN);
+    ::signal(SIGTERM, SIG_IGN);  // likewise a service manager's SIGTERM to the whole group
     ::sigprocmask(SIG_SETMASK, &s.old_mask, nullptr);
     if (c.cfg.pin) {
       cpu_set_t set;
@@ -199,6 +206,10 @@ void fork_worker(Supervisor& s, int w, std::function<int()>& main, bool replacem
   slot.pid.store(pid, std::memory_order_relaxed);
   s.pidfds[w] = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
   if (s.pidfds[w] < 0) throw_errno("corelet: pidfd_open");
+  // A new process has acknowledged nothing yet: the supervisor must not count
+  // its predecessor's acknowledgements (it acknowledges at start, after it
+  // emptied its rings with the peers that are dead).
+  slot.acked_epoch.store(0, std::memory_order_relaxed);
   if (replacement) {
     slot.sleeping.store(0, std::memory_order_relaxed);
     slot.state.store(static_cast<std::uint32_t>(SlotState::Alive), std::memory_order_relaxed);
@@ -356,7 +367,14 @@ int run_cluster(const Config& cfg, std::function<int()> main) {
         continue;
       }
       if (!cfg.quiet) std::fprintf(stderr, "corelet: %s\n", ex.describe().c_str());
-      if (cfg.on_worker_exit) cfg.on_worker_exit(ex);
+      if (cfg.on_worker_exit) {
+        try {
+          cfg.on_worker_exit(ex);
+        } catch (...) {
+          auto [type, msg] = exception_info(std::current_exception());
+          std::fprintf(stderr, "corelet: Config::on_worker_exit threw %s: %s\n", type.c_str(), msg.c_str());
+        }
+      }
       if (w == 0) {
         begin_stop(128 + ex.signal);
       } else if (cfg.on_worker_death == OnWorkerDeath::shutdown) {
@@ -380,7 +398,13 @@ int run_cluster(const Config& cfg, std::function<int()> main) {
           reset_ring(c.ring(k, w));
         }
       restart_epoch[w] = 0;
-      fork_worker(s, w, main, true);
+      try {
+        fork_worker(s, w, main, true);
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "corelet: worker %d cannot be restarted (%s); stopping\n", w, e.what());
+        begin_stop(1);
+        continue;
+      }
       ++alive;
       wake_all();
     }

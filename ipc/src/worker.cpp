@@ -89,9 +89,17 @@ Worker::Worker(Cluster& c, int id)
     : c_(c), id_(id), n_(c.n), out_(c.n), in_(c.n), known_gen_(c.n), peer_dead_(c.n), dirty_(c.n) {
   seen_epoch_ = c.ctl->epoch.load(std::memory_order_acquire);
   for (int k = 0; k < n_; ++k) {
-    known_gen_[k] = c.slot(k).gen.load(std::memory_order_acquire);
     peer_dead_[k] = c.slot(k).state.load(std::memory_order_acquire) != static_cast<std::uint32_t>(SlotState::Alive);
+    // A dead peer's replacement is recognised by a generation other than
+    // the one known: none is known for a peer dead now (generations start at 1).
+    known_gen_[k] = peer_dead_[k] ? 0 : c.slot(k).gen.load(std::memory_order_acquire);
     if (k == id_) continue;
+    if (peer_dead_[k]) {
+      // It may have written to us before it died: nobody uses these rings
+      // now, and its replacement waits for our acknowledgement (below).
+      reset_ring(c.ring(id_, k));
+      reset_ring(c.ring(k, id_));
+    }
     out_[k].w.attach(c.ring(id_, k));
     in_[k].r.attach(c.ring(k, id_));
     out_[k].lost = peer_dead_[k];
@@ -118,9 +126,18 @@ void Worker::throw_lost(int to, std::string_view task) const { throw WorkerLost(
 // Sending.
 
 void Worker::send_parts(int to, std::uint16_t kind, const std::string_view* parts, std::size_t nparts,
-                        std::string_view task) {
+                        std::string_view task, std::uint32_t expected) {
   Out& o = out_[to];
-  if (o.lost) throw_lost(to, task);
+  if (o.lost) {
+    // Maybe replaced since this worker's last poll: look before failing.
+    handle_control(c_.ctl->epoch.load(std::memory_order_acquire));
+    if (o.lost) throw_lost(to, task);
+  }
+  // The peer incarnation this message is for: a reply is for the one that
+  // called (`expected`), anything else for the current one. Checked again
+  // after every park: a message never reaches a later incarnation.
+  const std::uint32_t incarnation = expected != kAnyIncarnation ? expected : in_[to].incarnation;
+  if (in_[to].incarnation != incarnation) throw_lost(to, task);
   if (o.busy) {
     // FIFO: the sender ahead of us hands the turn over when it is done.
     if (corelet::detail::wait_state(o.turn, "ring turn", &o, Clock::time_point::max()) == Waiter::State::Closed)
@@ -133,8 +150,7 @@ void Worker::send_parts(int to, std::uint16_t kind, const std::string_view* part
       if (!corelet::detail::wake_one(o.turn)) o.busy = false;  // else the turn passes on
     }
   } turn{o};
-  if (o.lost) throw_lost(to, task);
-  const std::uint32_t incarnation = in_[to].incarnation;
+  if (o.lost || in_[to].incarnation != incarnation) throw_lost(to, task);
   const std::size_t max = o.w.max_payload();
   const std::uint64_t batch = c_.cfg.ring_bytes / 8;
   std::size_t total = 0;
@@ -221,7 +237,11 @@ void Worker::poll() noexcept {
   for (int k = 0; k < n_; ++k) {
     if (dirty_[k]) flush(k);
     Out& o = out_[k];
-    if (o.space.count != 0 && (o.lost || o.w.has_room(o.need))) corelet::detail::wake_all(o.space);
+    if (o.space.count != 0) {
+      // The consumer woke us after freeing space; if it freed too little,
+      // raise the flag again (it cleared it) so that its next release wakes us.
+      if (o.lost || o.w.has_room(o.need) || o.w.announce_waiting(o.need)) corelet::detail::wake_all(o.space);
+    }
   }
 }
 
@@ -241,6 +261,7 @@ bool Worker::drain() noexcept {
       // Frames from a peer we think dead: its replacement, whose Alive state
       // was published before it could write them. Catch up first.
       handle_control(c_.ctl->epoch.load(std::memory_order_acquire));
+      if (peer_dead_[k]) continue;  // frames of the dead one: emptied with its rings
     }
     Frame f;
     int budget = 1024;  // frames per ring per poll: other rings and tasklets get their turn
@@ -249,12 +270,11 @@ bool Worker::drain() noexcept {
       if ((f.flags & (kFirst | kLast)) == (kFirst | kLast)) {
         dispatch(k, f.kind, f.data, f.size);
       } else if (f.flags & kFirst) {
-        in.partial.assign(reinterpret_cast<const char*>(f.data), f.size);
         in.partial_kind = f.kind;
-        in.in_partial = true;
+        in.in_partial = reassemble(in, f, true);
       } else if (in.in_partial) {  // else: the rest of a message whose sender gave up; dropped
-        in.partial.append(reinterpret_cast<const char*>(f.data), f.size);
-        if (f.flags & kLast) {
+        in.in_partial = reassemble(in, f, false);
+        if (in.in_partial && (f.flags & kLast)) {
           in.in_partial = false;
           dispatch(k, in.partial_kind, reinterpret_cast<const std::byte*>(in.partial.data()), in.partial.size());
           if (in.partial.capacity() > (std::size_t{1} << 20)) std::string().swap(in.partial);
@@ -364,6 +384,22 @@ void Worker::serve() {
 // ---------------------------------------------------------------------------
 // Receiving.
 
+bool Worker::reassemble(In& in, const Frame& f, bool first) noexcept {
+  try {
+    if (first) {
+      in.partial.assign(reinterpret_cast<const char*>(f.data), f.size);
+    } else {
+      in.partial.append(reinterpret_cast<const char*>(f.data), f.size);
+    }
+    return true;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "corelet: worker %d: out of memory reassembling a %zu-byte message; dropped\n", id_,
+                 in.partial.size() + f.size);
+    std::string().swap(in.partial);
+    return false;
+  }
+}
+
 void Worker::dispatch(int from, std::uint16_t kind, const std::byte* p, std::size_t n) noexcept {
   try {
     switch (kind) {
@@ -374,14 +410,39 @@ void Worker::dispatch(int from, std::uint16_t kind, const std::byte* p, std::siz
         std::fprintf(stderr, "corelet: worker %d: message of unknown kind %u from worker %d dropped\n", id_,
                      unsigned{kind}, from);
     }
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "corelet: worker %d: message from worker %d dropped: %s\n", id_, from, e.what());
+  } catch (...) {
+    auto [type, msg] = exception_info(std::current_exception());
+    std::fprintf(stderr, "corelet: worker %d: message from worker %d dropped: %s: %s\n", id_, from, type.c_str(),
+                 msg.c_str());
   }
 }
 
 void Worker::on_call(int from, const std::byte* p, std::size_t n) {
   Decoder d(p, n);
   const auto call_id = d.get<std::uint64_t>();
+  try {
+    start_handler(from, call_id, d);
+  } catch (...) {
+    // The call cannot run (out of memory, a malformed message): the caller
+    // must hear so rather than wait forever. A small tasklet sends the error.
+    auto [type, msg] = exception_info(std::current_exception());
+    std::string reply;
+    Encoder out(reply);
+    out.put(call_id);
+    out.put(std::uint8_t{1});
+    out.put_string(type);
+    out.put_string(msg);
+    const std::uint32_t incarnation = in_[from].incarnation;
+    corelet::spawn([this, from, incarnation, reply = std::move(reply)] {
+      try {
+        send(from, kReply, reply, "reply", incarnation);
+      } catch (const WorkerLost&) {
+      }
+    }).detach();
+  }
+}
+
+void Worker::start_handler(int from, std::uint64_t call_id, Decoder& d) {
   const auto mode = d.get<std::uint8_t>();
   std::string name(d.get_string());
   const RemoteEntry* e = find_remote(name);
@@ -410,11 +471,10 @@ void Worker::on_call(int from, const std::byte* p, std::size_t n) {
       out.put_string(type);
       out.put_string(msg);
     }
-    if (in_[from].incarnation != incarnation) return;  // the caller died meanwhile
     try {
-      send(from, kReply, reply, name);
+      send(from, kReply, reply, name, incarnation);
     } catch (const WorkerLost&) {
-      // The caller died: nobody waits for this reply.
+      // The caller died (maybe replaced since): nobody waits for this reply.
     }
   }).detach();
 }
@@ -424,7 +484,7 @@ void Worker::on_reply(int from, const std::byte* p, std::size_t n) {
   const auto call_id = d.get<std::uint64_t>();
   const auto status = d.get<std::uint8_t>();
   auto it = calls_.find(call_id);
-  if (it == calls_.end()) return;
+  if (it == calls_.end() || it->second->worker != from) return;  // not ours (a stale reply)
   std::shared_ptr<CallBase> st = std::move(it->second);
   calls_.erase(it);
   try {

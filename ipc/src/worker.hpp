@@ -34,11 +34,16 @@ class Worker final : public corelet::detail::LoopHook {
   // is larger than a frame. Senders to one worker take turns in FIFO order.
   // Parks while the ring is full. Throws WorkerLost if `to` is dead (task
   // names what was being sent), Cancelled.
-  void send(int to, std::uint16_t kind, std::string_view msg, std::string_view task) {
-    send_parts(to, kind, &msg, 1, task);
+  // `expected`: the incarnation of `to` the message is for (a reply: the
+  // caller's, as seen when the call arrived); kAnyIncarnation: the current.
+  static constexpr std::uint32_t kAnyIncarnation = 0xffffffff;
+  void send(int to, std::uint16_t kind, std::string_view msg, std::string_view task,
+            std::uint32_t expected = kAnyIncarnation) {
+    send_parts(to, kind, &msg, 1, task, expected);
   }
   // send_parts — the same for a message made of `n` consecutive parts.
-  void send_parts(int to, std::uint16_t kind, const std::string_view* parts, std::size_t n, std::string_view task);
+  void send_parts(int to, std::uint16_t kind, const std::string_view* parts, std::size_t n, std::string_view task,
+                  std::uint32_t expected = kAnyIncarnation);
 
   // call — registers `st` under a new call id (written at the start of msg)
   // and sends the call message.
@@ -98,6 +103,8 @@ class Worker final : public corelet::detail::LoopHook {
   void wait_space(int to, Out& o, std::uint32_t size);
   void dispatch(int from, std::uint16_t kind, const std::byte* p, std::size_t n) noexcept;
   void on_call(int from, const std::byte* p, std::size_t n);
+  void start_handler(int from, std::uint64_t call_id, Decoder& d);
+  bool reassemble(In& in, const Frame& f, bool first) noexcept;
   void on_reply(int from, const std::byte* p, std::size_t n);
   void on_mail(const std::byte* p, std::size_t n);
   [[noreturn]] void throw_lost(int to, std::string_view task) const;

@@ -275,8 +275,8 @@ void EpollReactor::dispatch(int n) noexcept {
     const epoll_event& ev = events_[i];
     if (ev.data.u64 == kWakeTag) {
       std::uint64_t v;
-      while (::read(wake_fd_, &v, sizeof v) > 0) {
-      }
+      ssize_t r = ::read(wake_fd_, &v, sizeof v);  // one read resets the counter (one reader: us)
+      (void)r;
       continue;
     }
     FdState* st = fds_.find(static_cast<int>(ev.data.u64));

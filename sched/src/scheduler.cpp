@@ -622,8 +622,10 @@ void Scheduler::idle_wait() {
       sleeping_.store(false, std::memory_order_relaxed);
       throw std::system_error(errno, std::generic_category(), "corelet: ppoll in the idle scheduler");
     }
-    std::uint64_t v;
-    while (::read(wake_fd_, &v, sizeof v) > 0) {
+    if (r > 0 && (pfd.revents & POLLIN)) {
+      std::uint64_t v;
+      ssize_t n = ::read(wake_fd_, &v, sizeof v);  // one read resets the counter (one reader: us)
+      (void)n;
     }
   }
   sleeping_.store(false, std::memory_order_relaxed);

@@ -97,6 +97,7 @@ class UringReactor final : public Reactor {
   bool ring_ok_ = false;
   int wake_fd_;
   bool wake_armed_ = false;
+  bool wake_by_read_ = true;  // see arm_wake
   bool poll_first_ = false;    // the kernel knows IORING_RECVSEND_POLL_FIRST
   std::size_t in_flight_ = 0;  // operations whose CQE has not arrived (not cancels)
 };
@@ -387,9 +388,22 @@ void UringReactor::closing(int fd) noexcept {
   }
 }
 
+// The wake read's destination: process-wide and never freed, so that a read
+// that completes while a ring is being torn down writes nowhere that matters.
+// Nobody reads it (concurrent kernel writes to it are harmless).
+std::uint64_t g_wake_sink;
+
 void UringReactor::arm_wake() noexcept {
   io_uring_sqe* s = sqe_noexcept();
-  io_uring_prep_poll_add(s, wake_fd_, POLLIN);
+  // A read, not a poll: its completion has consumed the counter already, so
+  // a wakeup costs one io_uring_enter and no read(2) (the sleeping side of a
+  // cluster's ping-pong). Where the kernel will not wait in the read (it
+  // returns -EAGAIN for the non-blocking eventfd), POLL_ADD and a read.
+  if (wake_by_read_) {
+    io_uring_prep_read(s, wake_fd_, &g_wake_sink, sizeof g_wake_sink, 0);
+  } else {
+    io_uring_prep_poll_add(s, wake_fd_, POLLIN);
+  }
   io_uring_sqe_set_data64(s, kWake);
   wake_armed_ = true;
 }
@@ -404,8 +418,11 @@ void UringReactor::reap() noexcept {
     if (ud == kIgnore || ud == LIBURING_UDATA_TIMEOUT) continue;
     if (ud == kWake) {
       wake_armed_ = false;  // re-armed by wait() when it sleeps next
-      std::uint64_t v;
-      while (::read(wake_fd_, &v, sizeof v) > 0) {
+      if (wake_by_read_ && cqe->res == -EAGAIN) wake_by_read_ = false;  // this kernel does not wait in it
+      if (!wake_by_read_) {
+        std::uint64_t v;
+        ssize_t r = ::read(wake_fd_, &v, sizeof v);  // one read resets the counter (one reader: us)
+        (void)r;
       }
       continue;
     }

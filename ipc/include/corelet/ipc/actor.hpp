@@ -43,11 +43,18 @@ namespace corelet {
 namespace ipc::detail {
 
 // The actors of this worker.
+struct ActorTurn {
+  corelet::Mutex m;      // one call at a time, FIFO
+  bool stopped = false;  // set by stop() under m: calls queued behind it fail
+};
 struct ActorSlot {
   std::shared_ptr<void> obj;
-  std::shared_ptr<corelet::Mutex> turn;  // one call at a time, FIFO
+  std::shared_ptr<ActorTurn> turn;
   const std::type_info* type = nullptr;
 };
+// take_turn — takes the actor's turn; throws std::invalid_argument if the
+// actor was stopped while this call waited for it.
+std::unique_lock<corelet::Mutex> take_turn(ActorSlot& slot, std::uint64_t id);
 std::uint64_t add_actor(std::shared_ptr<void> obj, const std::type_info& type);
 // find_actor — a copy of the slot (keeps the object alive during a call).
 // Throws std::invalid_argument if there is no such actor of that type here.
@@ -81,7 +88,7 @@ struct ActorMethod<M> {
   using Class = T;
   static std::decay_t<R> run(std::uint64_t id, wire_t<P>... args) {
     ActorSlot slot = find_actor(id, typeid(T));
-    std::lock_guard<corelet::Mutex> one_at_a_time(*slot.turn);
+    auto one_at_a_time = take_turn(slot, id);
     return (static_cast<T*>(slot.obj.get())->*M)(args...);
   }
   static inline const char* name = nullptr;
@@ -92,7 +99,7 @@ struct ActorMethod<M> {
   using Class = T;
   static std::decay_t<R> run(std::uint64_t id, wire_t<P>... args) {
     ActorSlot slot = find_actor(id, typeid(T));
-    std::lock_guard<corelet::Mutex> one_at_a_time(*slot.turn);
+    auto one_at_a_time = take_turn(slot, id);
     return (static_cast<const T*>(slot.obj.get())->*M)(args...);
   }
   static inline const char* name = nullptr;

@@ -86,7 +86,12 @@ class Mailbox final : public ipc::detail::MailboxBase {
     type_name = typeid(T).name();
     addr_ = ipc::detail::open_box(this);
   }
-  ~Mailbox() { close(); }
+  // Destroying a mailbox closes it; tasklets still waiting in recv get
+  // ChannelClosed without touching the memory that is going away.
+  ~Mailbox() {
+    close_box();
+    corelet::detail::wake_all(waiters_, corelet::detail::Waiter::State::Closed);
+  }
   Mailbox(const Mailbox&) = delete;
   Mailbox& operator=(const Mailbox&) = delete;
 
@@ -106,7 +111,9 @@ class Mailbox final : public ipc::detail::MailboxBase {
     for (;;) {
       if (auto v = try_recv()) return v;
       if (closed_) throw ChannelClosed();
-      if (!corelet::detail::wait_on(waiters_, "Mailbox::recv", this, tp) && q_.empty() && !bad_) return std::nullopt;
+      const auto st = corelet::detail::wait_state(waiters_, "Mailbox::recv", this, tp);
+      if (st == corelet::detail::Waiter::State::Closed) throw ChannelClosed();  // destroyed: *this is gone
+      if (st == corelet::detail::Waiter::State::Pending && q_.empty() && !bad_) return std::nullopt;
     }
   }
   // try_recv — a message if one is here; nullopt otherwise.
@@ -126,9 +133,7 @@ class Mailbox final : public ipc::detail::MailboxBase {
   // close — no more messages are accepted (later ones are dropped); the
   // queued ones can still be received; receivers then get ChannelClosed.
   void close() noexcept {
-    if (closed_) return;
-    closed_ = true;
-    ipc::detail::close_box(addr_);
+    close_box();
     corelet::detail::wake_all(waiters_);
   }
 
@@ -149,6 +154,12 @@ class Mailbox final : public ipc::detail::MailboxBase {
       q_.push_back(in.get<T>());
     }
     corelet::detail::wake_one(waiters_);
+  }
+
+  void close_box() noexcept {
+    if (closed_) return;
+    closed_ = true;
+    ipc::detail::close_box(addr_);
   }
 
   Address addr_;

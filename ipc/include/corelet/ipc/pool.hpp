@@ -219,26 +219,38 @@ class Pool {
         }
       }
     };
+    // Every feeder ends before we return: they use this frame. A cancel of
+    // the caller (once or repeatedly) cancels them and still waits for each.
     std::vector<Task<void>> tasks;
-    for (int w : workers_) {
-      const int depth = w == this_worker() ? 1 : 2;
-      for (int d = 0; d < depth; ++d) tasks.push_back(spawn(SpawnOptions{.name = "Pool feeder"}, [&feed, w] { feed(w); }));
-    }
-    // Every feeder ends before we return: they use this frame.
-    for (auto& t : tasks) {
-      try {
-        t.join();
-      } catch (const Cancelled&) {
-        for (auto& u : tasks) u.cancel();
-        for (auto& u : tasks) {
+    bool cancelled = false;
+    auto wait_all = [&] {
+      for (auto& t : tasks) {
+        while (!t.done()) {
           try {
-            u.join();
-          } catch (...) {
+            t.wait_until(Clock::time_point::max());
+          } catch (const Cancelled&) {
+            if (!cancelled) {
+              cancelled = true;
+              for (auto& u : tasks) u.cancel();
+            }
           }
         }
-        throw;
+        t.join();  // ended: returns at once (feeders catch everything)
       }
+    };
+    try {
+      for (int w : workers_) {
+        const int depth = w == this_worker() ? 1 : 2;
+        for (int d = 0; d < depth; ++d)
+          tasks.push_back(spawn(SpawnOptions{.name = "Pool feeder"}, [&feed, w] { feed(w); }));
+      }
+    } catch (...) {  // could not start them all: stop the ones that run
+      for (auto& t : tasks) t.cancel();
+      wait_all();
+      throw;
     }
+    wait_all();
+    if (cancelled) throw Cancelled{};
     if (first_error) std::rethrow_exception(first_error);
     if (next < chunks) {
       // Every worker was found dead on the way: none of them is left to ask.
