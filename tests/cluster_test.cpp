@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <fstream>
@@ -513,6 +514,10 @@ TEST(Pool, ChunksGoToEveryWorkerAndApplyAsyncTakesTurns) {
                            std::map<int, int> per;
                            for (int w : ws) ++per[w];
                            EXPECT_EQ(per.size(), 3u) << "every worker took chunks";
+                           // As many chunks as workers: one each (none queued twice on one worker).
+                           auto three = pool.map(worker_of, std::vector<int>(3), 1);
+                           std::sort(three.begin(), three.end());
+                           EXPECT_EQ(three, (std::vector<int>{0, 1, 2}));
                            std::vector<int> turns;
                            for (int i = 0; i < 6; ++i) turns.push_back(pool.apply_async(worker_of, 0).get());
                            EXPECT_EQ(turns, (std::vector<int>{0, 1, 2, 0, 1, 2}));

@@ -7,9 +7,11 @@
 //   for (auto r : pool.imap_unordered(square, inputs)) ...  // as they finish
 //
 // Inputs travel in chunks (one message per chunk, one tasklet per chunk on
-// the worker that runs it); each worker is given its next chunk when one of
-// its two in flight returns, so faster workers do more. Chunks for this
-// worker run here, in the calling worker's tasklets.
+// the worker that runs it); each worker is given its next chunk when one in
+// flight returns (a remote worker has a second one queued while at least one
+// chunk per worker is left), so faster workers do more. Chunks for this
+// worker run here, in a tasklet of the caller's worker, after the remote
+// chunks have been sent.
 //
 // Failure: a chunk whose worker dies fails with WorkerLost; a chunk that
 // throws fails with RemoteError. map() and imap_unordered() stop handing out
@@ -176,9 +178,14 @@ class Pool {
     const std::size_t chunks = (n + chunksize - 1) / chunksize;
     std::size_t next = 0;
     std::exception_ptr first_error;
-    auto feed = [&](int w) {
+    // feed(w, prefetch): a feeder hands worker w one chunk at a time. A
+    // remote worker has a second, prefetching feeder so that it never waits
+    // for its next chunk; that one stands back while there are fewer chunks
+    // left than workers, which must each get one first.
+    auto feed = [&](int w, bool prefetch) {
       while (!first_error && next < chunks) {
         if (!worker_alive(w)) return;  // being restarted: the others take its share
+        if (prefetch && chunks - next < workers_.size()) return;
         const std::size_t c = next++;
         const std::size_t lo = c * chunksize;
         const std::size_t hi = std::min(n, lo + chunksize);
@@ -239,11 +246,16 @@ class Pool {
       }
     };
     try {
-      for (int w : workers_) {
-        const int depth = w == this_worker() ? 1 : 2;
-        for (int d = 0; d < depth; ++d)
-          tasks.push_back(spawn(SpawnOptions{.name = "Pool feeder"}, [&feed, w] { feed(w); }));
-      }
+      // Remote feeders first: they send their chunks and park before this
+      // worker's own feeder starts computing (it does not yield mid-chunk).
+      // Then the prefetching ones, then the local one.
+      for (int pass = 0; pass < 3; ++pass)
+        for (int w : workers_) {
+          const bool local = w == this_worker();
+          if ((pass == 2) != local) continue;
+          const bool prefetch = pass == 1;
+          tasks.push_back(spawn(SpawnOptions{.name = "Pool feeder"}, [&feed, w, prefetch] { feed(w, prefetch); }));
+        }
     } catch (...) {  // could not start them all: stop the ones that run
       for (auto& t : tasks) t.cancel();
       wait_all();
