@@ -72,6 +72,7 @@ class Worker final : public corelet::detail::LoopHook {
   // LoopHook
   void poll() noexcept override;
   bool prepare_sleep() noexcept override;
+  bool sleep(const struct timespec* timeout) noexcept override;
   void woke() noexcept override;
   bool keeps_alive() const noexcept override { return !stopping_; }
 

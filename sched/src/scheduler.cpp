@@ -605,6 +605,8 @@ void Scheduler::idle_wait() {
     // A completion came in meanwhile: do not sleep.
   } else if (hook_ && !hook_->prepare_sleep()) {
     // The hook's work came in meanwhile: do not sleep.
+  } else if (hook_ && !helpers && !(reactor_ && reactor_->in_flight()) && hook_->sleep(tsp)) {
+    hook_->woke();  // slept the hook's way (a cluster worker: a futex)
   } else if (reactor_) {
     try {
       reactor_->wait(tsp);  // I/O completions, the eventfd or the next timer

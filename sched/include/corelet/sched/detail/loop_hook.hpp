@@ -2,6 +2,8 @@
 // corelet/sched/detail/loop_hook.hpp — how a layer above sched (ipc's cluster
 // worker) takes part in a scheduler's loop. Not for applications.
 
+#include <ctime>
+
 namespace corelet::detail {
 
 // LoopHook — called by the scheduler loop of the thread it is installed on,
@@ -16,6 +18,11 @@ class LoopHook {
   // wake fd: announce the sleep to whoever may wake us and re-check for work.
   // Returns false if work arrived (the loop then does not sleep).
   virtual bool prepare_sleep() noexcept = 0;
+  // sleep — after a true prepare_sleep(), when nothing but the hook and the
+  // timers can wake the loop (no I/O in flight, no run_blocking job): sleep
+  // the hook's own way until woken or `timeout` (relative; nullptr: none).
+  // Returns false to let the loop sleep on its wake fd instead.
+  virtual bool sleep(const struct timespec* timeout) noexcept = 0;
   // woke — the sleep prepared by a true prepare_sleep() is over.
   virtual void woke() noexcept = 0;
   // keeps_alive — while true, a loop with nothing ready waits for the hook's
