@@ -304,7 +304,14 @@ bool Worker::drain() noexcept {
       // Frames from a peer we think dead: its replacement, whose Alive state
       // was published before it could write them. Catch up first.
       handle_control(c_.ctl->epoch.load(std::memory_order_acquire));
-      if (peer_dead_[k]) continue;  // frames of the dead one: emptied with its rings
+      if (peer_dead_[k]) {
+        // Still dead after that fresh look: the frames are the dead
+        // incarnation's (its replacement would be visible by now). Drop them,
+        // or the worker would never sleep while they sit there.
+        reset_ring(c_.ring(k, id_));
+        in.r.attach(c_.ring(k, id_));
+        continue;
+      }
     }
     Frame f;
     int budget = 1024;  // frames per ring per poll: other rings and tasklets get their turn
