@@ -35,16 +35,6 @@ void check_address(const Address& to, const char* call) {
   if (!to.valid()) throw std::invalid_argument(std::string("corelet::") + call + ": invalid address");
 }
 
-std::string mail_prologue(const Address& to, std::uint64_t type) {
-  MailHeader h{to.box, to.gen, type};
-  return std::string(reinterpret_cast<const char*>(&h), sizeof h);
-}
-
-void send_mail(const Address& to, std::string&& msg) {
-  const std::string_view part(msg);
-  send_mail_parts(to, &part, 1);
-}
-
 void send_mail_parts(const Address& to, const std::string_view* parts, std::size_t n) {
   corelet::detail::require_tasklet("send");
   if (!g_cluster->address_alive(to)) throw WorkerLost(g_worker->last_exit(to.worker), "send to " + to_string(to));

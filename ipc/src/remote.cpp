@@ -144,7 +144,7 @@ void check_worker(int worker, const char* call) {
                             std::to_string(g_cluster->n) + ")");
 }
 
-std::pair<std::string, std::string> exception_info(std::exception_ptr e) {
+std::pair<std::string, std::string> current_exception_info() {
   std::string type = "unknown exception";
   if (const std::type_info* ti = abi::__cxa_current_exception_type()) {
     int status = 0;
@@ -154,7 +154,7 @@ std::pair<std::string, std::string> exception_info(std::exception_ptr e) {
   }
   std::string msg;
   try {
-    std::rethrow_exception(e);
+    throw;  // the exception being handled, to read its message
   } catch (const RemoteError& r) {
     type = r.type_name();
     msg = r.message();

@@ -159,7 +159,7 @@ struct Supervisor {
   } catch (const Cancelled&) {
     code = 128 + SIGTERM;  // stopped before main finished; the supervisor decides the status
   } catch (...) {
-    auto [type, msg] = exception_info(std::current_exception());
+    auto [type, msg] = current_exception_info();
     std::fprintf(stderr, "corelet: worker %d: %s: %s\n", id, type.c_str(), msg.c_str());
     code = 1;
   }
@@ -371,7 +371,7 @@ int run_cluster(const Config& cfg, std::function<int()> main) {
         try {
           cfg.on_worker_exit(ex);
         } catch (...) {
-          auto [type, msg] = exception_info(std::current_exception());
+          auto [type, msg] = current_exception_info();
           std::fprintf(stderr, "corelet: Config::on_worker_exit threw %s: %s\n", type.c_str(), msg.c_str());
         }
       }

@@ -145,7 +145,6 @@ Worker::Worker(Cluster& c, int id)
     }
     out_[k].w.attach(c.ring(id_, k));
     in_[k].r.attach(c.ring(k, id_));
-    out_[k].lost = peer_dead_[k];
   }
   c.slot(id_).acked_epoch.store(seen_epoch_, std::memory_order_release);
   if (c.cfg.idle_spin.count() > 0) (void)tsc_per_us();  // calibrated now, not in the first idle spin
@@ -171,10 +170,10 @@ void Worker::throw_lost(int to, std::string_view task) const { throw WorkerLost(
 void Worker::send_parts(int to, std::uint16_t kind, const std::string_view* parts, std::size_t nparts,
                         std::string_view task, std::uint32_t expected) {
   Out& o = out_[to];
-  if (o.lost) {
+  if (peer_dead_[to]) {
     // Maybe replaced since this worker's last poll: look before failing.
     handle_control(c_.ctl->epoch.load(std::memory_order_acquire));
-    if (o.lost) throw_lost(to, task);
+    if (peer_dead_[to]) throw_lost(to, task);
   }
   // The peer incarnation this message is for: a reply is for the one that
   // called (`expected`), anything else for the current one. Checked again
@@ -193,7 +192,7 @@ void Worker::send_parts(int to, std::uint16_t kind, const std::string_view* part
       if (!corelet::detail::wake_one(o.turn)) o.busy = false;  // else the turn passes on
     }
   } turn{o};
-  if (o.lost || in_[to].incarnation != incarnation) throw_lost(to, task);
+  if (peer_dead_[to] || in_[to].incarnation != incarnation) throw_lost(to, task);
   const std::size_t max = o.w.max_payload();
   const std::uint64_t batch = c_.cfg.ring_bytes / 8;
   std::size_t total = 0;
@@ -207,7 +206,7 @@ void Worker::send_parts(int to, std::uint16_t kind, const std::string_view* part
     std::byte* p;
     while (!(p = o.w.try_reserve(len))) {
       wait_space(to, o, len);
-      if (o.lost || in_[to].incarnation != incarnation) throw_lost(to, task);
+      if (peer_dead_[to] || in_[to].incarnation != incarnation) throw_lost(to, task);
     }
     for (std::uint32_t done = 0; done < len;) {
       const std::size_t take = std::min<std::size_t>(len - done, parts[part].size() - part_off);
@@ -283,7 +282,7 @@ void Worker::poll() noexcept {
     if (o.space.count != 0) {
       // The consumer woke us after freeing space; if it freed too little,
       // raise the flag again (it cleared it) so that its next release wakes us.
-      if (o.lost || o.w.has_room(o.need) || o.w.announce_waiting(o.need)) corelet::detail::wake_all(o.space);
+      if (peer_dead_[k] || o.w.has_room(o.need) || o.w.announce_waiting(o.need)) corelet::detail::wake_all(o.space);
     }
   }
 }
@@ -294,7 +293,7 @@ bool Worker::inbound_pending() noexcept {
   return false;
 }
 
-bool Worker::drain() noexcept {
+void Worker::drain() noexcept {
   bool got = false;
   for (int k = 0; k < n_; ++k) {
     if (k == id_) continue;
@@ -339,7 +338,6 @@ bool Worker::drain() noexcept {
     }
   }
   if (got) recent_rx_ = true;
-  return got;
 }
 
 bool Worker::prepare_sleep() noexcept {
@@ -406,7 +404,6 @@ void Worker::handle_control(std::uint64_t epoch) noexcept {
     if (peer_dead_[k] && state == SlotState::Alive && gen != known_gen_[k]) {
       known_gen_[k] = gen;  // its replacement: the rings were emptied in peer_died
       peer_dead_[k] = 0;
-      out_[k].lost = false;
     }
   }
   if (c_.ctl->shutdown.load(std::memory_order_acquire) != 0 && !stopping_) begin_stop();
@@ -432,7 +429,6 @@ void Worker::peer_died(int k) noexcept {
     it = calls_.erase(it);
   }
   Out& o = out_[k];
-  o.lost = true;
   corelet::detail::wake_all(o.turn, Waiter::State::Closed);
   corelet::detail::wake_all(o.space, Waiter::State::Closed);
   reset_ring(c_.ring(id_, k));
@@ -486,7 +482,7 @@ void Worker::dispatch(int from, std::uint16_t kind, const std::byte* p, std::siz
                      unsigned{kind}, from);
     }
   } catch (...) {
-    auto [type, msg] = exception_info(std::current_exception());
+    auto [type, msg] = current_exception_info();
     std::fprintf(stderr, "corelet: worker %d: message from worker %d dropped: %s: %s\n", id_, from, type.c_str(),
                  msg.c_str());
   }
@@ -500,7 +496,7 @@ void Worker::on_call(int from, const std::byte* p, std::size_t n) {
   } catch (...) {
     // The call cannot run (out of memory, a malformed message): the caller
     // must hear so rather than wait forever. A small tasklet sends the error.
-    auto [type, msg] = exception_info(std::current_exception());
+    auto [type, msg] = current_exception_info();
     std::string reply;
     Encoder out(reply);
     out.put(call_id);
@@ -539,7 +535,7 @@ void Worker::start_handler(int from, std::uint64_t call_id, Decoder& d) {
       Decoder in(args.data(), args.size());
       (mode == kCallChunk ? e->chunk : e->call)(in, out);
     } catch (...) {
-      auto [type, msg] = exception_info(std::current_exception());
+      auto [type, msg] = current_exception_info();
       reply.clear();
       out.put(call_id);
       out.put(std::uint8_t{1});

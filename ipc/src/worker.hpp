@@ -80,7 +80,6 @@ class Worker final : public corelet::detail::LoopHook {
   struct Out {
     RingWriter w;
     bool busy = false;        // a sender holds the turn
-    bool lost = false;        // the peer is dead: sends fail
     std::uint32_t need = 0;   // frame size the turn holder waits room for
     std::uint64_t round = 0;  // poll round of the last send (see send)
     const void* sender = nullptr;  // the tasklet that sent last
@@ -98,7 +97,7 @@ class Worker final : public corelet::detail::LoopHook {
   void handle_control(std::uint64_t epoch) noexcept;
   void peer_died(int k) noexcept;
   void begin_stop() noexcept;
-  bool drain() noexcept;
+  void drain() noexcept;
   bool inbound_pending() noexcept;
   void flush(int to) noexcept;
   void wait_space(int to, Out& o, std::uint32_t size);
@@ -116,7 +115,7 @@ class Worker final : public corelet::detail::LoopHook {
   std::vector<Out> out_;
   std::vector<In> in_;
   std::vector<std::uint32_t> known_gen_;
-  std::vector<char> peer_dead_;
+  std::vector<char> peer_dead_;  // the peer is dead (not yet replaced): sends to it fail
   std::vector<char> dirty_;  // unpublished frames per peer
   std::uint64_t seen_epoch_ = 0;
   std::unordered_map<std::uint64_t, std::shared_ptr<CallBase>> calls_;

@@ -59,8 +59,8 @@ struct MailboxBase {
 Address open_box(MailboxBase* box);   // registers it in this worker; UsageError outside a cluster
 void close_box(const Address& a) noexcept;
 MailboxBase* find_box(const Address& a) noexcept;  // this worker's, or nullptr
-// send_mail — to a box on another worker: the message is [box, type, payload].
-void send_mail(const Address& to, std::string&& msg);
+// send_mail_parts — a mail message ([MailHeader, payload] in parts) to a box
+// on another worker.
 void send_mail_parts(const Address& to, const std::string_view* parts, std::size_t n);
 // MailHeader — what precedes the payload of a mail message.
 struct MailHeader {
@@ -69,7 +69,6 @@ struct MailHeader {
   std::uint64_t type;
 };
 static_assert(sizeof(MailHeader) == 16);
-std::string mail_prologue(const Address& to, std::uint64_t type);
 void check_address(const Address& to, const char* call);
 
 }  // namespace ipc::detail

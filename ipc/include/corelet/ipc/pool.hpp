@@ -4,7 +4,7 @@
 //   corelet::Pool pool;                                  // all workers, this one too
 //   std::vector<long> sq = pool.map(square, inputs);     // in input order
 //   auto f = pool.apply_async(count_primes, 400000);     // a Future
-//   for (auto r : pool.imap_unordered(square, inputs)) ...  // as they finish
+//   for (auto r : pool.imap_unordered(square, inputs)) ...  // as they finish (a Generator)
 //
 // Inputs travel in chunks (one message per chunk, one tasklet per chunk on
 // the worker that runs it); each worker is given its next chunk when one in
@@ -20,13 +20,12 @@
 // share. Functions must be registered with CORELET_REMOTE.
 
 #include <corelet/ipc/remote.hpp>
-#include <corelet/sched/channel.hpp>
+#include <corelet/sched/generator.hpp>
 #include <corelet/sched/task.hpp>
 
 #include <algorithm>
 #include <cstddef>
 #include <exception>
-#include <iterator>
 #include <memory>
 #include <optional>
 #include <utility>
@@ -57,53 +56,6 @@ void flush_now() noexcept;
 
 }  // namespace ipc::detail
 
-// Results — a stream of values that a Pool delivers as they finish.
-template <class T>
-class Results {
- public:
-  struct State {
-    explicit State(std::size_t cap) : ch(cap) {}
-    Channel<T> ch;
-    std::exception_ptr error;
-  };
-  explicit Results(std::shared_ptr<State> st) noexcept : st_(std::move(st)) {}
-
-  // next — the next result; parks until one finishes. nullopt once all are
-  // delivered. Throws the pool's failure after the results before it, Cancelled.
-  std::optional<T> next() {
-    try {
-      return st_->ch.recv();
-    } catch (const ChannelClosed&) {
-      if (st_->error) std::rethrow_exception(std::exchange(st_->error, nullptr));
-      return std::nullopt;
-    }
-  }
-
-  class iterator {
-   public:
-    using value_type = T;
-    using difference_type = std::ptrdiff_t;
-    iterator() = default;
-    explicit iterator(Results* r) : r_(r) { ++*this; }
-    T& operator*() { return *cur_; }
-    iterator& operator++() {
-      cur_ = r_->next();
-      return *this;
-    }
-    void operator++(int) { ++*this; }
-    bool operator==(std::default_sentinel_t) const noexcept { return !cur_; }
-
-   private:
-    Results* r_ = nullptr;
-    std::optional<T> cur_;
-  };
-  iterator begin() { return iterator(this); }
-  std::default_sentinel_t end() const noexcept { return {}; }
-
- private:
-  std::shared_ptr<State> st_;
-};
-
 class Pool {
  public:
   // Pool — over every worker of the cluster (this one included). UsageError
@@ -132,27 +84,21 @@ class Pool {
   }
 
   // imap_unordered — the results of fn over inputs, in the order they finish,
-  // as a Results stream (for (T r : results) or next()). The work runs in a
-  // tasklet of its own, which keeps its own copy of the inputs and of the
-  // pool; a failure is thrown by the stream after the results that arrived
-  // before it. Dropping the stream early lets the work finish unobserved.
+  // as a Generator (for (T r : results), or next()): its body, a tasklet of
+  // its own started at the first request, runs the chunks with its own copy
+  // of the inputs and of the pool, and hands each result over as it comes. A
+  // failure is thrown after the results that came before it. Destroying the
+  // generator early cancels the work (chunks in flight still finish remotely).
   template <class R, class P, class A>
-  Results<std::decay_t<R>> imap_unordered(R (*fn)(P), std::vector<A> inputs, std::size_t chunksize = 0) {
+  Generator<std::decay_t<R>> imap_unordered(R (*fn)(P), std::vector<A> inputs, std::size_t chunksize = 0) {
     using T = std::decay_t<R>;
-    auto st = std::make_shared<typename Results<T>::State>(std::max<std::size_t>(inputs.size(), 1));
-    spawn(SpawnOptions{.name = "Pool::imap_unordered"},
-          [pool = *this, fn, in = std::move(inputs), chunksize, st]() mutable {
-            try {
-              pool.run_chunks(fn, in, chunksize, [&](std::size_t, std::vector<T>&& rs) {
-                for (auto& r : rs) st->ch.try_send(std::move(r));  // sized for every result: never full
-              });
-            } catch (...) {
-              st->error = std::current_exception();
-            }
-            st->ch.close();
-          })
-        .detach();
-    return Results<T>(std::move(st));
+    return Generator<T>(
+        [pool = *this, fn, in = std::move(inputs), chunksize](Yield<T>& yield) mutable {
+          pool.run_chunks(fn, in, chunksize, [&](std::size_t, std::vector<T>&& rs) {
+            for (auto& r : rs) yield(std::move(r));
+          });
+        },
+        SpawnOptions{.name = "Pool::imap_unordered"});
   }
 
   // apply_async — fn(args...) on the next worker in turn; see spawn_on.
@@ -199,7 +145,7 @@ class Pool {
             } catch (const Cancelled&) {
               throw;
             } catch (...) {
-              auto [type, msg] = ipc::detail::exception_info(std::current_exception());
+              auto [type, msg] = ipc::detail::current_exception_info();
               throw RemoteError(type, msg, w);
             }
             deliver(lo, std::move(rs));

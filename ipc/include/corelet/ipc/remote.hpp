@@ -88,8 +88,9 @@ void finish(CallBase& st) noexcept;
 void require_cluster(const char* call);
 // check_worker — throws std::out_of_range for a bad worker id.
 void check_worker(int worker, const char* call);
-// exception_info — the type name and message of the exception in flight.
-std::pair<std::string, std::string> exception_info(std::exception_ptr e);
+// current_exception_info — the type name (demangled) and message of the
+// exception being handled; only inside a catch block.
+std::pair<std::string, std::string> current_exception_info();
 
 template <class T>
 using wire_t = std::decay_t<T>;
@@ -230,7 +231,7 @@ Future<std::decay_t<R>> spawn_on(int worker, R (*fn)(P...), A&&... args) {
                 st->value.emplace(fn(a...));
               }
             } catch (...) {
-              auto [type, msg] = ipc::detail::exception_info(std::current_exception());
+              auto [type, msg] = ipc::detail::current_exception_info();
               st->error = std::make_exception_ptr(RemoteError(type, msg, st->worker));
             }
             ipc::detail::finish(*st);
