@@ -68,7 +68,11 @@ class Pool {
   const std::vector<int>& workers() const noexcept { return workers_; }
 
   // map — [fn(x) for x in inputs], in input order. chunksize 0: about four
-  // chunks per worker. Parks the calling tasklet. Throws as said above.
+  // chunks per worker. Parks the calling tasklet, with no timeout. Throws as
+  // said above. Cancellation of the caller: the pool's tasklets are cancelled
+  // and waited for (a local chunk being computed finishes; remote chunks
+  // finish on their workers and their results are dropped), then Cancelled
+  // is thrown.
   template <class R, class P, class A>
   std::vector<std::decay_t<R>> map(R (*fn)(P), const std::vector<A>& inputs, std::size_t chunksize = 0) {
     using T = std::decay_t<R>;
