@@ -341,7 +341,44 @@ CORELET_HOT Tasklet* Scheduler::pick() noexcept {
     // A tasklet gets its stack before the switch to it, here, so that a
     // failure to map one ends that tasklet (with the error, for its joiner)
     // instead of surfacing in the blocking call of whoever switched away.
-    if (!t || __builtin_expect(t->started, 1) || start_fiber(t)) return t;
+    if (!t || __builtin_expect(t->started, 1) || t->stackless || start_fiber(t)) return t;
+  }
+}
+
+// A stackless tasklet runs only on the loop's stack: a tasklet that suspends
+// while one is next switches to the loop instead of to it.
+CORELET_HOT bool Scheduler::next_is_stackless() const noexcept {
+  const Tasklet* t = handoff_ && (handoff_streak_ < kHandoffStreak || ready_.empty()) ? handoff_ : ready_.head;
+  return t && t->stackless;
+}
+
+void Scheduler::run_stackless(Tasklet* t) noexcept {
+  current_ = t;
+  t->state = State::Running;
+  core::tl_running_stack = nullptr;
+  bool done = true;
+  if (!t->started && t->cancel_pending) {
+    // Cancelled before it ever ran: the body does not run at all.
+    t->cancel_pending = false;
+    t->error = std::make_exception_ptr(Cancelled{});
+  } else {
+    t->started = true;
+    t->wait_what = nullptr;
+    t->wait_obj = nullptr;
+    if (t->wake == Wake::Cancelled) t->cancel_pending = false;  // as park() does
+    try {
+      done = t->step();
+    } catch (...) {
+      t->error = std::current_exception();
+    }
+  }
+  current_ = nullptr;
+  if (done) {
+    finish(t);
+    detail::release(t);  // the scheduler's reference
+  } else if (t->state == State::Running) {
+    t->wake = Wake::Notified;  // the last park's reason is spent
+    make_ready(t);             // the step yielded
   }
 }
 
@@ -378,7 +415,7 @@ boost::context::fiber Scheduler::entry(Tasklet* t, boost::context::fiber&& calle
   }
   finish(t);
   zombie_ = t;  // the next context drops the scheduler's reference
-  Tasklet* next = batch_ < kBatch ? pick() : nullptr;
+  Tasklet* next = batch_ < kBatch && !next_is_stackless() ? pick() : nullptr;
   if (next) ++batch_;
   boost::context::fiber* target = prepare(next);
   save_slot_ = nullptr;  // this context ends; nothing to keep
@@ -399,7 +436,7 @@ void Scheduler::finish(Tasklet* t) noexcept {
   if (t->error) {
     if (t->is_main)
       cancel_all();  // main failed: everything else is cancelled, then run rethrows
-    else if (t->detached || t->refs == 1)
+    else if ((t->detached || t->refs == 1) && !t->error_reported)
       report_lost_exception(t, "");  // no handle left to join it
   }
   while (Waiter* w = t->joiners.pop_front()) {  // the joiner goes on at once
@@ -410,7 +447,7 @@ void Scheduler::finish(Tasklet* t) noexcept {
 
 CORELET_HOT void Scheduler::suspend() {
   Tasklet* self = current_;
-  Tasklet* next = batch_ < kBatch ? pick() : nullptr;
+  Tasklet* next = batch_ < kBatch && !next_is_stackless() ? pick() : nullptr;
   if (next == self) {  // yield with nobody else ready
     ++batch_;
     self->state = State::Running;
@@ -442,22 +479,29 @@ CORELET_HOT static void unlink_waiters(Tasklet* t) noexcept {
   t->waiters = nullptr;
 }
 
+void Scheduler::arm_timer(Tasklet* t, Clock::time_point deadline) {
+  t->deadline = deadline;
+  try {
+    timer_push(t);  // may throw std::bad_alloc: leave nothing linked then
+  } catch (...) {
+    unlink_waiters(t);
+    throw;
+  }
+}
+
 CORELET_HOT Wake Scheduler::park(const char* what, const void* obj, Clock::time_point deadline) {
   Tasklet* t = current_;
+  if (__builtin_expect(t->stackless, 0)) {
+    unlink_waiters(t);
+    throw UsageError(std::string("corelet: ") + what +
+                     ": a blocking call in a stackless tasklet (it has no stack to park)");
+  }
   if (t->cancel_pending) {
     t->cancel_pending = false;
     unlink_waiters(t);
     return Wake::Cancelled;
   }
-  if (deadline != Clock::time_point::max()) {
-    t->deadline = deadline;
-    try {
-      timer_push(t);  // may throw std::bad_alloc: leave nothing linked then
-    } catch (...) {
-      unlink_waiters(t);
-      throw;
-    }
-  }
+  if (deadline != Clock::time_point::max()) arm_timer(t, deadline);
   t->state = State::Parked;
   t->wait_what = what;
   t->wait_obj = obj;
@@ -470,7 +514,25 @@ CORELET_HOT Wake Scheduler::park(const char* what, const void* obj, Clock::time_
   return t->wake;
 }
 
+bool Scheduler::park_stackless(const char* what, const void* obj, Clock::time_point deadline) {
+  Tasklet* t = current_;
+  if (t->cancel_pending) {
+    t->cancel_pending = false;
+    unlink_waiters(t);
+    t->wake = Wake::Cancelled;
+    return false;
+  }
+  if (deadline != Clock::time_point::max()) arm_timer(t, deadline);
+  t->state = State::Parked;
+  t->wait_what = what;
+  t->wait_obj = obj;
+  t->wake = Wake::Notified;
+  ++parks_;
+  return true;  // run_stackless sees Parked and leaves it so
+}
+
 void Scheduler::yield_to_loop() {
+  if (current_->stackless) throw UsageError("corelet: a blocking call in a stackless tasklet");
   make_ready(current_);
   batch_ = kBatch;  // suspend() then switches to the loop, not to the next tasklet
   suspend();
@@ -582,6 +644,12 @@ void Scheduler::drain_completions() noexcept {
 
 void Scheduler::make_reactor_now() { reactor_ = make_reactor(*this, wake_fd_, &io_fallback_reason_); }
 
+namespace {
+thread_local IdleGuard* tl_idle_guard = nullptr;
+}  // namespace
+
+IdleGuard* set_idle_guard(IdleGuard* guard) noexcept { return std::exchange(tl_idle_guard, guard); }
+
 void Scheduler::idle_wait() {
   timespec ts{};
   timespec* tsp = nullptr;
@@ -594,6 +662,17 @@ void Scheduler::idle_wait() {
     tsp = &ts;
   }
   stacks_.trim();  // idle: give back the pages of cold stacks
+  struct Guard {  // the thread's IdleGuard, around everything that may block
+    IdleGuard* g;
+    explicit Guard(IdleGuard* guard) noexcept : g(guard) {
+      if (g) g->before_sleep();
+    }
+    ~Guard() {
+      if (g) g->after_sleep();
+    }
+    Guard(const Guard&) = delete;
+    Guard& operator=(const Guard&) = delete;
+  } guard(tl_idle_guard);
   // Only a helper running one of our blocking jobs reads sleeping_ (see
   // post_completion): without one outstanding, no fence is needed.
   const bool helpers = blocking_outstanding_ != 0;
@@ -663,7 +742,13 @@ void Scheduler::loop() {
     if (blocking_outstanding_) drain_completions();
     if (Tasklet* t = pick()) {
       batch_ = 1;
-      switch_to(t, &main_ctx_);
+      while (t->stackless) {  // stackless tasklets run here, between switches
+        run_stackless(t);
+        t = batch_ < kBatch ? pick() : nullptr;
+        if (!t) break;
+        ++batch_;
+      }
+      if (t) switch_to(t, &main_ctx_);
       continue;
     }
     if (live_ == 0) return;
@@ -718,6 +803,12 @@ Wake park(const char* what, const void* obj, Clock::time_point deadline) {
   return tl_sched->park(what, obj, deadline);
 }
 
+bool park_stackless(const char* what, const void* obj, Clock::time_point deadline) {
+  Tasklet* t = current();
+  if (!t || !t->stackless) throw UsageError(std::string("corelet: ") + what + ": park_stackless outside a stackless tasklet");
+  return tl_sched->park_stackless(what, obj, deadline);
+}
+
 void unpark(Tasklet* t, Wake why) noexcept { tl_sched->unpark(t, why); }
 
 bool wake_one(WaitQueue& q) noexcept {
@@ -758,6 +849,8 @@ void yield() {
   Scheduler* s = tl_sched;
   Tasklet* t = s ? s->current() : nullptr;
   if (__builtin_expect(!t, 0)) require_tasklet("this_tasklet::yield");
+  if (__builtin_expect(t->stackless, 0))
+    throw UsageError("corelet: this_tasklet::yield in a stackless tasklet (its step returns instead)");
   if (t->cancel_pending) {
     t->cancel_pending = false;
     throw Cancelled{};

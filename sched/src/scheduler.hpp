@@ -35,6 +35,7 @@ class Scheduler {
   void hand_off(Tasklet* t) noexcept;
   void suspend();                  // the current tasklet gives up the CPU
   Wake park(const char* what, const void* obj, Clock::time_point deadline);
+  bool park_stackless(const char* what, const void* obj, Clock::time_point deadline);
   void unpark(Tasklet* t, Wake why, bool handoff = false) noexcept;
   void cancel(Tasklet* t) noexcept;
   void cancel_all() noexcept;
@@ -92,6 +93,9 @@ class Scheduler {
 
   Tasklet* pick() noexcept;         // the next tasklet to run, with its fiber made
   Tasklet* pick_queued() noexcept;  // the ordering policy alone
+  bool next_is_stackless() const noexcept;  // pick_queued() would give a stackless one
+  void run_stackless(Tasklet* t) noexcept;  // one step(), on the loop's stack
+  void arm_timer(Tasklet* t, Clock::time_point deadline);
   bool start_fiber(Tasklet* t) noexcept;
 
   // Switching. `save` receives the continuation of the context we leave.

@@ -39,4 +39,21 @@ class LoopHook {
 // consumed by that run; pass nullptr / -1 to clear.
 void set_next_run_hook(LoopHook* hook, int wake_fd) noexcept;
 
+// IdleGuard — brackets the blocking part of an idle scheduler's wait, on the
+// scheduler's thread: the Python bindings release the GIL in before_sleep()
+// (helper threads running Python then get it) and take it back, and look for
+// pending signals, in after_sleep(). Both run on the loop's own context.
+class IdleGuard {
+ public:
+  virtual void before_sleep() noexcept = 0;
+  virtual void after_sleep() noexcept = 0;
+
+ protected:
+  ~IdleGuard() = default;
+};
+
+// set_idle_guard — installs `guard` on this thread (nullptr: none) for every
+// scheduler run here until changed; returns the previous one.
+IdleGuard* set_idle_guard(IdleGuard* guard) noexcept;
+
 }  // namespace corelet::detail

@@ -92,6 +92,12 @@ struct Tasklet {
   virtual ~Tasklet();
   // Runs the body and stores its result; exceptions are caught by the caller.
   virtual void invoke() = 0;
+  // A stackless tasklet (see `stackless`) runs in slices instead: step() runs
+  // one on the loop's own stack and returns true when the tasklet has ended
+  // (its result or error stored). A slice ends by parking (park_stackless),
+  // by returning with the tasklet still running (a yield: it goes to the back
+  // of the ready queue), or by ending. Exceptions are caught by the caller.
+  virtual bool step() { return true; }
 
   // Control blocks come from a per-thread cache of recently freed blocks
   // (spawn+join would otherwise spend a fifth of its time in malloc/free).
@@ -110,6 +116,10 @@ struct Tasklet {
   bool joined = false;
   bool cancel_pending = false;
   bool is_main = false;
+  // Never gets a stack: run by step() on the loop's stack, never resumed from
+  // another tasklet's. The Python bindings' generator and coroutine tasklets
+  // are such, so that no Python frame ever runs on a switched C stack.
+  bool stackless = false;
   bool error_reported = false;      // a lost exception was printed already
   Wake wake = Wake::Notified;
   std::uint32_t refs = 1;           // the scheduler's (until done) + the handle's
@@ -188,6 +198,14 @@ bool wait_on(WaitQueue& q, const char* what, const void* obj,
 Waiter::State wait_state(WaitQueue& q, const char* what, const void* obj, Clock::time_point deadline);
 
 void yield();
+
+// park_stackless — the current tasklet, a stackless one inside step(), has
+// linked its waiters (if any) into wait queues and will park when its step
+// returns: until unpark() or the deadline, like park(). Returns false, with
+// nothing parked and its waiters unlinked, if a cancellation was pending (the
+// step goes on and reports it). After the wake, Tasklet::wake says why.
+bool park_stackless(const char* what, const void* obj, Clock::time_point deadline = Clock::time_point::max());
+
 void cancel(Tasklet* t) noexcept;
 void retain(Tasklet* t) noexcept;
 void release(Tasklet* t) noexcept;

@@ -1,0 +1,76 @@
+"""corelet: many concurrent tasklets and all your cores.
+
+Tasklets are generator functions (``x = yield ch.recv()``) or ``async def``
+coroutines (``x = await ch.recv()``), driven by corelet's C++ scheduler. A
+tasklet gives up the CPU only where it yields or awaits a corelet operation
+(or a bare ``yield``), so code between two such points runs alone.
+
+    import corelet
+
+    def producer(ch):
+        for i in range(3):
+            yield ch.send(i)
+        ch.close()
+
+    async def consumer(ch):
+        async for item in ch:
+            print(item)
+
+    def main():
+        ch = corelet.Channel()
+        corelet.spawn(producer, ch)
+        yield corelet.spawn(consumer, ch).join()
+
+    corelet.run(main)
+
+Importing corelet changes nothing in the standard library and starts no
+thread.
+"""
+
+from ._corelet import (
+    Cancelled,
+    Channel,
+    ChannelClosed,
+    Deadlock,
+    Op,
+    Task,
+    UsageError,
+    current,
+    sleep,
+    spawn,
+)
+from . import _corelet
+
+__all__ = [
+    "Cancelled",
+    "Channel",
+    "ChannelClosed",
+    "Deadlock",
+    "Op",
+    "Task",
+    "UsageError",
+    "current",
+    "run",
+    "sleep",
+    "spawn",
+]
+
+
+def run(main, *args, workers=None):
+    """Runs ``main(*args)`` as the first tasklet of a scheduler on this thread,
+    until it and every tasklet it spawned have ended, and returns main's
+    result (or raises its exception).
+
+    ``main`` may be a generator function, an ``async def`` or a plain
+    function. Raises :class:`Deadlock` if every remaining tasklet waits for
+    something that can never happen.
+
+    ``workers`` is the number of processes (one scheduler each); ``None``
+    runs one scheduler in this process.
+    """
+    if workers is not None and workers != 1:
+        raise NotImplementedError(
+            "corelet.run: workers > 1 (one interpreter per core) is not built yet; "
+            "see issue #5 and py/README.md"
+        )
+    return _corelet._run(main, *args)

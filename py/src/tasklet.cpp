@@ -1,0 +1,601 @@
+// Python tasklets: the driver (PyTasklet::step), the awaitable protocol of
+// operations, and run / spawn / sleep / Task / current.
+
+#include "tasklet.hpp"
+
+#include <corelet/sched/detail/loop_hook.hpp>
+#include <corelet/sched/errors.hpp>
+#include <corelet/sched/task.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <string>
+
+namespace corelet::py {
+
+Exceptions g_exc;
+
+namespace {
+
+// One corelet.run on this thread: its main tasklet, and a KeyboardInterrupt
+// or SystemExit that arrived while it ran (raised by a signal handler between
+// steps, or ending a tasklet other than main): main is cancelled and resumes
+// with it instead of Cancelled, so it propagates out of run().
+struct RunState {
+  PyTasklet* main = nullptr;
+  PyObject* interrupt = nullptr;
+};
+thread_local RunState* tl_run = nullptr;
+
+void interrupt_run(PyObject* exc) noexcept {
+  RunState* r = tl_run;
+  if (!r || !r->main || r->interrupt) {
+    Py_DECREF(exc);
+    return;
+  }
+  r->interrupt = exc;
+  detail::cancel(r->main);
+}
+
+PyObject* str_throw = nullptr;
+
+// The GIL is released only while the loop sleeps; a signal that arrived then
+// (SIGINT) is handled as soon as the loop wakes.
+struct GilWhileIdle final : detail::IdleGuard {
+  PyThreadState* saved = nullptr;
+  void before_sleep() noexcept override { saved = PyEval_SaveThread(); }
+  void after_sleep() noexcept override {
+    PyEval_RestoreThread(saved);
+    if (PyErr_CheckSignals() < 0) {
+      PyObject *type, *value, *tb;
+      PyErr_Fetch(&type, &value, &tb);
+      PyErr_NormalizeException(&type, &value, &tb);
+      if (tb) PyException_SetTraceback(value, tb);
+      Py_XDECREF(type);
+      Py_XDECREF(tb);
+      interrupt_run(value);
+    }
+  }
+};
+
+bool is_base_exit(PyObject* exc) noexcept {
+  return PyErr_GivenExceptionMatches(exc, PyExc_KeyboardInterrupt) ||
+         PyErr_GivenExceptionMatches(exc, PyExc_SystemExit);
+}
+
+Op* as_op(PyObject* o) {
+  static PyTypeObject* op_type = reinterpret_cast<PyTypeObject*>(pyb::type::of<Op>().ptr());
+  if (!PyObject_TypeCheck(o, op_type)) return nullptr;
+  return pyb::handle(o).cast<Op*>();
+}
+
+std::string describe(PyObject* o) {
+  PyObject* r = PyObject_Repr(o);
+  if (!r) {
+    PyErr_Clear();
+    return Py_TYPE(o)->tp_name;
+  }
+  const char* s = PyUnicode_AsUTF8(r);
+  std::string out = s ? s : Py_TYPE(o)->tp_name;
+  Py_DECREF(r);
+  if (out.size() > 200) out = out.substr(0, 200) + "...";
+  return out;
+}
+
+// A C++ exception standing for a Python one in Tasklet::error (the scheduler
+// only needs to know that the tasklet failed; Python code sees exc_).
+class PythonError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+}  // namespace
+
+PyTasklet* current_py() noexcept {
+  detail::Tasklet* t = detail::current();
+  return t && t->stackless ? static_cast<PyTasklet*>(t) : nullptr;
+}
+
+PyTasklet::PyTasklet(PyObject* fn, PyObject* args) : fn_(Py_NewRef(fn)), args_(Py_NewRef(args)) {
+  stackless = true;
+  error_reported = true;  // it reports its own lost exception, with the traceback
+}
+
+PyTasklet::~PyTasklet() {
+  if (exc_ && !retrieved_ && !is_main && !PyErr_GivenExceptionMatches(exc_, g_exc.cancelled) && Py_IsInitialized()) {
+    PyObject *t, *v, *tb;
+    PyErr_Fetch(&t, &v, &tb);  // keep whatever error is being raised meanwhile
+    std::fprintf(stderr, "corelet: tasklet \"%s\" (#%llu) ended with an exception nobody joined:\n", name.c_str(),
+                 static_cast<unsigned long long>(running.id));
+    PyObject* tbo = PyException_GetTraceback(exc_);
+    PyErr_Display(reinterpret_cast<PyObject*>(Py_TYPE(exc_)), exc_, tbo);
+    Py_XDECREF(tbo);
+    PyErr_Restore(t, v, tb);
+  }
+  clear_op();
+  Py_CLEAR(fn_);
+  Py_CLEAR(args_);
+  Py_CLEAR(coro_);
+  Py_CLEAR(send_);
+  Py_CLEAR(throw_);
+  Py_CLEAR(result_);
+  Py_CLEAR(exc_);
+}
+
+void PyTasklet::give(PyObject* value) noexcept {
+  Py_XSETREF(send_, value);
+  Py_CLEAR(throw_);
+}
+
+void PyTasklet::raise(PyObject* exc) noexcept {
+  Py_XSETREF(throw_, exc);
+  Py_CLEAR(send_);
+}
+
+void PyTasklet::raise_new(PyObject* type, const std::string& msg) noexcept {
+  PyObject* exc = PyObject_CallFunction(type, "s", msg.c_str());
+  if (!exc) {  // MemoryError: throw that in instead
+    PyObject *t, *v, *tb;
+    PyErr_Fetch(&t, &v, &tb);
+    PyErr_NormalizeException(&t, &v, &tb);
+    Py_XDECREF(t);
+    Py_XDECREF(tb);
+    exc = v;
+  }
+  raise(exc);
+}
+
+void PyTasklet::raise_cancelled() noexcept {
+  RunState* r = tl_run;
+  if (is_main && r && r->interrupt) {
+    raise(steal(r->interrupt));
+    return;
+  }
+  raise_new(g_exc.cancelled, "corelet: tasklet \"" + name + "\" cancelled");
+}
+
+void PyTasklet::capture_exception() noexcept {
+  PyObject *type, *value, *tb;
+  PyErr_Fetch(&type, &value, &tb);
+  PyErr_NormalizeException(&type, &value, &tb);
+  if (tb) PyException_SetTraceback(value, tb);
+  Py_XDECREF(type);
+  Py_XDECREF(tb);
+  Py_XSETREF(exc_, value);
+  if (PyErr_GivenExceptionMatches(value, g_exc.cancelled)) {
+    error = std::make_exception_ptr(Cancelled{});
+  } else {
+    error = std::make_exception_ptr(PythonError("Python exception " + describe(value)));
+    if (!is_main && is_base_exit(value)) {
+      retrieved_ = true;  // it goes on to main
+      interrupt_run(Py_NewRef(value));
+    }
+  }
+}
+
+void PyTasklet::clear_op() noexcept {
+  op_ = nullptr;
+  Py_CLEAR(op_obj_);
+}
+
+void PyTasklet::settle() noexcept {
+  // Cancelled before it ever ran: the scheduler ended it without a step.
+  if (state == detail::State::Done && !exc_ && !result_ && error) {
+    raise_new(g_exc.cancelled, "corelet: tasklet \"" + name + "\" cancelled before it ran");
+    exc_ = steal(throw_);
+  }
+}
+
+PyObject* PyTasklet::outcome() noexcept {
+  settle();
+  if (exc_) {
+    retrieved_ = true;
+    PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(exc_)), exc_);
+    return nullptr;
+  }
+  return Py_NewRef(result_ ? result_ : Py_None);
+}
+
+bool PyTasklet::step() {
+  if (!coro_) {
+    if (!fn_) return true;  // nothing left to run (cannot happen: done tasklets are not stepped)
+    PyObject* fn = steal(fn_);
+    PyObject* args = steal(args_);
+    PyObject* r = PyObject_Call(fn, args, nullptr);
+    Py_DECREF(fn);
+    Py_DECREF(args);
+    if (!r) {
+      capture_exception();
+      return true;
+    }
+    if (!PyGen_Check(r) && !PyCoro_CheckExact(r)) {
+      result_ = r;  // a plain function: its value is the result
+      return true;
+    }
+    coro_ = r;
+  }
+  if (op_) {
+    Op* op = op_;
+    op->end(*this);
+    clear_op();
+  } else if (cancel_pending) {  // cancelled while ready (after a yield): the yield raises
+    cancel_pending = false;
+    raise_cancelled();
+  }
+  for (;;) {
+    PyObject* out = nullptr;
+    if (throw_) {
+      PyObject* exc = steal(throw_);
+      out = PyObject_CallMethodOneArg(coro_, str_throw, exc);
+      Py_DECREF(exc);
+      if (!out) {
+        if (PyErr_ExceptionMatches(PyExc_StopIteration)) {
+          PyObject *t, *v, *tb;
+          PyErr_Fetch(&t, &v, &tb);
+          PyErr_NormalizeException(&t, &v, &tb);
+          PyObject* value = v ? PyObject_GetAttrString(v, "value") : nullptr;
+          if (!value) PyErr_Clear();
+          result_ = value ? value : Py_NewRef(Py_None);
+          Py_XDECREF(t);
+          Py_XDECREF(v);
+          Py_XDECREF(tb);
+        } else {
+          capture_exception();
+        }
+        Py_CLEAR(coro_);
+        return true;
+      }
+    } else {
+      PyObject* v = send_ ? steal(send_) : Py_NewRef(Py_None);
+      const PySendResult r = PyIter_Send(coro_, v, &out);
+      Py_DECREF(v);
+      if (r == PYGEN_RETURN) {
+        result_ = out;
+        Py_CLEAR(coro_);
+        return true;
+      }
+      if (r == PYGEN_ERROR) {
+        capture_exception();
+        Py_CLEAR(coro_);
+        return true;
+      }
+    }
+    // `out` is what the tasklet yielded (owned).
+    if (out == Py_None) {  // a bare `yield`: let the others run
+      Py_DECREF(out);
+      if (cancel_pending) {
+        cancel_pending = false;
+        raise_cancelled();
+        continue;
+      }
+      return false;
+    }
+    Op* op = nullptr;
+    try {
+      op = as_op(out);
+    } catch (...) {
+      op = nullptr;
+    }
+    if (!op) {
+      raise_new(PyExc_TypeError, "corelet: a tasklet may yield or await corelet operations "
+                                 "(corelet.sleep(...), ch.recv(), task.join(), ...) or a bare yield, not " +
+                                     describe(out));
+      Py_DECREF(out);
+      continue;
+    }
+    switch (op->begin(*this)) {
+      case Op::Begin::Done:
+        Py_DECREF(out);
+        continue;
+      case Op::Begin::Yield:
+        Py_DECREF(out);
+        give(nullptr);
+        return false;
+      case Op::Begin::Parked:
+        op_ = op;
+        op_obj_ = out;
+        return false;
+    }
+  }
+}
+
+Clock::time_point deadline_from(const pyb::object& timeout, const char* call) {
+  if (timeout.is_none()) return Clock::time_point::max();
+  const double s = timeout.cast<double>();
+  if (std::isnan(s) || s < 0) throw pyb::value_error(std::string(call) + ": timeout must be a non-negative number of seconds");
+  if (s > 1e9) return Clock::time_point::max();
+  return detail::deadline_after(std::chrono::duration<double>(s));
+}
+
+bool park(PyTasklet& t, Op& op, const void* obj, Clock::time_point deadline) {
+  if (detail::park_stackless(op.what(), obj, deadline)) return true;
+  t.raise_cancelled();
+  return false;
+}
+
+void end_waiter(PyTasklet& t, const detail::Waiter& w, PyObject*& slot, const char* call, PyObject* closed_type) {
+  switch (t.wake) {
+    case detail::Wake::Cancelled:
+      t.raise_cancelled();
+      return;
+    case detail::Wake::Timeout:
+      t.raise_new(PyExc_TimeoutError, std::string(call) + ": timed out");
+      return;
+    case detail::Wake::Notified:
+      break;
+  }
+  if (w.state == detail::Waiter::State::Closed) {
+    t.raise_new(closed_type, std::string(call) + ": closed");
+    return;
+  }
+  t.give(slot ? steal(slot) : Py_NewRef(Py_None));
+}
+
+// ---------------------------------------------------------------------------
+// Operations of the tasklet module.
+
+namespace {
+
+class SleepOp final : public Op {
+ public:
+  explicit SleepOp(double seconds) : seconds_(seconds) {}
+  Begin begin(PyTasklet& t) override {
+    if (seconds_ <= 0) {
+      if (t.cancel_pending) {
+        t.cancel_pending = false;
+        t.raise_cancelled();
+        return Begin::Done;
+      }
+      return Begin::Yield;
+    }
+    return park(t, *this, this, detail::deadline_after(std::chrono::duration<double>(seconds_))) ? Begin::Parked
+                                                                                                   : Begin::Done;
+  }
+  void end(PyTasklet& t) override {
+    if (t.wake == detail::Wake::Cancelled) t.raise_cancelled(); else t.give(nullptr);
+  }
+  const char* what() const noexcept override { return "corelet.sleep"; }
+
+ private:
+  double seconds_;
+};
+
+class JoinOp final : public Op {
+ public:
+  JoinOp(pyb::object task, PyTasklet* target, Clock::time_point deadline)
+      : task_(std::move(task)), target_(target), deadline_(deadline) {}
+  Begin begin(PyTasklet& t) override {
+    if (target_->state == detail::State::Done) {
+      deliver(t);
+      return Begin::Done;
+    }
+    if (target_ == &t) {
+      t.raise_new(g_exc.usage, "corelet: Task.join: a tasklet cannot join itself");
+      return Begin::Done;
+    }
+    detail::enlist(w_, &t, target_->joiners);
+    return park(t, *this, target_, deadline_) ? Begin::Parked : Begin::Done;
+  }
+  void end(PyTasklet& t) override {
+    if (t.wake == detail::Wake::Cancelled) {
+      t.raise_cancelled();
+    } else if (target_->state == detail::State::Done) {
+      deliver(t);
+    } else {
+      t.raise_new(PyExc_TimeoutError, "corelet: Task.join: timed out");
+    }
+  }
+  const char* what() const noexcept override { return "Task.join"; }
+
+ private:
+  void deliver(PyTasklet& t) {
+    target_->joined = true;
+    if (PyObject* v = target_->outcome()) {
+      t.give(v);
+      return;
+    }
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    t.raise(value);
+  }
+  pyb::object task_;  // keeps the target alive
+  PyTasklet* target_;
+  Clock::time_point deadline_;
+  detail::Waiter w_;
+};
+
+PyTasklet* make_tasklet(const pyb::object& fn, const pyb::args& args, const pyb::object& name) {
+  if (!PyCallable_Check(fn.ptr())) throw pyb::type_error("corelet: the tasklet's function is not callable: " + describe(fn.ptr()));
+  auto* t = new PyTasklet(fn.ptr(), args.ptr());
+  if (!name.is_none()) {
+    t->name = pyb::str(name);
+  } else {
+    PyObject* q = PyObject_GetAttrString(fn.ptr(), "__qualname__");
+    if (q && PyUnicode_Check(q)) t->name = PyUnicode_AsUTF8(q);
+    if (!q) PyErr_Clear();
+    Py_XDECREF(q);
+    if (t->name.empty()) t->name = "tasklet";
+  }
+  return t;
+}
+
+const char* state_name(const detail::Tasklet* t) {
+  switch (t->state) {
+    case detail::State::Ready: return t->started ? "ready" : "new";
+    case detail::State::Running: return "running";
+    case detail::State::Parked: return "waiting";
+    case detail::State::Done: return "done";
+  }
+  return "?";
+}
+
+}  // namespace
+
+void bind_tasklets(pyb::module_& m) {
+  str_throw = PyUnicode_InternFromString("throw");
+
+  pyb::class_<Op>(m, "Op", "An operation a tasklet yields or awaits (corelet.sleep(), ch.recv(), ...).")
+      .def("__await__",
+           [](pyb::object self) {
+             self.cast<Op&>().await_stage = 0;
+             return self;
+           })
+      .def("__iter__", [](pyb::object self) { return self; })
+      .def("__next__",
+           [](pyb::object self) -> pyb::object {
+             Op& op = self.cast<Op&>();
+             if (op.await_stage++ == 0) return self;
+             throw pyb::stop_iteration();
+           })
+      .def("send",
+           [](pyb::object self, pyb::object v) -> pyb::object {
+             Op& op = self.cast<Op&>();
+             if (op.await_stage++ == 0) {
+               if (!v.is_none()) throw pyb::type_error("corelet: can't send non-None value to a just-started operation");
+               return self;
+             }
+             PyObject* stop = PyObject_CallOneArg(PyExc_StopIteration, v.ptr());
+             if (!stop) throw pyb::error_already_set();
+             PyErr_SetObject(PyExc_StopIteration, stop);
+             Py_DECREF(stop);
+             throw pyb::error_already_set();
+           })
+      .def("__repr__", [](const Op& op) { return std::string("<corelet operation ") + op.what() + ">"; });
+
+  pyb::class_<SleepOp, Op>(m, "_Sleep");
+  pyb::class_<JoinOp, Op>(m, "_Join");
+
+  m.def(
+      "sleep",
+      [](double seconds) {
+        if (std::isnan(seconds) || seconds < 0) throw pyb::value_error("corelet.sleep: seconds must be >= 0");
+        return new SleepOp(seconds);
+      },
+      pyb::arg("seconds"),
+      "sleep(seconds) -> operation: `yield corelet.sleep(s)` or `await corelet.sleep(s)` parks the\n"
+      "tasklet for s seconds; sleep(0) lets the other ready tasklets run first.");
+
+  pyb::class_<TaskRef>(m, "Task", "A spawned tasklet: join (yield/await), result, cancel, name.")
+      .def(
+          "join",
+          [](pyb::object self, pyb::object timeout) {
+            return new JoinOp(self, self.cast<TaskRef&>().get(), deadline_from(timeout, "Task.join"));
+          },
+          pyb::arg("timeout") = pyb::none(),
+          "join(timeout=None) -> operation: `r = yield task.join()` / `r = await task` gives the\n"
+          "tasklet's result or raises its exception (TimeoutError after timeout seconds).")
+      .def("__await__",
+           [](pyb::object self) {
+             pyb::object op = pyb::cast(new JoinOp(self, self.cast<TaskRef&>().get(), Clock::time_point::max()),
+                                        pyb::return_value_policy::take_ownership);
+             return op;
+           })
+      .def(
+          "result",
+          [](TaskRef& r) -> pyb::object {
+            PyTasklet* t = r.get();
+            if (t->state != detail::State::Done)
+              throw pyb::value_error("corelet: Task.result: tasklet \"" + t->name + "\" has not ended");
+            t->joined = true;
+            PyObject* v = t->outcome();
+            if (!v) throw pyb::error_already_set();
+            return pyb::reinterpret_steal<pyb::object>(v);
+          },
+          "The tasklet's result, or its exception raised; ValueError if it has not ended.")
+      .def(
+          "exception",
+          [](TaskRef& r) -> pyb::object {
+            PyTasklet* t = r.get();
+            if (t->state != detail::State::Done)
+              throw pyb::value_error("corelet: Task.exception: tasklet \"" + t->name + "\" has not ended");
+            t->settle();
+            t->retrieved_ = true;
+            return t->exc_ ? pyb::reinterpret_borrow<pyb::object>(t->exc_) : pyb::none();
+          },
+          "The exception the tasklet ended with, or None; ValueError if it has not ended.")
+      .def(
+          "cancel", [](TaskRef& r) { detail::cancel(r.get()); },
+          "Its current or next wait raises corelet.Cancelled; if it has not started it never runs.")
+      .def("done", [](TaskRef& r) { return r.get()->state == detail::State::Done; })
+      .def("cancelled",
+           [](TaskRef& r) {
+             PyTasklet* t = r.get();
+             t->settle();
+             return t->state == detail::State::Done && t->exc_ && PyErr_GivenExceptionMatches(t->exc_, g_exc.cancelled);
+           })
+      .def_property_readonly("name", [](TaskRef& r) { return r.get()->name; })
+      .def_property_readonly("id", [](TaskRef& r) { return r.get()->running.id; })
+      .def_property_readonly("state", [](TaskRef& r) { return state_name(r.get()); })
+      .def("__eq__", [](TaskRef& a, pyb::object b) {
+        return pyb::isinstance<TaskRef>(b) && b.cast<TaskRef&>().get() == a.get();
+      })
+      .def("__hash__", [](TaskRef& r) { return std::hash<const void*>{}(r.get()); })
+      .def("__repr__", [](TaskRef& r) {
+        PyTasklet* t = r.get();
+        return "<corelet.Task \"" + t->name + "\" #" + std::to_string(t->running.id) + " " + state_name(t) + ">";
+      });
+
+  m.def(
+      "spawn",
+      [](pyb::object fn, pyb::args args, pyb::kwargs kw) {
+        pyb::object name = pyb::none();
+        for (auto item : kw) {
+          const std::string key = pyb::str(item.first);
+          if (key != "name") throw pyb::type_error("corelet.spawn: unexpected keyword argument '" + key + "'");
+          name = pyb::reinterpret_borrow<pyb::object>(item.second);
+        }
+        PyTasklet* t = make_tasklet(fn, args, name);
+        auto ref = std::make_unique<TaskRef>(t);  // the creator's reference
+        detail::start(t, "corelet.spawn");
+        return ref.release();
+      },
+      pyb::arg("fn"),
+      "spawn(fn, *args, name=None) -> Task: runs fn(*args) as a new tasklet. fn may be a\n"
+      "generator function, an async def, or a plain function (run to its end in one slice).");
+
+  m.def(
+      "current",
+      []() -> pyb::object {
+        PyTasklet* t = current_py();
+        if (!t) return pyb::none();
+        detail::retain(t);
+        return pyb::cast(new TaskRef(t), pyb::return_value_policy::take_ownership);
+      },
+      "The running Python tasklet's Task, or None outside one.");
+
+  m.def(
+      "_run",
+      [](pyb::object main, pyb::args args) -> pyb::object {
+        if (tl_run) throw pyb::value_error("corelet.run: called inside corelet.run on the same thread");
+        PyTasklet* t = make_tasklet(main, args, pyb::str("main"));
+        TaskRef ref(t);
+        RunState state;
+        state.main = t;
+        tl_run = &state;
+        GilWhileIdle gil;
+        detail::IdleGuard* before = detail::set_idle_guard(&gil);
+        struct Restore {
+          RunState& s;
+          detail::IdleGuard* g;
+          ~Restore() {
+            detail::set_idle_guard(g);
+            tl_run = nullptr;
+            Py_CLEAR(s.interrupt);
+          }
+        } restore{state, before};
+        try {
+          detail::run_main(t);
+        } catch (const Deadlock& e) {
+          PyErr_SetString(g_exc.deadlock, e.what());
+          throw pyb::error_already_set();
+        }
+        PyObject* v = t->outcome();
+        if (!v) throw pyb::error_already_set();
+        return pyb::reinterpret_steal<pyb::object>(v);
+      },
+      pyb::arg("main"));
+}
+
+}  // namespace corelet::py

@@ -1,0 +1,136 @@
+#pragma once
+// Python tasklets on the C++ scheduler.
+//
+// A Python tasklet is a *stackless* corelet tasklet (sched's Tasklet::stackless):
+// the scheduler calls its step() on the loop's own stack, the thread's stack,
+// and step() drives the generator or coroutine with PyIter_Send until it
+// yields an operation (Op) that has to wait. No Python frame ever runs on a
+// switched C stack, so nothing here depends on CPython's private thread state
+// (greenlet's trouble with each new CPython release).
+//
+// An Op is what a tasklet yields (`x = yield ch.recv()`) or awaits
+// (`x = await ch.recv()`): the Op's begin() either completes at once, giving
+// the value to send back, or links the Op's waiters into the primitive's wait
+// queues and parks the tasklet (park_stackless); its end() turns the wake into
+// the value or the exception the tasklet resumes with.
+//
+// The GIL: the scheduler's thread holds it while the loop runs and releases it
+// only while the loop sleeps (an IdleGuard), so every step, and every
+// reference count the loop touches, runs with the GIL held.
+
+#include <pybind11/pybind11.h>
+
+#include <corelet/sched/detail/tasklet.hpp>
+
+#include <string>
+
+namespace corelet::py {
+
+namespace pyb = pybind11;
+
+struct PyTasklet;
+
+// Owned reference helpers for the CPython API.
+inline PyObject* steal(PyObject*& slot) noexcept {
+  PyObject* o = slot;
+  slot = nullptr;
+  return o;
+}
+
+class Op {
+ public:
+  enum class Begin { Done, Parked, Yield };
+  Op() = default;
+  Op(const Op&) = delete;
+  Op& operator=(const Op&) = delete;
+  virtual ~Op() = default;
+  // begin — inside t's step: complete at once (t.give/t.raise set; Done), park
+  // t (Parked) or let others run first (Yield; t resumes with None).
+  virtual Begin begin(PyTasklet& t) = 0;
+  // end — inside t's next step after a Parked begin: the outcome of the wake.
+  virtual void end(PyTasklet& t) = 0;
+  // What a report says t waits on ("Channel.recv", ...).
+  virtual const char* what() const noexcept = 0;
+
+  int await_stage = 0;  // the awaitable protocol: 0 before the yield, 1 after
+};
+
+struct PyTasklet final : detail::Tasklet {
+  // fn(*args) is called by the first step; a generator or coroutine it returns
+  // is then driven, any other value is the tasklet's result.
+  PyTasklet(PyObject* fn, PyObject* args);
+  ~PyTasklet() override;
+  void invoke() override {}
+  bool step() override;
+
+  // The outcome the tasklet resumes with (references are stolen).
+  void give(PyObject* value) noexcept;
+  void raise(PyObject* exc) noexcept;
+  void raise_new(PyObject* type, const std::string& msg) noexcept;
+  void raise_cancelled() noexcept;
+
+  // The result for a joiner: a new reference to the value, or nullptr with the
+  // tasklet's exception set as the Python error (its traceback kept).
+  PyObject* outcome() noexcept;
+  // A done tasklet's exc_ is set if it failed (also if it was cancelled
+  // before its first step, which the scheduler ends without running it).
+  void settle() noexcept;
+
+  PyObject* fn_ = nullptr;  // until the first step
+  PyObject* args_ = nullptr;
+  PyObject* coro_ = nullptr;  // the generator or coroutine, while it runs
+  PyObject* send_ = nullptr;  // next value to send (nullptr: None)
+  PyObject* throw_ = nullptr;  // next exception to throw in
+  PyObject* result_ = nullptr;
+  PyObject* exc_ = nullptr;  // the exception it ended with
+  bool retrieved_ = false;  // a joiner or result() saw exc_
+  Op* op_ = nullptr;  // the operation it is parked on...
+  PyObject* op_obj_ = nullptr;  // ...kept alive by this reference
+
+ private:
+  void capture_exception() noexcept;
+  void clear_op() noexcept;
+};
+
+// The Python exception types (set up by the module).
+struct Exceptions {
+  PyObject* cancelled = nullptr;       // corelet.Cancelled (BaseException)
+  PyObject* channel_closed = nullptr;  // corelet.ChannelClosed
+  PyObject* deadlock = nullptr;        // corelet.Deadlock
+  PyObject* usage = nullptr;           // corelet.UsageError
+};
+extern Exceptions g_exc;
+
+// The running tasklet if it is a Python one, else nullptr.
+PyTasklet* current_py() noexcept;
+
+// Python's view of a tasklet: holds one reference to it.
+class TaskRef {
+ public:
+  explicit TaskRef(PyTasklet* t) noexcept : t_(t) {}  // adopts a reference
+  TaskRef(const TaskRef&) = delete;
+  TaskRef& operator=(const TaskRef&) = delete;
+  ~TaskRef() { detail::release(t_); }
+  PyTasklet* get() const noexcept { return t_; }
+
+ private:
+  PyTasklet* t_;
+};
+
+// Deadline for a Python timeout argument (None: none; negative: ValueError).
+Clock::time_point deadline_from(const pyb::object& timeout, const char* call);
+
+// park — park_stackless for an Op; false (with Cancelled given to t) if a
+// cancellation was pending.
+bool park(PyTasklet& t, Op& op, const void* obj, Clock::time_point deadline);
+
+// The standard end() for an Op parked on one waiter: the wake's reason and the
+// waiter's state give None / the value in *slot, TimeoutError, ChannelClosed or
+// Cancelled.
+void end_waiter(PyTasklet& t, const detail::Waiter& w, PyObject*& slot, const char* call, PyObject* closed_type);
+
+void bind_tasklets(pyb::module_& m);
+void bind_channel(pyb::module_& m);
+void bind_sync(pyb::module_& m);
+
+}  // namespace corelet::py
