@@ -103,12 +103,12 @@ class RecvOp final : public Op {
     detail::enlist(w_, &t, ch_.receivers_);
     return park(t, *this, &ch_, deadline_) ? Begin::Parked : Begin::Done;
   }
-  void end(PyTasklet& t) override {
+  bool end(PyTasklet& t) override {
     if (t.wake == detail::Wake::Notified && w_.state == detail::Waiter::State::Closed) {
       closed(t);
-      return;
+      return true;
     }
-    end_waiter(t, w_, value_, "corelet: Channel.recv", g_exc.channel_closed);
+    return end_waiter(t, w_, value_, "corelet: Channel.recv", g_exc.channel_closed);
   }
   const char* what() const noexcept override { return "Channel.recv"; }
 
@@ -151,9 +151,9 @@ class SendOp final : public Op {
     detail::enlist(w_, &t, ch_.senders_);
     return park(t, *this, &ch_, deadline_) ? Begin::Parked : Begin::Done;
   }
-  void end(PyTasklet& t) override {
+  bool end(PyTasklet& t) override {
     PyObject* none = nullptr;  // a send resumes with None; the value stays ours unless taken
-    end_waiter(t, w_, none, "corelet: Channel.send", g_exc.channel_closed);
+    return end_waiter(t, w_, none, "corelet: Channel.send", g_exc.channel_closed);
   }
   const char* what() const noexcept override { return "Channel.send"; }
 

@@ -52,4 +52,6 @@ PYBIND11_MODULE(_corelet, m) {
 
   bind_tasklets(m);
   bind_channel(m);
+  bind_sync(m);
+  bind_blocking(m);
 }

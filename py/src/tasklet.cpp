@@ -116,6 +116,8 @@ PyTasklet::~PyTasklet() {
   Py_CLEAR(fn_);
   Py_CLEAR(args_);
   Py_CLEAR(coro_);
+  for (PyObject* c : callers_) Py_DECREF(c);
+  callers_.clear();
   Py_CLEAR(send_);
   Py_CLEAR(throw_);
   Py_CLEAR(result_);
@@ -173,6 +175,28 @@ void PyTasklet::capture_exception() noexcept {
   }
 }
 
+bool PyTasklet::frame_ended(PyObject* result) noexcept {
+  Py_CLEAR(coro_);
+  if (callers_.empty()) {
+    if (result) result_ = result; else capture_exception();
+    return true;
+  }
+  coro_ = callers_.back();
+  callers_.pop_back();
+  if (result) {
+    give(result);
+  } else {
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb) PyException_SetTraceback(value, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    raise(value);
+  }
+  return false;
+}
+
 void PyTasklet::clear_op() noexcept {
   op_ = nullptr;
   Py_CLEAR(op_obj_);
@@ -215,8 +239,7 @@ bool PyTasklet::step() {
     coro_ = r;
   }
   if (op_) {
-    Op* op = op_;
-    op->end(*this);
+    if (!op_->end(*this)) return false;  // parked again
     clear_op();
   } else if (cancel_pending) {  // cancelled while ready (after a yield): the yield raises
     cancel_pending = false;
@@ -229,35 +252,28 @@ bool PyTasklet::step() {
       out = PyObject_CallMethodOneArg(coro_, str_throw, exc);
       Py_DECREF(exc);
       if (!out) {
+        PyObject* value = nullptr;
         if (PyErr_ExceptionMatches(PyExc_StopIteration)) {
           PyObject *t, *v, *tb;
           PyErr_Fetch(&t, &v, &tb);
           PyErr_NormalizeException(&t, &v, &tb);
-          PyObject* value = v ? PyObject_GetAttrString(v, "value") : nullptr;
+          value = v ? PyObject_GetAttrString(v, "value") : nullptr;
           if (!value) PyErr_Clear();
-          result_ = value ? value : Py_NewRef(Py_None);
+          if (!value) value = Py_NewRef(Py_None);
           Py_XDECREF(t);
           Py_XDECREF(v);
           Py_XDECREF(tb);
-        } else {
-          capture_exception();
         }
-        Py_CLEAR(coro_);
-        return true;
+        if (frame_ended(value)) return true;
+        continue;
       }
     } else {
       PyObject* v = send_ ? steal(send_) : Py_NewRef(Py_None);
       const PySendResult r = PyIter_Send(coro_, v, &out);
       Py_DECREF(v);
-      if (r == PYGEN_RETURN) {
-        result_ = out;
-        Py_CLEAR(coro_);
-        return true;
-      }
-      if (r == PYGEN_ERROR) {
-        capture_exception();
-        Py_CLEAR(coro_);
-        return true;
+      if (r != PYGEN_NEXT) {
+        if (frame_ended(r == PYGEN_RETURN ? out : nullptr)) return true;
+        continue;
       }
     }
     // `out` is what the tasklet yielded (owned).
@@ -269,6 +285,18 @@ bool PyTasklet::step() {
         continue;
       }
       return false;
+    }
+    if (PyGen_Check(out) || PyCoro_CheckExact(out)) {  // a call: run it, then resume with its result
+      try {
+        callers_.push_back(coro_);
+      } catch (...) {
+        Py_DECREF(out);
+        raise_new(PyExc_MemoryError, "corelet: no memory for a nested generator call");
+        continue;
+      }
+      coro_ = out;
+      give(nullptr);
+      continue;
     }
     Op* op = nullptr;
     try {
@@ -313,22 +341,23 @@ bool park(PyTasklet& t, Op& op, const void* obj, Clock::time_point deadline) {
   return false;
 }
 
-void end_waiter(PyTasklet& t, const detail::Waiter& w, PyObject*& slot, const char* call, PyObject* closed_type) {
+bool end_waiter(PyTasklet& t, const detail::Waiter& w, PyObject*& slot, const char* call, PyObject* closed_type) {
   switch (t.wake) {
     case detail::Wake::Cancelled:
       t.raise_cancelled();
-      return;
+      return true;
     case detail::Wake::Timeout:
       t.raise_new(PyExc_TimeoutError, std::string(call) + ": timed out");
-      return;
+      return true;
     case detail::Wake::Notified:
       break;
   }
   if (w.state == detail::Waiter::State::Closed) {
     t.raise_new(closed_type, std::string(call) + ": closed");
-    return;
+    return true;
   }
   t.give(slot ? steal(slot) : Py_NewRef(Py_None));
+  return true;
 }
 
 // ---------------------------------------------------------------------------
@@ -351,8 +380,9 @@ class SleepOp final : public Op {
     return park(t, *this, this, detail::deadline_after(std::chrono::duration<double>(seconds_))) ? Begin::Parked
                                                                                                    : Begin::Done;
   }
-  void end(PyTasklet& t) override {
+  bool end(PyTasklet& t) override {
     if (t.wake == detail::Wake::Cancelled) t.raise_cancelled(); else t.give(nullptr);
+    return true;
   }
   const char* what() const noexcept override { return "corelet.sleep"; }
 
@@ -376,7 +406,7 @@ class JoinOp final : public Op {
     detail::enlist(w_, &t, target_->joiners);
     return park(t, *this, target_, deadline_) ? Begin::Parked : Begin::Done;
   }
-  void end(PyTasklet& t) override {
+  bool end(PyTasklet& t) override {
     if (t.wake == detail::Wake::Cancelled) {
       t.raise_cancelled();
     } else if (target_->state == detail::State::Done) {
@@ -384,6 +414,7 @@ class JoinOp final : public Op {
     } else {
       t.raise_new(PyExc_TimeoutError, "corelet: Task.join: timed out");
     }
+    return true;
   }
   const char* what() const noexcept override { return "Task.join"; }
 
@@ -564,6 +595,14 @@ void bind_tasklets(pyb::module_& m) {
         return pyb::cast(new TaskRef(t), pyb::return_value_policy::take_ownership);
       },
       "The running Python tasklet's Task, or None outside one.");
+
+  m.def(
+      "current_id",
+      []() -> std::uint64_t {
+        detail::Tasklet* t = detail::current();
+        return t ? t->running.id : 0;
+      },
+      "The running tasklet's id (Task.id), or 0 outside any tasklet.");
 
   m.def(
       "_run",

@@ -23,6 +23,7 @@
 #include <corelet/sched/detail/tasklet.hpp>
 
 #include <string>
+#include <vector>
 
 namespace corelet::py {
 
@@ -47,8 +48,9 @@ class Op {
   // begin — inside t's step: complete at once (t.give/t.raise set; Done), park
   // t (Parked) or let others run first (Yield; t resumes with None).
   virtual Begin begin(PyTasklet& t) = 0;
-  // end — inside t's next step after a Parked begin: the outcome of the wake.
-  virtual void end(PyTasklet& t) = 0;
+  // end — inside t's next step after a Parked begin: the outcome of the wake
+  // (true), or park t again (false; only run_blocking's wait for its helper).
+  virtual bool end(PyTasklet& t) = 0;
   // What a report says t waits on ("Channel.recv", ...).
   virtual const char* what() const noexcept = 0;
 
@@ -86,10 +88,16 @@ struct PyTasklet final : detail::Tasklet {
   bool retrieved_ = false;  // a joiner or result() saw exc_
   Op* op_ = nullptr;  // the operation it is parked on...
   PyObject* op_obj_ = nullptr;  // ...kept alive by this reference
+  // Generators and coroutines the tasklet yielded run as calls (Beazley's
+  // trampoline): coro_ is the innermost, callers_ the ones waiting for it.
+  std::vector<PyObject*> callers_;
 
  private:
   void capture_exception() noexcept;
   void clear_op() noexcept;
+  // The innermost generator returned (result, owned) or raised (nullptr, the
+  // error set): resume its caller, or end the tasklet (true).
+  bool frame_ended(PyObject* result) noexcept;
 };
 
 // The Python exception types (set up by the module).
@@ -127,10 +135,11 @@ bool park(PyTasklet& t, Op& op, const void* obj, Clock::time_point deadline);
 // The standard end() for an Op parked on one waiter: the wake's reason and the
 // waiter's state give None / the value in *slot, TimeoutError, ChannelClosed or
 // Cancelled.
-void end_waiter(PyTasklet& t, const detail::Waiter& w, PyObject*& slot, const char* call, PyObject* closed_type);
+bool end_waiter(PyTasklet& t, const detail::Waiter& w, PyObject*& slot, const char* call, PyObject* closed_type);
 
 void bind_tasklets(pyb::module_& m);
 void bind_channel(pyb::module_& m);
 void bind_sync(pyb::module_& m);
+void bind_blocking(pyb::module_& m);
 
 }  // namespace corelet::py

@@ -98,13 +98,17 @@ BlockingPool& pool() {
 
 }  // namespace
 
-bool run_job_keep_result(BlockingJob& job, const char* call) {
+void submit_job(BlockingJob& job, const char* call) {
   Tasklet* t = require_tasklet(call);
   Scheduler* s = this_scheduler();
   job.waiter = t;
   job.owner = s;
   pool().submit(&job);  // may throw: then nothing is outstanding
   s->job_submitted();   // before any completion can be drained: the loop runs on this thread
+}
+
+bool run_job_keep_result(BlockingJob& job, const char* call) {
+  submit_job(job, call);
   bool cancelled = false;
   while (!job.finished) {
     if (detail::park(call, &job, Clock::time_point::max()) == Wake::Cancelled) {

@@ -23,6 +23,10 @@ struct BlockingJob {
   ~BlockingJob() = default;
 };
 
+// Hands `job` to the helper pool for the calling tasklet, which it unparks
+// when done (job.finished set). A stackless tasklet parks itself after this
+// (park_stackless) until `finished`; run_job does all of it for the others.
+void submit_job(BlockingJob& job, const char* call);
 // Hands `job` to the helper pool and parks the calling tasklet until it has run.
 // Cancellation requests stop on the job's stop_source and keeps waiting (a
 // thread cannot be interrupted safely); when the job is done it throws Cancelled.

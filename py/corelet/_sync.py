@@ -1,0 +1,472 @@
+"""Lock, RLock, Condition, Semaphore, BoundedSemaphore, Event, Barrier and
+Timer for tasklets, with threading's names and methods.
+
+A method that may wait returns an operation: ``ok = yield lock.acquire()`` in
+a generator tasklet, ``ok = await lock.acquire()`` in an ``async def`` one.
+When it need not wait the operation is complete at once (no switch). Methods
+that never wait (``release``, ``set``, ``notify``) are plain calls.
+
+``async with lock:`` waits as needed. ``with lock:`` cannot wait (a ``with``
+statement cannot yield): it takes a free lock and raises UsageError on a held
+one, naming what to write instead.
+
+Wake-ups are hand-offs: a released Lock or Semaphore unit goes to the first
+waiter directly, so a tasklet that did not wait cannot barge in ahead of it.
+"""
+
+import threading
+import time
+import types
+
+from ._corelet import Cancelled, UsageError, WaitQueue, current_id, ready, spawn
+
+__all__ = ["Lock", "RLock", "Condition", "Semaphore", "BoundedSemaphore", "Event", "Barrier", "Timer"]
+
+# Operations complete at once. One instance each serves every caller: such an
+# operation finishes before its tasklet gives up the CPU.
+_TRUE = ready(True)
+_FALSE = ready(False)
+_NONE = ready(None)
+
+BrokenBarrierError = threading.BrokenBarrierError
+
+
+def _timeout(timeout, call):
+    """threading's timeouts: None or -1 wait forever; other negatives are errors."""
+    if timeout is None or timeout == -1:
+        return None
+    if timeout < 0:
+        raise ValueError(f"corelet: {call}: timeout value must be a non-negative number")
+    return timeout
+
+
+def _cannot_wait(obj, how):
+    return UsageError(
+        f"corelet: `with` on a held {type(obj).__name__} cannot wait in a tasklet; write "
+        f"`{how}` (generator tasklet) or `async with` (async def tasklet)"
+    )
+
+
+class _AsyncWith:
+    """``async with x:`` for primitives whose acquire() returns an operation."""
+
+    __slots__ = ()
+
+    async def __aenter__(self):
+        await self.acquire()
+        return None
+
+    async def __aexit__(self, *exc):
+        self.release()
+        return False
+
+
+class Lock(_AsyncWith):
+    """threading.Lock for tasklets: ``yield lock.acquire()``, ``lock.release()``."""
+
+    __slots__ = ("_locked", "_waiters", "__weakref__")
+
+    def __init__(self):
+        self._locked = False
+        self._waiters = WaitQueue()
+
+    def acquire(self, blocking=True, timeout=-1):
+        """Operation giving True once the lock is ours, False after timeout seconds
+        (or at once if blocking is False and the lock is held)."""
+        if not self._locked:
+            self._locked = True
+            return _TRUE
+        if not blocking:
+            if timeout != -1:
+                raise ValueError("can't specify a timeout for a non-blocking call")
+            return _FALSE
+        return self._waiters.wait(_timeout(timeout, "Lock.acquire"), False, what="Lock.acquire")
+
+    def release(self):
+        if not self._locked:
+            raise RuntimeError("release unlocked lock")
+        if not self._waiters.notify(True):  # else handed to the first waiter: stays locked
+            self._locked = False
+
+    def locked(self):
+        return self._locked
+
+    def __enter__(self):
+        if self._locked:
+            raise _cannot_wait(self, "yield lock.acquire() ... lock.release()")
+        self._locked = True
+        return True
+
+    def __exit__(self, *exc):
+        self.release()
+        return False
+
+    # Condition's protocol
+    def _release_save(self):
+        self.release()
+
+    def _acquire_restore(self, _saved):
+        return self.acquire()
+
+    def _is_owned(self):
+        return self._locked
+
+    def __repr__(self):
+        return f"<corelet.Lock {'locked' if self._locked else 'unlocked'}, {len(self._waiters)} waiting>"
+
+
+class RLock(_AsyncWith):
+    """threading.RLock for tasklets: the owning tasklet may acquire it again;
+    it is free after as many releases."""
+
+    __slots__ = ("_owner", "_count", "_waiters", "__weakref__")
+
+    _HANDED = object()  # owner between a release's hand-off and the new owner's run
+
+    def __init__(self):
+        self._owner = None
+        self._count = 0
+        self._waiters = WaitQueue()
+
+    def acquire(self, blocking=True, timeout=-1):
+        me = current_id()
+        if self._owner is None:
+            self._owner = me
+            self._count = 1
+            return _TRUE
+        if self._owner == me:
+            self._count += 1
+            return _TRUE
+        if not blocking:
+            if timeout != -1:
+                raise ValueError("can't specify a timeout for a non-blocking call")
+            return _FALSE
+        return self._acquire_slow(me, _timeout(timeout, "RLock.acquire"))
+
+    @types.coroutine
+    def _acquire_slow(self, me, timeout):
+        got = yield self._waiters.wait(timeout, False, what="RLock.acquire")
+        if got:
+            self._owner = me
+            self._count = 1
+        return got
+
+    def release(self):
+        if self._owner != current_id() or self._count == 0:
+            raise RuntimeError("cannot release un-acquired lock")
+        self._count -= 1
+        if self._count == 0:
+            self._owner = RLock._HANDED if self._waiters.notify(True) else None
+
+    def __enter__(self):
+        if self._owner is not None and self._owner != current_id():
+            raise _cannot_wait(self, "yield rlock.acquire() ... rlock.release()")
+        self._owner = current_id()
+        self._count += 1
+        return True
+
+    def __exit__(self, *exc):
+        self.release()
+        return False
+
+    def _release_save(self):
+        if self._owner != current_id():
+            raise RuntimeError("cannot release un-acquired lock")
+        saved = self._count
+        self._count = 0
+        self._owner = RLock._HANDED if self._waiters.notify(True) else None
+        return saved
+
+    @types.coroutine
+    def _acquire_restore(self, count):
+        yield self.acquire()
+        self._count = count
+
+    def _is_owned(self):
+        return self._owner == current_id()
+
+    def __repr__(self):
+        owner = None if self._owner in (None, RLock._HANDED) else self._owner
+        return f"<corelet.RLock owner={owner} count={self._count}, {len(self._waiters)} waiting>"
+
+
+class Condition:
+    """threading.Condition for tasklets: ``yield cond.wait()`` releases the lock,
+    waits for notify(), and takes the lock again (also when cancelled)."""
+
+    def __init__(self, lock=None):
+        self._lock = RLock() if lock is None else lock
+        self.acquire = self._lock.acquire
+        self.release = self._lock.release
+        self._waiters = WaitQueue()
+
+    def __enter__(self):
+        return self._lock.__enter__()
+
+    def __exit__(self, *exc):
+        return self._lock.__exit__(*exc)
+
+    async def __aenter__(self):
+        await self._lock.acquire()
+
+    async def __aexit__(self, *exc):
+        self._lock.release()
+        return False
+
+    @types.coroutine
+    def wait(self, timeout=None):
+        """Operation giving True when notified, False after timeout seconds."""
+        if not self._lock._is_owned():
+            raise RuntimeError("cannot wait on un-acquired lock")
+        timeout = _timeout(timeout, "Condition.wait")
+        saved = self._lock._release_save()
+        try:
+            return (yield self._waiters.wait(timeout, False, what="Condition.wait"))
+        finally:
+            yield self._lock._acquire_restore(saved)
+
+    @types.coroutine
+    def wait_for(self, predicate, timeout=None):
+        """Waits until predicate() is true (checked with the lock held); gives its
+        last value, false if timeout seconds passed first."""
+        end = None
+        result = predicate()
+        while not result:
+            wait = None
+            if timeout is not None:
+                if end is None:
+                    end = time.monotonic() + timeout
+                wait = end - time.monotonic()
+                if wait <= 0:
+                    break
+            yield from self.wait(wait)
+            result = predicate()
+        return result
+
+    def notify(self, n=1):
+        if not self._lock._is_owned():
+            raise RuntimeError("cannot notify on un-acquired lock")
+        for _ in range(n):
+            if not self._waiters.notify(True):
+                break
+
+    def notify_all(self):
+        if not self._lock._is_owned():
+            raise RuntimeError("cannot notify on un-acquired lock")
+        self._waiters.notify_all(True)
+
+    notifyAll = notify_all
+
+    def __repr__(self):
+        return f"<corelet.Condition({self._lock!r}), {len(self._waiters)} waiting>"
+
+
+class Semaphore(_AsyncWith):
+    """threading.Semaphore for tasklets."""
+
+    __slots__ = ("_value", "_waiters", "__weakref__")
+
+    def __init__(self, value=1):
+        if value < 0:
+            raise ValueError("semaphore initial value must be >= 0")
+        self._value = value
+        self._waiters = WaitQueue()
+
+    def acquire(self, blocking=True, timeout=None):
+        if self._value > 0:
+            self._value -= 1
+            return _TRUE
+        if not blocking:
+            if timeout is not None:
+                raise ValueError("can't specify timeout for non-blocking acquire")
+            return _FALSE
+        return self._waiters.wait(_timeout(timeout, "Semaphore.acquire"), False, what="Semaphore.acquire")
+
+    def release(self, n=1):
+        if n < 1:
+            raise ValueError("n must be one or more")
+        for _ in range(n):
+            if not self._waiters.notify(True):  # a unit goes straight to a waiter
+                self._value += 1
+
+    def __enter__(self):
+        if self._value == 0:
+            raise _cannot_wait(self, "yield sem.acquire() ... sem.release()")
+        self._value -= 1
+        return True
+
+    def __exit__(self, *exc):
+        self.release()
+        return False
+
+    def __repr__(self):
+        return f"<corelet.{type(self).__name__} value={self._value}, {len(self._waiters)} waiting>"
+
+
+class BoundedSemaphore(Semaphore):
+    """A Semaphore whose release() past its initial value raises ValueError."""
+
+    __slots__ = ("_initial",)
+
+    def __init__(self, value=1):
+        super().__init__(value)
+        self._initial = value
+
+    def release(self, n=1):
+        if n < 1:
+            raise ValueError("n must be one or more")
+        if self._value + n > self._initial:
+            raise ValueError("Semaphore released too many times")
+        super().release(n)
+
+
+class Event:
+    """threading.Event for tasklets: ``yield event.wait()``."""
+
+    __slots__ = ("_flag", "_waiters", "__weakref__")
+
+    def __init__(self):
+        self._flag = False
+        self._waiters = WaitQueue()
+
+    def is_set(self):
+        return self._flag
+
+    isSet = is_set
+
+    def set(self):
+        self._flag = True
+        self._waiters.notify_all(True)
+
+    def clear(self):
+        self._flag = False
+
+    def wait(self, timeout=None):
+        """Operation giving True once the flag is set, False after timeout seconds."""
+        if self._flag:
+            return _TRUE
+        return self._waiters.wait(_timeout(timeout, "Event.wait"), False, what="Event.wait")
+
+    def __repr__(self):
+        return f"<corelet.Event {'set' if self._flag else 'unset'}, {len(self._waiters)} waiting>"
+
+
+class Barrier:
+    """threading.Barrier for tasklets: ``index = yield barrier.wait()``.
+
+    A wait that times out or is cancelled breaks the barrier, as a timeout does
+    in threading: the other waiters raise BrokenBarrierError."""
+
+    def __init__(self, parties, action=None, timeout=None):
+        if parties < 1:
+            raise ValueError("parties must be > 0")
+        self._parties = parties
+        self._action = action
+        self._timeout = timeout
+        self._count = 0
+        self._broken = False
+        self._waiters = WaitQueue()
+
+    @types.coroutine
+    def wait(self, timeout=None):
+        if timeout is None:
+            timeout = self._timeout
+        if self._broken:
+            raise BrokenBarrierError
+        index = self._count
+        self._count += 1
+        if self._count == self._parties:
+            try:
+                if self._action:
+                    self._action()
+            except BaseException:
+                self._break()
+                raise
+            self._count = 0
+            self._waiters.notify_all(True)
+            return index
+        try:
+            passed = yield self._waiters.wait(_timeout(timeout, "Barrier.wait"), None, what="Barrier.wait")
+        except Cancelled:
+            self._break()
+            raise
+        if passed is True:
+            return index
+        if passed is None:  # timed out
+            self._break()
+        raise BrokenBarrierError
+
+    def _break(self):
+        self._broken = True
+        self._count = 0
+        self._waiters.notify_all(False)
+
+    def reset(self):
+        """Waiters now raise BrokenBarrierError; the barrier is usable again."""
+        self._waiters.notify_all(False)
+        self._count = 0
+        self._broken = False
+
+    def abort(self):
+        self._break()
+
+    @property
+    def parties(self):
+        return self._parties
+
+    @property
+    def n_waiting(self):
+        return len(self._waiters)
+
+    @property
+    def broken(self):
+        return self._broken
+
+
+class Timer:
+    """threading.Timer for tasklets: function(*args, **kwargs) runs in its own
+    tasklet after interval seconds, unless cancel() came first. function may
+    be a generator function or an async def."""
+
+    def __init__(self, interval, function, args=None, kwargs=None):
+        if interval < 0:
+            raise ValueError("corelet.Timer: interval must be >= 0")
+        self.interval = interval
+        self.function = function
+        self.args = tuple(args) if args is not None else ()
+        self.kwargs = dict(kwargs) if kwargs is not None else {}
+        self.finished = Event()
+        self._task = None
+        self._calling = False
+
+    def start(self):
+        if self._task is not None:
+            raise RuntimeError("timers can only be started once")
+        self._task = spawn(self._run, name=f"Timer({getattr(self.function, '__qualname__', 'function')})")
+
+    def _run(self):
+        # As threading.Timer: wait on `finished` for the interval; cancel() sets it.
+        if (yield self.finished.wait(self.interval)):
+            return None
+        self._calling = True
+        try:
+            result = self.function(*self.args, **self.kwargs)
+            if isinstance(result, (types.GeneratorType, types.CoroutineType)):
+                result = yield result
+            return result
+        finally:
+            self.finished.set()
+
+    def cancel(self):
+        """Stops the timer if its function has not started; no effect after."""
+        if not self._calling:
+            self.finished.set()
+
+    def join(self, timeout=None):
+        """Operation: waits for the timer's tasklet to end."""
+        if self._task is None:
+            raise RuntimeError("cannot join a timer before it is started")
+        return self._task.join(timeout)
+
+    def is_alive(self):
+        return self._task is not None and not self._task.done()
