@@ -40,6 +40,7 @@ from ._corelet import (
     current_id,
     ready,
     run_blocking,
+    select,
     sleep,
     spawn,
 )
@@ -86,6 +87,7 @@ __all__ = [
     "ready",
     "run",
     "run_blocking",
+    "select",
     "sleep",
     "spawn",
 ]

@@ -86,22 +86,41 @@ class RecvOp final : public Op {
       : ch_obj_(std::move(ch)), ch_(ch_obj_.cast<Channel&>()), deadline_(deadline), async_iter_(async_iter) {}
   ~RecvOp() override { Py_XDECREF(value_); }
   Begin begin(PyTasklet& t) override {
-    if (PyObject* v = ch_.take()) {
-      t.give(v);
-      return Begin::Done;
-    }
-    if (ch_.closed()) {
-      closed(t);
-      return Begin::Done;
+    PyObject* v = nullptr;
+    switch (try_now(t, &v)) {
+      case 1: t.give(v); return Begin::Done;
+      case -1: return Begin::Done;
+      default: break;
     }
     if (deadline_ <= Clock::now()) {
       t.raise_new(PyExc_TimeoutError, "corelet: Channel.recv: timed out");
       return Begin::Done;
     }
-    Py_CLEAR(value_);
-    w_.slot = &value_;
-    detail::enlist(w_, &t, ch_.receivers_);
+    w_.tasklet = &t;
+    link(t, w_);
+    t.waiters = &w_;
     return park(t, *this, &ch_, deadline_) ? Begin::Parked : Begin::Done;
+  }
+  bool selectable() const noexcept override { return true; }
+  int try_now(PyTasklet& t, PyObject** value) override {
+    if ((*value = ch_.take())) return 1;
+    if (!ch_.closed()) return 0;
+    closed(t);
+    return -1;
+  }
+  void link(PyTasklet&, detail::Waiter& w) override {
+    Py_CLEAR(value_);
+    w.slot = &value_;
+    w.state = detail::Waiter::State::Pending;
+    ch_.receivers_.push_back(&w);
+  }
+  int fired(PyTasklet& t, detail::Waiter& w, PyObject** value) override {
+    if (w.state == detail::Waiter::State::Closed) {
+      closed(t);
+      return -1;
+    }
+    *value = steal(value_);
+    return 1;
   }
   bool end(PyTasklet& t) override {
     if (t.wake == detail::Wake::Notified && w_.state == detail::Waiter::State::Closed) {
@@ -147,9 +166,37 @@ class SendOp final : public Op {
       t.raise_new(PyExc_TimeoutError, "corelet: Channel.send: timed out");
       return Begin::Done;
     }
-    w_.slot = &value_;
-    detail::enlist(w_, &t, ch_.senders_);
+    w_.tasklet = &t;
+    link(t, w_);
+    t.waiters = &w_;
     return park(t, *this, &ch_, deadline_) ? Begin::Parked : Begin::Done;
+  }
+  bool selectable() const noexcept override { return true; }
+  int try_now(PyTasklet& t, PyObject** value) override {
+    if (ch_.closed()) {
+      t.raise_new(g_exc.channel_closed, "corelet: Channel.send: the channel is closed");
+      return -1;
+    }
+    if (!value_) {
+      t.raise_new(g_exc.usage, "corelet: Channel.send: this send operation was already used");
+      return -1;
+    }
+    if (!ch_.put(value_)) return 0;
+    *value = Py_NewRef(Py_None);
+    return 1;
+  }
+  void link(PyTasklet&, detail::Waiter& w) override {
+    w.slot = &value_;
+    w.state = detail::Waiter::State::Pending;
+    ch_.senders_.push_back(&w);
+  }
+  int fired(PyTasklet& t, detail::Waiter& w, PyObject** value) override {
+    if (w.state == detail::Waiter::State::Closed) {
+      t.raise_new(g_exc.channel_closed, "corelet: Channel.send: the channel is closed");
+      return -1;
+    }
+    *value = Py_NewRef(Py_None);
+    return 1;
   }
   bool end(PyTasklet& t) override {
     PyObject* none = nullptr;  // a send resumes with None; the value stays ours unless taken

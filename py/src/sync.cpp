@@ -58,12 +58,18 @@ class WaitOp final : public Op {
       timed_out(t);
       return Begin::Done;
     }
-    Py_CLEAR(value_);
-    w_.slot = &value_;
-    w_.state = detail::Waiter::State::Pending;
-    detail::enlist(w_, &t, queue_.q_);
+    w_.tasklet = &t;
+    link(t, w_);
+    t.waiters = &w_;
     return park(t, *this, &queue_, deadline_) ? Begin::Parked : Begin::Done;
   }
+  void link(PyTasklet&, detail::Waiter& w) override {
+    Py_CLEAR(value_);
+    w.slot = &value_;
+    w.state = detail::Waiter::State::Pending;
+    queue_.q_.push_back(&w);
+  }
+
   bool end(PyTasklet& t) override {
     if (t.wake == detail::Wake::Timeout) {
       timed_out(t);

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cmath>
 #include <string>
+#include <vector>
 
 namespace corelet::py {
 
@@ -437,6 +438,84 @@ class JoinOp final : public Op {
   detail::Waiter w_;
 };
 
+// select(ops, timeout=None): the first of several operations that can
+// complete; gives (index, value). Cases ready at once are tried from a
+// rotating start, so that no case starves; otherwise the tasklet waits on all
+// of them (one waiter each, chained as siblings: the wake of one unlinks all).
+class SelectOp final : public Op {
+ public:
+  SelectOp(std::vector<pyb::object> ops, Clock::time_point deadline) : objs_(std::move(ops)), deadline_(deadline) {
+    for (const pyb::object& o : objs_) {
+      Op* op = as_op(o.ptr());
+      if (!op || !op->selectable())
+        throw pyb::type_error("corelet.select: cases are channel operations (ch.recv(), ch.send(v)), not " +
+                              describe(o.ptr()));
+      ops_.push_back(op);
+    }
+    if (ops_.empty()) throw pyb::value_error("corelet.select: no cases");
+  }
+  Begin begin(PyTasklet& t) override {
+    static std::size_t rotation = 0;
+    const std::size_t n = ops_.size();
+    const std::size_t start = rotation++ % n;
+    for (std::size_t k = 0; k < n; ++k) {
+      const std::size_t i = (start + k) % n;
+      PyObject* v = nullptr;
+      const int r = ops_[i]->try_now(t, &v);
+      if (r == 1) {
+        give(t, i, v);
+        return Begin::Done;
+      }
+      if (r == -1) return Begin::Done;
+    }
+    if (deadline_ <= Clock::now()) {
+      t.raise_new(PyExc_TimeoutError, "corelet: select: timed out");
+      return Begin::Done;
+    }
+    ws_.assign(n, detail::Waiter{});
+    detail::Waiter* chain = nullptr;
+    for (std::size_t i = 0; i < n; ++i) {
+      ws_[i].tasklet = &t;
+      ws_[i].index = i;
+      ws_[i].sibling = chain;
+      chain = &ws_[i];
+      ops_[i]->link(t, ws_[i]);
+    }
+    t.waiters = chain;
+    return park(t, *this, this, deadline_) ? Begin::Parked : Begin::Done;
+  }
+  bool end(PyTasklet& t) override {
+    switch (t.wake) {
+      case detail::Wake::Cancelled: t.raise_cancelled(); return true;
+      case detail::Wake::Timeout: t.raise_new(PyExc_TimeoutError, "corelet: select: timed out"); return true;
+      case detail::Wake::Notified: break;
+    }
+    for (std::size_t i = 0; i < ws_.size(); ++i) {
+      if (ws_[i].state == detail::Waiter::State::Pending) continue;
+      PyObject* v = nullptr;
+      if (ops_[i]->fired(t, ws_[i], &v) == 1) give(t, i, v);
+      return true;
+    }
+    t.raise_new(PyExc_RuntimeError, "corelet: select: woken with no case done");  // cannot happen
+    return true;
+  }
+  const char* what() const noexcept override { return "select"; }
+
+ private:
+  static void give(PyTasklet& t, std::size_t i, PyObject* v) {
+    PyObject* pair = Py_BuildValue("(nN)", static_cast<Py_ssize_t>(i), v);
+    if (!pair) {
+      t.raise_new(PyExc_MemoryError, "corelet: select");
+      return;
+    }
+    t.give(pair);
+  }
+  std::vector<pyb::object> objs_;  // keep the cases alive
+  std::vector<Op*> ops_;
+  std::vector<detail::Waiter> ws_;
+  Clock::time_point deadline_;
+};
+
 PyTasklet* make_tasklet(const pyb::object& fn, const pyb::args& args, const pyb::object& name) {
   if (!PyCallable_Check(fn.ptr())) throw pyb::type_error("corelet: the tasklet's function is not callable: " + describe(fn.ptr()));
   auto* t = new PyTasklet(fn.ptr(), args.ptr());
@@ -497,6 +576,19 @@ void bind_tasklets(pyb::module_& m) {
 
   pyb::class_<SleepOp, Op>(m, "_Sleep");
   pyb::class_<JoinOp, Op>(m, "_Join");
+  pyb::class_<SelectOp, Op>(m, "_Select");
+
+  m.def(
+      "select",
+      [](pyb::iterable ops, pyb::object timeout) {
+        std::vector<pyb::object> v;
+        for (auto o : ops) v.push_back(pyb::reinterpret_borrow<pyb::object>(o));
+        return new SelectOp(std::move(v), deadline_from(timeout, "corelet.select"));
+      },
+      pyb::arg("ops"), pyb::arg("timeout") = pyb::none(),
+      "select(ops, timeout=None) -> operation giving (index, value) of the first of ops to\n"
+      "complete; only that one takes effect. ops are channel operations: ch.recv(), ch.send(v).\n"
+      "TimeoutError after timeout seconds (timeout=0: only what is ready now).");
 
   m.def(
       "sleep",

@@ -54,6 +54,15 @@ class Op {
   // What a report says t waits on ("Channel.recv", ...).
   virtual const char* what() const noexcept = 0;
 
+  // As a case of corelet.select (only operations that say selectable()):
+  // try_now completes at once if it can (1: *value set; -1: t.raise set; 0:
+  // it would wait); link puts w (tasklet and sibling already set) in the
+  // primitive's queue; fired turns w's Done/Closed into *value or t.raise.
+  virtual bool selectable() const noexcept { return false; }
+  virtual int try_now(PyTasklet&, PyObject**) { return 0; }
+  virtual void link(PyTasklet&, detail::Waiter&) {}
+  virtual int fired(PyTasklet&, detail::Waiter&, PyObject**) { return 0; }
+
   int await_stage = 0;  // the awaitable protocol: 0 before the yield, 1 after
 };
 

@@ -237,3 +237,86 @@ def test_ping_pong_many_messages_between_two_tasklets():
         return v
 
     assert run(main) == n
+
+
+# ---- select -------------------------------------------------------------------
+
+
+def test_select_takes_the_case_that_is_ready():
+    def main():
+        a, b = corelet.Channel(1), corelet.Channel(1)
+        yield b.send("from b")
+        i, v = yield corelet.select([a.recv(), b.recv()])
+        assert (i, v) == (1, "from b")
+        i, v = yield corelet.select([a.send("x"), b.recv(timeout=5)])
+        assert (i, v) == (0, None) and len(a) == 1
+
+    run(main)
+
+
+def test_select_waits_on_all_cases_and_only_one_takes_effect():
+    def sender(ch, v):
+        yield ch.send(v)
+
+    def main():
+        a, b = corelet.Channel(), corelet.Channel()
+        sel = corelet.spawn(lambda: (yield corelet.select([a.recv(), b.recv()])))
+        yield
+        assert a.balance == -1 and b.balance == -1  # waiting on both
+        yield b.send("b wins")
+        assert a.balance == 0  # its other case was withdrawn
+        assert (yield sel.join()) == (1, "b wins")
+        late = corelet.spawn(sender, a, "later")
+        yield
+        assert a.balance == 1  # nobody took it: the select's recv on a is gone
+        assert (yield a.recv()) == "later"
+        yield late.join()
+
+    run(main)
+
+
+def test_select_spreads_over_cases_ready_together():
+    def main():
+        a, b = corelet.Channel(100), corelet.Channel(100)
+        for i in range(100):
+            yield a.send(i)
+            yield b.send(i)
+        picks = [0, 0]
+        for _ in range(100):
+            i, _v = yield corelet.select([a.recv(), b.recv()])
+            picks[i] += 1
+        return picks
+
+    picks = run(main)
+    assert picks[0] > 20 and picks[1] > 20  # neither case starves
+
+
+def test_select_timeout_closed_and_bad_cases():
+    def main():
+        a = corelet.Channel()
+        with pytest.raises(TimeoutError):
+            yield corelet.select([a.recv()], timeout=0.01)
+        with pytest.raises(TimeoutError):
+            yield corelet.select([a.recv()], timeout=0)
+        a.close()
+        with pytest.raises(corelet.ChannelClosed):
+            yield corelet.select([a.recv()])
+        with pytest.raises(TypeError, match="channel operations"):
+            corelet.select([corelet.sleep(1)])
+        with pytest.raises(ValueError, match="no cases"):
+            corelet.select([])
+
+    run(main)
+
+
+def test_select_is_cancellable():
+    def main():
+        a = corelet.Channel()
+        t = corelet.spawn(lambda: (yield corelet.select([a.recv(), a.recv()])))
+        yield
+        t.cancel()
+        with pytest.raises(corelet.Cancelled):
+            yield t.join()
+        assert a.balance == 0
+
+    run(main)
