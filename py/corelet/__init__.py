@@ -24,7 +24,8 @@ tasklet gives up the CPU only where it yields or awaits a corelet operation
     corelet.run(main)
 
 Importing corelet changes nothing in the standard library and starts no
-thread.
+thread. corelet.open and corelet.socket are left out of ``__all__`` so that
+``from corelet import *`` cannot shadow the builtin open or the socket module.
 """
 
 from ._corelet import (
@@ -57,6 +58,8 @@ from ._sync import (
     Timer,
 )
 from ._queues import Empty, Full, JoinableQueue, LifoQueue, PriorityQueue, Queue
+from ._io import File, create_connection, create_server, open, socket, socketpair
+from ._corelet import read, wait_readable, wait_writable, write
 
 __all__ = [
     "Barrier",
@@ -69,6 +72,7 @@ __all__ = [
     "Deadlock",
     "Empty",
     "Event",
+    "File",
     "Full",
     "JoinableQueue",
     "LifoQueue",
@@ -83,13 +87,20 @@ __all__ = [
     "UsageError",
     "WaitQueue",
     "current",
+    "create_connection",
+    "create_server",
     "current_id",
+    "read",
     "ready",
     "run",
     "run_blocking",
     "select",
     "sleep",
+    "socketpair",
     "spawn",
+    "wait_readable",
+    "wait_writable",
+    "write",
 ]
 
 

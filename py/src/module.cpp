@@ -54,4 +54,5 @@ PYBIND11_MODULE(_corelet, m) {
   bind_channel(m);
   bind_sync(m);
   bind_blocking(m);
+  bind_io(m);
 }

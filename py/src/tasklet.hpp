@@ -150,5 +150,6 @@ void bind_tasklets(pyb::module_& m);
 void bind_channel(pyb::module_& m);
 void bind_sync(pyb::module_& m);
 void bind_blocking(pyb::module_& m);
+void bind_io(pyb::module_& m);
 
 }  // namespace corelet::py
