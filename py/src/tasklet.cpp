@@ -391,51 +391,61 @@ class SleepOp final : public Op {
   double seconds_;
 };
 
+// Joining: the joiner parks on the target's joiners with its own join_w_.
+Op::Begin join_begin(PyTasklet& t, PyTasklet* target, Op& op, Clock::time_point deadline);
+bool join_end(PyTasklet& t, PyTasklet* target);
+
+void deliver(PyTasklet& t, PyTasklet* target) {
+  target->joined = true;
+  if (PyObject* v = target->outcome()) {
+    t.give(v);
+    return;
+  }
+  PyObject *type, *value, *tb;
+  PyErr_Fetch(&type, &value, &tb);
+  Py_XDECREF(type);
+  Py_XDECREF(tb);
+  t.raise(value);
+}
+
+Op::Begin join_begin(PyTasklet& t, PyTasklet* target, Op& op, Clock::time_point deadline) {
+  if (target->state == detail::State::Done) {
+    deliver(t, target);
+    return Op::Begin::Done;
+  }
+  if (target == &t) {
+    t.raise_new(g_exc.usage, "corelet: Task.join: a tasklet cannot join itself");
+    return Op::Begin::Done;
+  }
+  t.join_w_.state = detail::Waiter::State::Pending;
+  detail::enlist(t.join_w_, &t, target->joiners);
+  return park(t, op, target, deadline) ? Op::Begin::Parked : Op::Begin::Done;
+}
+
+bool join_end(PyTasklet& t, PyTasklet* target) {
+  if (t.wake == detail::Wake::Cancelled) {
+    t.raise_cancelled();
+  } else if (target->state == detail::State::Done) {
+    deliver(t, target);
+  } else {
+    t.raise_new(PyExc_TimeoutError, "corelet: Task.join: timed out");
+  }
+  return true;
+}
+
+// A join with a timeout (the Task itself is the join without one).
 class JoinOp final : public Op {
  public:
   JoinOp(pyb::object task, PyTasklet* target, Clock::time_point deadline)
       : task_(std::move(task)), target_(target), deadline_(deadline) {}
-  Begin begin(PyTasklet& t) override {
-    if (target_->state == detail::State::Done) {
-      deliver(t);
-      return Begin::Done;
-    }
-    if (target_ == &t) {
-      t.raise_new(g_exc.usage, "corelet: Task.join: a tasklet cannot join itself");
-      return Begin::Done;
-    }
-    detail::enlist(w_, &t, target_->joiners);
-    return park(t, *this, target_, deadline_) ? Begin::Parked : Begin::Done;
-  }
-  bool end(PyTasklet& t) override {
-    if (t.wake == detail::Wake::Cancelled) {
-      t.raise_cancelled();
-    } else if (target_->state == detail::State::Done) {
-      deliver(t);
-    } else {
-      t.raise_new(PyExc_TimeoutError, "corelet: Task.join: timed out");
-    }
-    return true;
-  }
+  Begin begin(PyTasklet& t) override { return join_begin(t, target_, *this, deadline_); }
+  bool end(PyTasklet& t) override { return join_end(t, target_); }
   const char* what() const noexcept override { return "Task.join"; }
 
  private:
-  void deliver(PyTasklet& t) {
-    target_->joined = true;
-    if (PyObject* v = target_->outcome()) {
-      t.give(v);
-      return;
-    }
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    Py_XDECREF(type);
-    Py_XDECREF(tb);
-    t.raise(value);
-  }
   pyb::object task_;  // keeps the target alive
   PyTasklet* target_;
   Clock::time_point deadline_;
-  detail::Waiter w_;
 };
 
 // select(ops, timeout=None): the first of several operations that can
@@ -531,6 +541,43 @@ PyTasklet* make_tasklet(const pyb::object& fn, const pyb::args& args, const pyb:
   return t;
 }
 
+PyObject* spawn_fast(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  if (nargs < 1) {
+    PyErr_SetString(PyExc_TypeError, "corelet.spawn: missing the function to run");
+    return nullptr;
+  }
+  PyObject* name = nullptr;
+  const Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+  for (Py_ssize_t i = 0; i < nkw; ++i) {
+    PyObject* key = PyTuple_GET_ITEM(kwnames, i);
+    if (PyUnicode_CompareWithASCIIString(key, "name") != 0) {
+      PyErr_Format(PyExc_TypeError, "corelet.spawn: unexpected keyword argument '%U'", key);
+      return nullptr;
+    }
+    name = args[nargs + i];
+  }
+  PyObject* tuple = PyTuple_New(nargs - 1);
+  if (!tuple) return nullptr;
+  for (Py_ssize_t i = 1; i < nargs; ++i) PyTuple_SET_ITEM(tuple, i - 1, Py_NewRef(args[i]));
+  try {
+    PyTasklet* t = make_tasklet(pyb::reinterpret_borrow<pyb::object>(args[0]),
+                                pyb::reinterpret_steal<pyb::args>(tuple),
+                                name ? pyb::reinterpret_borrow<pyb::object>(name) : pyb::none());
+    auto ref = std::make_unique<TaskRef>(t);  // the creator's reference
+    detail::start(t, "corelet.spawn");
+    return pyb::cast(ref.release(), pyb::return_value_policy::take_ownership).release().ptr();
+  } catch (pyb::error_already_set& e) {
+    e.restore();
+  } catch (const UsageError& e) {
+    PyErr_SetString(g_exc.usage, e.what());
+  } catch (const pyb::builtin_exception& e) {
+    e.set_error();
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+  }
+  return nullptr;
+}
+
 const char* state_name(const detail::Tasklet* t) {
   switch (t->state) {
     case detail::State::Ready: return t->started ? "ready" : "new";
@@ -542,6 +589,9 @@ const char* state_name(const detail::Tasklet* t) {
 }
 
 }  // namespace
+
+Op::Begin TaskRef::begin(PyTasklet& t) { return join_begin(t, t_, *this, Clock::time_point::max()); }
+bool TaskRef::end(PyTasklet& t) { return join_end(t, t_); }
 
 void bind_tasklets(pyb::module_& m) {
   str_throw = PyUnicode_InternFromString("throw");
@@ -600,21 +650,17 @@ void bind_tasklets(pyb::module_& m) {
       "sleep(seconds) -> operation: `yield corelet.sleep(s)` or `await corelet.sleep(s)` parks the\n"
       "tasklet for s seconds; sleep(0) lets the other ready tasklets run first.");
 
-  pyb::class_<TaskRef>(m, "Task", "A spawned tasklet: join (yield/await), result, cancel, name.")
+  pyb::class_<TaskRef, Op>(m, "Task", "A spawned tasklet: join (yield/await), result, cancel, name.")
       .def(
           "join",
-          [](pyb::object self, pyb::object timeout) {
-            return new JoinOp(self, self.cast<TaskRef&>().get(), deadline_from(timeout, "Task.join"));
+          [](pyb::object self, pyb::object timeout) -> pyb::object {
+            if (timeout.is_none()) return self;  // the Task is its own join operation
+            return pyb::cast(new JoinOp(self, self.cast<TaskRef&>().get(), deadline_from(timeout, "Task.join")),
+                             pyb::return_value_policy::take_ownership);
           },
           pyb::arg("timeout") = pyb::none(),
           "join(timeout=None) -> operation: `r = yield task.join()` / `r = await task` gives the\n"
           "tasklet's result or raises its exception (TimeoutError after timeout seconds).")
-      .def("__await__",
-           [](pyb::object self) {
-             pyb::object op = pyb::cast(new JoinOp(self, self.cast<TaskRef&>().get(), Clock::time_point::max()),
-                                        pyb::return_value_policy::take_ownership);
-             return op;
-           })
       .def(
           "result",
           [](TaskRef& r) -> pyb::object {
@@ -660,23 +706,16 @@ void bind_tasklets(pyb::module_& m) {
         return "<corelet.Task \"" + t->name + "\" #" + std::to_string(t->running.id) + " " + state_name(t) + ">";
       });
 
-  m.def(
-      "spawn",
-      [](pyb::object fn, pyb::args args, pyb::kwargs kw) {
-        pyb::object name = pyb::none();
-        for (auto item : kw) {
-          const std::string key = pyb::str(item.first);
-          if (key != "name") throw pyb::type_error("corelet.spawn: unexpected keyword argument '" + key + "'");
-          name = pyb::reinterpret_borrow<pyb::object>(item.second);
-        }
-        PyTasklet* t = make_tasklet(fn, args, name);
-        auto ref = std::make_unique<TaskRef>(t);  // the creator's reference
-        detail::start(t, "corelet.spawn");
-        return ref.release();
-      },
-      pyb::arg("fn"),
+  // spawn is the hottest call of all: a METH_FASTCALL function, without the
+  // argument and keyword packing of a pybind11 binding.
+  static PyMethodDef spawn_def = {
+      "spawn", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&spawn_fast)),
+      METH_FASTCALL | METH_KEYWORDS,
       "spawn(fn, *args, name=None) -> Task: runs fn(*args) as a new tasklet. fn may be a\n"
-      "generator function, an async def, or a plain function (run to its end in one slice).");
+      "generator function, an async def, or a plain function (run to its end in one slice)."};
+  PyObject* spawn_fn = PyCFunction_NewEx(&spawn_def, nullptr, m.ptr());
+  if (!spawn_fn) throw pyb::error_already_set();
+  m.add_object("spawn", pyb::reinterpret_steal<pyb::object>(spawn_fn));
 
   m.def(
       "current",

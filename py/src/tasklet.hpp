@@ -100,6 +100,7 @@ struct PyTasklet final : detail::Tasklet {
   // Generators and coroutines the tasklet yielded run as calls (Beazley's
   // trampoline): coro_ is the innermost, callers_ the ones waiting for it.
   std::vector<PyObject*> callers_;
+  detail::Waiter join_w_;  // its waiter while it joins another tasklet
 
  private:
   void capture_exception() noexcept;
@@ -122,13 +123,17 @@ extern Exceptions g_exc;
 PyTasklet* current_py() noexcept;
 
 // Python's view of a tasklet: holds one reference to it.
-class TaskRef {
+// It is also the operation that joins the tasklet (`yield task.join()`,
+// `await task`), so a join allocates nothing: the joiner waits with its own
+// PyTasklet::join_w_.
+class TaskRef final : public Op {
  public:
   explicit TaskRef(PyTasklet* t) noexcept : t_(t) {}  // adopts a reference
-  TaskRef(const TaskRef&) = delete;
-  TaskRef& operator=(const TaskRef&) = delete;
-  ~TaskRef() { detail::release(t_); }
+  ~TaskRef() override { detail::release(t_); }
   PyTasklet* get() const noexcept { return t_; }
+  Begin begin(PyTasklet& t) override;
+  bool end(PyTasklet& t) override;
+  const char* what() const noexcept override { return "Task.join"; }
 
  private:
   PyTasklet* t_;
