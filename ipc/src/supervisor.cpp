@@ -163,6 +163,7 @@ struct Supervisor {
     std::fprintf(stderr, "corelet: worker %d: %s: %s\n", id, type.c_str(), msg.c_str());
     code = 1;
   }
+  if (c.cfg.hooks.exit) c.cfg.hooks.exit();
   std::fflush(nullptr);
   ::_exit(code & 0xff);
 }
@@ -179,11 +180,15 @@ void fork_worker(Supervisor& s, int w, std::function<int()>& main, bool replacem
   if (replacement) slot.gen.fetch_add(1, std::memory_order_relaxed);
   const std::uint32_t gen = slot.gen.load(std::memory_order_relaxed);
   std::fflush(nullptr);  // unwritten stdio output would be written twice
+  const Config::Hooks& hooks = c.cfg.hooks;
+  if (hooks.prepare) hooks.prepare();
   const pid_t pid = ::fork();
+  if (pid != 0 && hooks.parent) hooks.parent();
   if (pid < 0) throw_errno("corelet: fork of a worker");
   if (pid == 0) {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // workers die with the supervisor
     if (::getppid() != s.self) ::_exit(1);
+    if (hooks.child) hooks.child();
     ::close(s.sigfd);
     for (int fd : s.pidfds)
       if (fd >= 0) ::close(fd);

@@ -60,8 +60,14 @@ from ._sync import (
 from ._queues import Empty, Full, JoinableQueue, LifoQueue, PriorityQueue, Queue
 from ._io import File, create_connection, create_server, open, socket, socketpair
 from ._corelet import read, wait_readable, wait_writable, write
+from ._corelet import WorkerLost, num_workers, this_worker, worker_alive, worker_pid
+from . import _cluster
+from ._cluster import call_on, spawn_on
+from ._wire import RemoteError, RemoteTraceback
+from ._pool import AsyncResult, Pool
 
 __all__ = [
+    "AsyncResult",
     "Barrier",
     "BoundedSemaphore",
     "BrokenBarrierError",
@@ -78,18 +84,24 @@ __all__ = [
     "LifoQueue",
     "Lock",
     "Op",
+    "Pool",
     "PriorityQueue",
     "Queue",
+    "RemoteError",
+    "RemoteTraceback",
     "RLock",
     "Semaphore",
     "Task",
     "Timer",
     "UsageError",
+    "WorkerLost",
     "WaitQueue",
     "current",
+    "call_on",
     "create_connection",
     "create_server",
     "current_id",
+    "num_workers",
     "read",
     "ready",
     "run",
@@ -98,27 +110,43 @@ __all__ = [
     "sleep",
     "socketpair",
     "spawn",
+    "spawn_on",
+    "this_worker",
     "wait_readable",
     "wait_writable",
+    "worker_alive",
+    "worker_pid",
     "write",
 ]
 
 
-def run(main, *args, workers=None):
-    """Runs ``main(*args)`` as the first tasklet of a scheduler on this thread,
-    until it and every tasklet it spawned have ended, and returns main's
-    result (or raises its exception).
+def run(
+    main,
+    *args,
+    workers=None,
+    pin=True,
+    on_worker_death="restart",
+    shutdown_timeout=5.0,
+    idle_spin=50e-6,
+    ring_bytes=1 << 20,
+):
+    """Runs ``main(*args)`` as the first tasklet of a scheduler, until it and
+    every tasklet it spawned have ended, and returns main's result (or raises
+    its exception). ``main`` may be a generator function, an ``async def`` or
+    a plain function.
 
-    ``main`` may be a generator function, an ``async def`` or a plain
-    function. Raises :class:`Deadlock` if every remaining tasklet waits for
-    something that can never happen.
+    ``workers=None``: one scheduler, on this thread. Raises :class:`Deadlock`
+    if every remaining tasklet waits for something that can never happen.
 
-    ``workers`` is the number of processes (one scheduler each); ``None``
-    runs one scheduler in this process.
+    ``workers=N`` (0: one per CPU): this process becomes the supervisor of N
+    worker processes (forked now: start them before any thread), each with
+    its own interpreter and scheduler, pinned to a CPU if ``pin``; main runs
+    on worker 0 and its result is pickled back. Work reaches the others
+    through :func:`spawn_on` and :class:`Pool`. ``on_worker_death``:
+    ``"restart"`` replaces a dead worker (calls that waited on it raise
+    :class:`WorkerLost`), ``"shutdown"`` stops everything. SIGINT/SIGTERM
+    stop the workers, killing them after ``shutdown_timeout`` seconds.
     """
-    if workers is not None and workers != 1:
-        raise NotImplementedError(
-            "corelet.run: workers > 1 (one interpreter per core) is not built yet; "
-            "see issue #5 and py/README.md"
-        )
-    return _corelet._run(main, *args)
+    if workers is None:
+        return _corelet._run(main, *args)
+    return _cluster.run_cluster(main, args, workers, pin, on_worker_death, shutdown_timeout, idle_spin, ring_bytes)

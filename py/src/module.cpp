@@ -55,4 +55,5 @@ PYBIND11_MODULE(_corelet, m) {
   bind_sync(m);
   bind_blocking(m);
   bind_io(m);
+  bind_cluster(m);
 }

@@ -18,10 +18,11 @@ Exceptions g_exc;
 
 namespace {
 
-// One corelet.run on this thread: its main tasklet, and a KeyboardInterrupt
-// or SystemExit that arrived while it ran (raised by a signal handler between
-// steps, or ending a tasklet other than main): main is cancelled and resumes
-// with it instead of Cancelled, so it propagates out of run().
+// One corelet.run on this thread (RunScope): its main tasklet, and a
+// KeyboardInterrupt or SystemExit that arrived while it ran (raised by a
+// signal handler between steps, or ending a tasklet other than main): main
+// is cancelled and resumes with it instead of Cancelled, so it propagates out
+// of run().
 struct RunState {
   PyTasklet* main = nullptr;
   PyObject* interrupt = nullptr;
@@ -91,6 +92,30 @@ class PythonError : public std::runtime_error {
 };
 
 }  // namespace
+
+struct RunScope::Impl {
+  RunState state;
+  GilWhileIdle gil;
+  detail::IdleGuard* before = nullptr;
+};
+
+RunScope::RunScope() : impl_(new Impl) {
+  if (tl_run) {
+    delete impl_;
+    throw pyb::value_error("corelet.run: called inside corelet.run on the same thread");
+  }
+  tl_run = &impl_->state;
+  impl_->before = detail::set_idle_guard(&impl_->gil);
+}
+
+RunScope::~RunScope() {
+  detail::set_idle_guard(impl_->before);
+  tl_run = nullptr;
+  Py_CLEAR(impl_->state.interrupt);
+  delete impl_;
+}
+
+void RunScope::set_main(PyTasklet* t) noexcept { impl_->state.main = t; }
 
 PyTasklet* current_py() noexcept {
   detail::Tasklet* t = detail::current();
@@ -526,20 +551,6 @@ class SelectOp final : public Op {
   Clock::time_point deadline_;
 };
 
-PyTasklet* make_tasklet(const pyb::object& fn, const pyb::args& args, const pyb::object& name) {
-  if (!PyCallable_Check(fn.ptr())) throw pyb::type_error("corelet: the tasklet's function is not callable: " + describe(fn.ptr()));
-  auto* t = new PyTasklet(fn.ptr(), args.ptr());
-  if (!name.is_none()) {
-    t->name = pyb::str(name);
-  } else {
-    PyObject* q = PyObject_GetAttrString(fn.ptr(), "__qualname__");
-    if (q && PyUnicode_Check(q)) t->name = PyUnicode_AsUTF8(q);
-    if (!q) PyErr_Clear();
-    Py_XDECREF(q);
-    if (t->name.empty()) t->name = "tasklet";
-  }
-  return t;
-}
 
 PyObject* spawn_fast(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
   if (nargs < 1) {
@@ -589,6 +600,21 @@ const char* state_name(const detail::Tasklet* t) {
 }
 
 }  // namespace
+
+PyTasklet* make_tasklet(const pyb::object& fn, const pyb::args& args, const pyb::object& name) {
+  if (!PyCallable_Check(fn.ptr())) throw pyb::type_error("corelet: the tasklet's function is not callable: " + describe(fn.ptr()));
+  auto* t = new PyTasklet(fn.ptr(), args.ptr());
+  if (!name.is_none()) {
+    t->name = pyb::str(name);
+  } else {
+    PyObject* q = PyObject_GetAttrString(fn.ptr(), "__qualname__");
+    if (q && PyUnicode_Check(q)) t->name = PyUnicode_AsUTF8(q);
+    if (!q) PyErr_Clear();
+    Py_XDECREF(q);
+    if (t->name.empty()) t->name = "tasklet";
+  }
+  return t;
+}
 
 Op::Begin TaskRef::begin(PyTasklet& t) { return join_begin(t, t_, *this, Clock::time_point::max()); }
 bool TaskRef::end(PyTasklet& t) { return join_end(t, t_); }
@@ -738,23 +764,10 @@ void bind_tasklets(pyb::module_& m) {
   m.def(
       "_run",
       [](pyb::object main, pyb::args args) -> pyb::object {
-        if (tl_run) throw pyb::value_error("corelet.run: called inside corelet.run on the same thread");
+        RunScope scope;
         PyTasklet* t = make_tasklet(main, args, pyb::str("main"));
         TaskRef ref(t);
-        RunState state;
-        state.main = t;
-        tl_run = &state;
-        GilWhileIdle gil;
-        detail::IdleGuard* before = detail::set_idle_guard(&gil);
-        struct Restore {
-          RunState& s;
-          detail::IdleGuard* g;
-          ~Restore() {
-            detail::set_idle_guard(g);
-            tl_run = nullptr;
-            Py_CLEAR(s.interrupt);
-          }
-        } restore{state, before};
+        scope.set_main(t);
         try {
           detail::run_main(t);
         } catch (const Deadlock& e) {

@@ -139,6 +139,26 @@ class TaskRef final : public Op {
   PyTasklet* t_;
 };
 
+// RunScope — one corelet.run (or a cluster's worker) on this thread: the GIL
+// is released while the scheduler sleeps, and a KeyboardInterrupt or
+// SystemExit is routed to the main tasklet (set_main). ValueError if one is
+// active already.
+class RunScope {
+ public:
+  RunScope();
+  ~RunScope();
+  RunScope(const RunScope&) = delete;
+  RunScope& operator=(const RunScope&) = delete;
+  void set_main(PyTasklet* t) noexcept;
+
+ private:
+  struct Impl;
+  Impl* impl_;
+};
+
+// Makes a tasklet for fn(*args) named `name` (None: fn.__qualname__).
+PyTasklet* make_tasklet(const pyb::object& fn, const pyb::args& args, const pyb::object& name);
+
 // Deadline for a Python timeout argument (None: none; negative: ValueError).
 Clock::time_point deadline_from(const pyb::object& timeout, const char* call);
 
@@ -156,5 +176,6 @@ void bind_channel(pyb::module_& m);
 void bind_sync(pyb::module_& m);
 void bind_blocking(pyb::module_& m);
 void bind_io(pyb::module_& m);
+void bind_cluster(pyb::module_& m);
 
 }  // namespace corelet::py

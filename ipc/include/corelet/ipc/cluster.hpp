@@ -71,6 +71,17 @@ struct Config {
   std::function<void(const WorkerExit&)> on_worker_exit;
   // quiet — do not report worker deaths on stderr.
   bool quiet = false;
+  // hooks — for a language runtime living in the workers (the Python
+  // bindings): called around every fork of a worker, in the supervisor
+  // (prepare before, parent after) and in the new worker (child, first thing
+  // after the fork), and in a worker about to exit (exit: flush buffers). All
+  // optional; none may throw.
+  struct Hooks {
+    std::function<void()> prepare;
+    std::function<void()> parent;
+    std::function<void()> child;
+    std::function<void()> exit;
+  } hooks;
 };
 
 // WorkerLost — the worker a call, a task or a message depended on died.

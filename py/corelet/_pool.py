@@ -1,0 +1,521 @@
+"""corelet.Pool: multiprocessing.Pool's API over corelet's workers.
+
+From plain code (no corelet.run around it) a Pool starts a cluster of its own:
+a fresh interpreter (``python3 -m corelet._pool_host``, started by exec, so
+that threads and locks of this process never reach the workers) forks one
+worker per process asked for, and this process talks to it over a socket.
+Work goes out in chunks; each chunk is one remote call inside the cluster.
+
+Inside ``corelet.run(main, workers=N)`` a Pool uses that cluster's workers
+directly, and its waiting methods are operations (``r = yield pool.map(...)``,
+``r = await pool.map(...)``).
+
+A worker that dies fails the chunks it was running with WorkerLost (worker,
+pid, signal) within a second; a new worker takes its place and the Pool goes
+on. Exceptions raised by the function arrive with their type, message and
+the remote traceback (as __cause__).
+"""
+
+import itertools
+import multiprocessing
+import os
+import socket as _socket
+import struct
+import subprocess
+import sys
+import threading
+import types
+
+from ._corelet import num_workers, spawn, this_worker
+from ._wire import dumps, dumps_call, loads, pack_exception, raise_remote, RemoteError
+
+__all__ = ["Pool", "AsyncResult", "TimeoutError"]
+
+TimeoutError = multiprocessing.TimeoutError  # noqa: A001 - multiprocessing's name, for drop-in use
+
+# Frames between a Pool and its host: kind, job id, first chunk index, payload length.
+# JOB frames carry a job's function, BUNDLE frames the items of consecutive
+# chunks; a REPLY carries one (status, value) per chunk of a bundle.
+_FRAME = struct.Struct("<IQQQ")
+_JOB, _BUNDLE, _REPLY = 0, 1, 2
+
+
+# ---- what a worker runs -----------------------------------------------------------
+
+_initialized = set()
+_functions = {}  # (pool token, job) -> (init, fn, star), the latest few jobs
+
+
+def _run_chunk(init, fn, items, star):
+    """One chunk in a worker: fn over items (initializer first, once per process)."""
+    if init is not None and init[0] not in _initialized:
+        _initialized.add(init[0])
+        init[1](*init[2])
+    if star:
+        return [fn(*x) for x in items]
+    return [fn(x) for x in items]
+
+
+def _run_bundle(key, job_payload, bundle_payload):
+    """A bundle of chunks of one job in a worker; each chunk succeeds or fails
+    on its own, as if it had come alone."""
+    job = _functions.get(key)
+    if job is None:
+        job = loads(job_payload)
+        if len(_functions) >= 64:
+            _functions.pop(next(iter(_functions)))
+        _functions[key] = job
+    init, fn, star = job
+    out = []
+    for items in loads(bundle_payload):
+        try:
+            out.append(("ok", _run_chunk(init, fn, items, star)))
+        except BaseException as e:  # noqa: BLE001
+            out.append(("err", pack_exception(e)))
+    return out
+
+
+def _dumps_items(bundle):
+    try:
+        return dumps(bundle)
+    except TypeError:
+        for chunk in bundle:
+            for item in chunk:
+                try:
+                    dumps(item)
+                except TypeError as e:
+                    raise TypeError(f"corelet.Pool: an item cannot be sent to the workers: {e}") from None
+        raise
+
+
+def _bundles(nchunks, workers):
+    """Sizes of the bundles that carry nchunks chunks: at least 4 per worker
+    (while there are chunks enough), at most 256 chunks each."""
+    count = min(nchunks, max(4 * workers, -(-nchunks // 256)))
+    base, extra = divmod(nchunks, count) if count else (0, 0)
+    return [base + (1 if i < extra else 0) for i in range(count)]
+
+
+def _chunks(items, chunksize, workers):
+    if chunksize is None:
+        chunksize, extra = divmod(len(items), workers * 4)
+        if extra:
+            chunksize += 1
+    if chunksize < 1:
+        chunksize = 1
+    return [items[i : i + chunksize] for i in range(0, len(items), chunksize)]
+
+
+# ---- results --------------------------------------------------------------------
+
+
+class AsyncResult:
+    """multiprocessing's AsyncResult: get(timeout), wait(timeout), ready(),
+    successful(). callback / error_callback run in the Pool's result thread."""
+
+    def __init__(self, nchunks, single, callback=None, error_callback=None):
+        self._chunks = [None] * nchunks
+        self._left = nchunks
+        self._single = single
+        self._error = None
+        self._event = threading.Event()
+        self._callback = callback
+        self._error_callback = error_callback
+        self._lock = threading.Lock()
+        if nchunks == 0:
+            self._finish()
+
+    def _set(self, index, ok, value):
+        with self._lock:
+            if self._event.is_set():
+                return
+            if ok:
+                self._chunks[index] = value
+                self._left -= 1
+                done = self._left == 0
+            else:
+                self._error = value
+                done = True
+        if done:
+            self._finish()
+
+    def _finish(self):
+        self._event.set()
+        try:
+            if self._error is None and self._callback:
+                self._callback(self._value())
+            elif self._error is not None and self._error_callback:
+                self._error_callback(self._error)
+        except Exception:  # noqa: BLE001 - as multiprocessing: a failing callback is reported, not raised
+            import traceback
+
+            traceback.print_exc()
+
+    def _value(self):
+        if self._single:
+            return self._chunks[0][0]
+        return list(itertools.chain.from_iterable(self._chunks))
+
+    def ready(self):
+        return self._event.is_set()
+
+    def successful(self):
+        if not self.ready():
+            raise ValueError(f"{self!r} not ready")
+        return self._error is None
+
+    def wait(self, timeout=None):
+        self._event.wait(timeout)
+
+    def get(self, timeout=None):
+        if not self._event.wait(timeout):
+            raise TimeoutError
+        if self._error is not None:
+            raise self._error
+        return self._value()
+
+
+# ---- the Pool in plain code: a cluster of its own ----------------------------------
+
+
+class Pool:
+    """multiprocessing.Pool over corelet workers. See the module docstring."""
+
+    def __new__(cls, *args, **kwargs):
+        if cls is Pool and this_worker() >= 0:
+            return super().__new__(ClusterPool)
+        return super().__new__(cls)
+
+    def __init__(self, processes=None, initializer=None, initargs=(), maxtasksperchild=None, *, ring_bytes=1 << 20):
+        if processes is None:
+            processes = len(os.sched_getaffinity(0))
+        if processes < 1:
+            raise ValueError("Number of processes must be at least 1")
+        if maxtasksperchild is not None:
+            raise ValueError("corelet.Pool: maxtasksperchild is not supported (workers are restarted only when they die)")
+        if initializer is not None and not callable(initializer):
+            raise TypeError("initializer must be a callable")
+        self._processes = processes
+        self._init = (os.urandom(8), initializer, tuple(initargs)) if initializer else None
+        self._state = "run"
+        self._jobs = {}
+        self._next_job = itertools.count()
+        self._send_lock = threading.Lock()
+        self._lock = threading.Lock()
+        parent, child = _socket.socketpair()
+        self._sock = parent
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        try:
+            self._host = subprocess.Popen(
+                [sys.executable, "-m", "corelet._pool_host", str(child.fileno()), str(processes), str(ring_bytes)],
+                pass_fds=[child.fileno()],
+                env=env,
+                stdin=subprocess.DEVNULL,
+            )
+        finally:
+            child.close()
+        self._reader = threading.Thread(target=self._read_results, name="corelet.Pool results", daemon=True)
+        self._reader.start()
+
+    # -- plumbing --
+    def _read_results(self):
+        f = self._sock.makefile("rb", buffering=1 << 16)
+        try:
+            while True:
+                head = f.read(_FRAME.size)
+                if len(head) < _FRAME.size:
+                    break
+                _kind, job, first, n = _FRAME.unpack(head)
+                data = f.read(n)
+                if len(data) < n:
+                    break
+                with self._lock:
+                    result = self._jobs.get(job)
+                if result is None:
+                    continue
+                try:
+                    status, replies = loads(data)
+                    if status != "ok":  # the whole bundle failed (its worker died...)
+                        raise_remote(replies)
+                except BaseException as e:  # noqa: BLE001 - fails its job, not the thread
+                    result._set(first, False, e)
+                    replies = []
+                for i, (status, value) in enumerate(replies):
+                    if status == "ok":
+                        result._set(first + i, True, value)
+                    else:
+                        try:
+                            raise_remote(value)
+                        except BaseException as e:  # noqa: BLE001
+                            result._set(first + i, False, e)
+                if result.ready():
+                    with self._lock:
+                        self._jobs.pop(job, None)
+        finally:
+            f.close()
+            self._fail_all(RuntimeError("corelet.Pool: the pool's cluster ended"))
+
+    def _fail_all(self, exc):
+        with self._lock:
+            jobs, self._jobs = self._jobs, {}
+        for r in jobs.values():
+            r._set(0, False, exc)
+
+    def _submit(self, fn, chunks, star, single, callback=None, error_callback=None):
+        if self._state != "run":
+            raise ValueError("Pool not running")
+        try:
+            job_payload = dumps((self._init, fn, star), by_value=True)
+        except TypeError:
+            dumps_call(fn, (), {}, by_value=True)  # says whether the function is the culprit
+            raise TypeError("corelet.Pool: the initializer or its arguments cannot be sent to the workers") from None
+        frames = []
+        first = 0
+        for size in _bundles(len(chunks), self._processes):
+            payload = _dumps_items(chunks[first : first + size])
+            frames.append(_FRAME.pack(_BUNDLE, 0, first, len(payload)))
+            frames.append(payload)
+            first += size
+        job = next(self._next_job)
+        result = AsyncResult(len(chunks), single, callback, error_callback)
+        if not chunks:
+            return result
+        for k in range(0, len(frames), 2):  # the job id, now known
+            _kind, _j, f, n = _FRAME.unpack(frames[k])
+            frames[k] = _FRAME.pack(_BUNDLE, job, f, n)
+        with self._lock:
+            self._jobs[job] = result
+        with self._send_lock:
+            try:
+                self._sock.sendall(_FRAME.pack(_JOB, job, 0, len(job_payload)) + job_payload)
+                self._sock.sendall(b"".join(frames))
+            except OSError as e:
+                with self._lock:
+                    self._jobs.pop(job, None)
+                raise RuntimeError(f"corelet.Pool: the pool's cluster is gone: {e}") from e
+        return result
+
+    # -- multiprocessing.Pool's methods --
+    def apply_async(self, func, args=(), kwds=None, callback=None, error_callback=None):
+        if kwds:
+            return self._submit(_Kw(func, kwds), [[tuple(args)]], True, True, callback, error_callback)
+        return self._submit(func, [[tuple(args)]], True, True, callback, error_callback)
+
+    def apply(self, func, args=(), kwds=None):
+        return self.apply_async(func, args, kwds).get()
+
+    def map_async(self, func, iterable, chunksize=None, callback=None, error_callback=None):
+        items = list(iterable)
+        return self._submit(func, _chunks(items, chunksize, self._processes), False, False, callback, error_callback)
+
+    def map(self, func, iterable, chunksize=None):
+        return self.map_async(func, iterable, chunksize).get()
+
+    def starmap_async(self, func, iterable, chunksize=None, callback=None, error_callback=None):
+        items = [tuple(x) for x in iterable]
+        return self._submit(func, _chunks(items, chunksize, self._processes), True, False, callback, error_callback)
+
+    def starmap(self, func, iterable, chunksize=None):
+        return self.starmap_async(func, iterable, chunksize).get()
+
+    def imap(self, func, iterable, chunksize=1):
+        """Results in order, each as soon as its chunk is done."""
+        items = list(iterable)
+        chunks = _chunks(items, chunksize, self._processes)
+        results = [self._submit(func, [c], False, False) for c in chunks]
+        for r in results:
+            yield from r.get()
+
+    def imap_unordered(self, func, iterable, chunksize=1):
+        """Results as chunks finish, in any order."""
+        items = list(iterable)
+        chunks = _chunks(items, chunksize, self._processes)
+        done = _queue_module().SimpleQueue()
+        results = [self._submit(func, [c], False, False, callback=done.put, error_callback=done.put) for c in chunks]
+        for _ in results:
+            v = done.get()
+            if isinstance(v, BaseException):
+                raise v
+            yield from v
+
+    def close(self):
+        """No more work; the workers end once the work given is done (join)."""
+        if self._state == "run":
+            self._state = "close"
+            try:
+                self._sock.shutdown(_socket.SHUT_WR)
+            except OSError:
+                pass
+
+    def terminate(self):
+        """Stops the workers at once; work not done fails."""
+        if self._state == "terminated":
+            return
+        self._state = "terminated"
+        if self._host.poll() is None:
+            self._host.kill()  # the workers die with it (they watch their parent)
+        self._host.wait()
+        self._sock.close()
+        self._reader.join(timeout=5)
+
+    def join(self):
+        if self._state == "run":
+            raise ValueError("Pool is still running")
+        self._host.wait()
+        self._reader.join()
+        self._sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.terminate()
+        return False
+
+    def __del__(self):
+        if getattr(self, "_state", "terminated") != "terminated" and getattr(self, "_host", None):
+            try:
+                self.terminate()
+            except Exception:  # noqa: BLE001
+                pass
+
+    def __repr__(self):
+        return f"<corelet.Pool state={self._state} processes={self._processes}>"
+
+
+def _queue_module():
+    import queue
+
+    return queue
+
+
+class _Kw:
+    """fn with keyword arguments, as one picklable callable (apply with kwds)."""
+
+    def __init__(self, fn, kwds):
+        self.fn = fn
+        self.kwds = dict(kwds)
+
+    def __call__(self, *args):
+        return self.fn(*args, **self.kwds)
+
+
+# ---- the Pool inside corelet.run(workers=N) -----------------------------------------
+
+
+class ClusterPool(Pool):
+    """A Pool inside corelet.run(main, workers=N): the cluster's own workers.
+    Waiting methods are operations (yield or await them)."""
+
+    def __init__(self, processes=None, initializer=None, initargs=(), maxtasksperchild=None, **_ignored):
+        n = num_workers()
+        if processes is None:
+            processes = n
+        if not 1 <= processes <= n:
+            raise ValueError(f"corelet.Pool: processes must be 1..{n} inside corelet.run(workers={n})")
+        if maxtasksperchild is not None:
+            raise ValueError("corelet.Pool: maxtasksperchild is not supported")
+        me = this_worker()
+        # The other workers first (their chunks start while this one feeds), this one last.
+        self._workers = [w for w in range(n) if w != me][: processes - 1] + [me]
+        self._processes = processes
+        self._init = (os.urandom(8), initializer, tuple(initargs)) if initializer else None
+        self._state = "run"
+
+    @types.coroutine
+    def _run(self, fn, chunks, star):
+        if self._state != "run":
+            raise ValueError("Pool not running")
+        payloads = [dumps_call(_run_chunk, (self._init, fn, c, star), {}) for c in chunks]
+        results = [None] * len(payloads)
+        cursor = [0]
+
+        def feeder(worker):
+            from ._cluster import _call_payload
+
+            while cursor[0] < len(payloads):
+                i = cursor[0]
+                cursor[0] += 1
+                results[i] = yield _call_payload(worker, payloads[i])
+
+        feeders = [spawn(feeder, w, name=f"Pool feeder for worker {w}") for w in self._workers for _ in range(2)]
+        error = None
+        for f in feeders:
+            try:
+                yield f.join()
+            except BaseException as e:  # noqa: BLE001
+                if error is None:
+                    error = e
+                    cursor[0] = len(payloads)  # nothing more goes out
+        if error is not None:
+            raise error
+        return results
+
+    @types.coroutine
+    def map(self, func, iterable, chunksize=None):
+        items = list(iterable)
+        chunks = yield self._run(func, _chunks(items, chunksize, len(self._workers)), False)
+        return list(itertools.chain.from_iterable(chunks))
+
+    @types.coroutine
+    def starmap(self, func, iterable, chunksize=None):
+        items = [tuple(x) for x in iterable]
+        chunks = yield self._run(func, _chunks(items, chunksize, len(self._workers)), True)
+        return list(itertools.chain.from_iterable(chunks))
+
+    @types.coroutine
+    def apply(self, func, args=(), kwds=None):
+        fn = _Kw(func, kwds) if kwds else func
+        chunks = yield self._run(fn, [[tuple(args)]], True)
+        return chunks[0][0]
+
+    @staticmethod
+    def _async(op, callback, error_callback, name):
+        def body():
+            try:
+                result = yield op
+            except BaseException as e:  # noqa: BLE001
+                if error_callback:
+                    error_callback(e)
+                raise
+            if callback:
+                callback(result)
+            return result
+
+        return spawn(body, name=name)
+
+    def apply_async(self, func, args=(), kwds=None, callback=None, error_callback=None):
+        """A Task (join it for the result); the callbacks run in the Pool's worker."""
+        return self._async(self.apply(func, args, kwds), callback, error_callback, "Pool.apply_async")
+
+    def map_async(self, func, iterable, chunksize=None, callback=None, error_callback=None):
+        return self._async(self.map(func, iterable, chunksize), callback, error_callback, "Pool.map_async")
+
+    def starmap_async(self, func, iterable, chunksize=None, callback=None, error_callback=None):
+        return self._async(self.starmap(func, iterable, chunksize), callback, error_callback, "Pool.starmap_async")
+
+    def imap(self, func, iterable, chunksize=1):
+        raise NotImplementedError("corelet.Pool.imap inside corelet.run: use map, or spawn_on per item")
+
+    imap_unordered = imap
+
+    def close(self):
+        self._state = "close"
+
+    def terminate(self):
+        self._state = "terminated"
+
+    def join(self):
+        if self._state == "run":
+            raise ValueError("Pool is still running")
+
+    def __exit__(self, *exc):
+        self.terminate()
+        return False
+
+    def __del__(self):
+        pass
+
+
+_ = RemoteError  # re-exported by the package

@@ -1,0 +1,91 @@
+"""The cluster behind a corelet.Pool made in plain code (see _pool.py).
+
+Started by exec as ``python3 -m corelet._pool_host FD PROCESSES RING_BYTES``:
+a fresh interpreter, so nothing of the Pool owner's threads and locks is
+copied into the workers. Worker 0 dispatches: it reads jobs (a function)
+and bundles (the items of consecutive chunks) from the socket FD, runs each
+bundle as one remote call on worker 1..PROCESSES (two in flight per worker)
+and writes the replies back unread (the owner unpickles them). When the
+owner closes its side, the work in hand is finished and the cluster stops.
+"""
+
+import os
+import socket
+import sys
+
+import corelet
+from corelet import _corelet
+from corelet._pool import _BUNDLE, _FRAME, _JOB, _REPLY, _run_bundle
+from corelet._wire import dumps, dumps_call, pack_exception
+
+
+def _recv_exactly(sock, n):
+    parts = []
+    while n:
+        chunk = yield sock.recv(min(n, 1 << 20))
+        if not chunk:
+            return None
+        parts.append(chunk)
+        n -= len(chunk)
+    return b"".join(parts)
+
+
+def _dispatcher(fd):
+    sock = corelet.socket.wrap(socket.socket(fileno=fd))
+    computers = list(range(1, corelet.num_workers()))
+    work = corelet.Queue()
+    write = corelet.Lock()
+    jobs = {}  # job id -> its function's payload, while bundles of it are queued
+    token = os.urandom(8)
+    feeders_per_worker = 2
+
+    def reader():
+        while True:
+            head = yield _recv_exactly(sock, _FRAME.size)
+            if head is None:
+                break
+            kind, job, first, n = _FRAME.unpack(head)
+            payload = yield _recv_exactly(sock, n)
+            if payload is None:
+                break
+            if kind == _JOB:
+                jobs[job] = payload
+            elif kind == _BUNDLE:
+                yield work.put((job, first, payload))
+        for _ in range(len(computers) * feeders_per_worker):
+            yield work.put(None)
+
+    def feeder(worker):
+        while True:
+            item = yield work.get()
+            if item is None:
+                return
+            job, first, payload = item
+            call = dumps_call(_run_bundle, ((token, job), jobs[job], payload), {})
+            try:
+                reply = yield _corelet._remote_call(worker, call)
+            except BaseException as e:  # noqa: BLE001 - WorkerLost and the like fail the whole bundle
+                reply = dumps(("err", pack_exception(e)))
+            yield write.acquire()
+            try:
+                yield sock.sendall(_FRAME.pack(_REPLY, job, first, len(reply)) + reply)
+            except OSError:
+                pass  # the owner is gone: the work ends with the cluster
+            finally:
+                write.release()
+
+    r = corelet.spawn(reader)
+    feeders = [corelet.spawn(feeder, w) for w in computers for _ in range(feeders_per_worker)]
+    yield r.join()
+    for f in feeders:
+        yield f.join()
+    sock.close()
+
+
+def main():
+    fd, processes, ring_bytes = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    corelet.run(_dispatcher, fd, workers=processes + 1, ring_bytes=ring_bytes, shutdown_timeout=2.0)
+
+
+if __name__ == "__main__":
+    main()
