@@ -223,11 +223,14 @@ class Pool:
         f = self._sock.makefile("rb", buffering=1 << 16)
         try:
             while True:
-                head = f.read(_FRAME.size)
-                if len(head) < _FRAME.size:
+                try:
+                    head = f.read(_FRAME.size)
+                    if len(head) < _FRAME.size:
+                        break
+                    _kind, job, first, n = _FRAME.unpack(head)
+                    data = f.read(n)
+                except OSError:  # reset: the cluster is gone
                     break
-                _kind, job, first, n = _FRAME.unpack(head)
-                data = f.read(n)
                 if len(data) < n:
                     break
                 with self._lock:

@@ -62,10 +62,18 @@ def _dispatcher(fd):
                 return
             job, first, payload = item
             call = dumps_call(_run_bundle, ((token, job), jobs[job], payload), {})
-            try:
-                reply = yield _corelet._remote_call(worker, call)
-            except BaseException as e:  # noqa: BLE001 - WorkerLost and the like fail the whole bundle
-                reply = dumps(("err", pack_exception(e)))
+            while True:
+                while not corelet.worker_alive(worker):  # a replacement is starting
+                    yield corelet.sleep(0.002)
+                try:
+                    reply = yield _corelet._remote_call(worker, call)
+                except corelet.WorkerLost as e:
+                    if not e.sent:
+                        continue  # refused before it left: send it to the replacement
+                    reply = dumps(("err", pack_exception(e)))  # lost while it ran: its chunks fail
+                except BaseException as e:  # noqa: BLE001
+                    reply = dumps(("err", pack_exception(e)))
+                break
             yield write.acquire()
             try:
                 yield sock.sendall(_FRAME.pack(_REPLY, job, first, len(reply)) + reply)

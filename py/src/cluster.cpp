@@ -72,7 +72,14 @@ class RemoteCallOp final : public FiberOp {
   RemoteCallOp(int worker, std::string payload)
       : FiberOp("remote call on worker " + std::to_string(worker)), worker_(worker), payload_(std::move(payload)) {}
   long run() override {
-    result_ = corelet::spawn_on(worker_, py_call, std::move(payload_)).get();
+    Future<std::string> f;
+    try {
+      f = corelet::spawn_on(worker_, py_call, std::move(payload_));
+    } catch (const WorkerLost&) {
+      sent_ = false;  // refused before anything went out: safe to send again
+      throw;
+    }
+    result_ = f.get();
     return 0;
   }
   PyObject* value(long) override {
@@ -91,6 +98,7 @@ class RemoteCallOp final : public FiberOp {
       PyObject_SetAttrString(exc, "pid", PyLong_FromLong(x.pid));
       PyObject_SetAttrString(exc, "signal", PyLong_FromLong(x.signal));
       PyObject_SetAttrString(exc, "exitcode", PyLong_FromLong(x.exit_code));
+      PyObject_SetAttrString(exc, "sent", PyBool_FromLong(sent_));
       PyErr_Clear();
       t.raise(exc);
       return true;
@@ -106,6 +114,7 @@ class RemoteCallOp final : public FiberOp {
   int worker_;
   std::string payload_;
   std::string result_;
+  bool sent_ = true;
 };
 
 void flush_python_streams() noexcept {
@@ -124,7 +133,8 @@ void bind_cluster(pyb::module_& m) {
       "corelet.WorkerLost",
       "The worker process a call, a task or a message depended on died (killed by a signal, or\n"
       "exited): raised within a second instead of waiting forever. Attributes: worker, pid,\n"
-      "signal (0 if it exited), exitcode.",
+      "signal (0 if it exited), exitcode; for a call, sent (False: the worker was known dead and\n"
+      "the call never left, so sending it again is safe).",
       PyExc_Exception, nullptr);
   if (!g_worker_lost) throw pyb::error_already_set();
   m.add_object("WorkerLost", pyb::reinterpret_borrow<pyb::object>(g_worker_lost));

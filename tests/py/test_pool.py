@@ -1,0 +1,196 @@
+"""corelet.Pool from plain code: multiprocessing.Pool's API, errors with
+their remote traceback, WorkerLost on killed workers (and the Pool goes on),
+threads and held locks in the owner, initializer, leaks."""
+
+import gc
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+import corelet
+
+
+def square(x):
+    return x * x
+
+
+def pid_of(_):
+    return os.getpid()
+
+
+def slow_identity(x, delay=0.001):
+    time.sleep(delay)
+    return x
+
+
+def kill_self_at(x, victim):
+    if x == victim:
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(0.002)
+    return x
+
+
+def raise_value_error(x):
+    raise ValueError(f"bad item {x}")
+
+
+_init_calls = []
+
+
+def record_init(tag):
+    _init_calls.append(tag)
+
+
+def init_calls(_):
+    return list(_init_calls)
+
+
+@pytest.fixture(scope="module")
+def pool():
+    with corelet.Pool(2) as p:
+        yield p
+
+
+def test_map_starmap_apply_and_the_async_forms(pool):
+    assert pool.map(square, range(20)) == [x * x for x in range(20)]
+    assert pool.map(square, range(20), chunksize=1) == [x * x for x in range(20)]
+    assert pool.starmap(pow, [(2, 3), (3, 2), (10, 0)]) == [8, 9, 1]
+    assert pool.apply(pow, (2, 10)) == 1024
+    assert pool.apply(int, ("ff",), {"base": 16}) == 255
+    got = []
+    r = pool.apply_async(square, (7,), callback=got.append)
+    assert r.get(timeout=10) == 49
+    assert r.ready() and r.successful()
+    assert got == [49]
+    m = pool.map_async(square, range(5))
+    m.wait(10)
+    assert m.get() == [0, 1, 4, 9, 16]
+    assert pool.starmap_async(pow, [(2, 2)]).get(10) == [4]
+    assert pool.map(square, []) == []
+
+
+def test_imap_in_order_and_imap_unordered(pool):
+    assert list(pool.imap(square, range(30))) == [x * x for x in range(30)]
+    assert list(pool.imap(square, range(30), chunksize=4)) == [x * x for x in range(30)]
+    assert sorted(pool.imap_unordered(square, range(30))) == sorted(x * x for x in range(30))
+
+
+def test_work_is_spread_over_the_processes(pool):
+    pids = set(pool.map(pid_of, range(200), chunksize=1))
+    assert len(pids) == 2 and os.getpid() not in pids
+
+
+def test_lambdas_and_functions_of_main_cross(pool):
+    assert pool.map(lambda x: x + 1, [1, 2, 3]) == [2, 3, 4]
+
+
+def test_exceptions_arrive_with_type_message_and_remote_traceback(pool):
+    with pytest.raises(ValueError, match="bad item 3") as info:
+        pool.map(raise_value_error, [3])
+    assert isinstance(info.value.__cause__, corelet.RemoteTraceback)
+    assert "raise_value_error" in str(info.value.__cause__)
+    errors = []
+    r = pool.apply_async(raise_value_error, (4,), error_callback=errors.append)
+    with pytest.raises(ValueError):
+        r.get(10)
+    assert not r.successful() and isinstance(errors[0], ValueError)
+
+
+def test_get_times_out_with_multiprocessing_timeout_error(pool):
+    r = pool.apply_async(slow_identity, (1, 0.5))
+    with pytest.raises(multiprocessing.TimeoutError):
+        r.get(timeout=0.01)
+    assert r.get(timeout=10) == 1
+
+
+def test_unpicklable_work_fails_at_submit_naming_it(pool):
+    with pytest.raises(TypeError, match="item cannot be sent") as info:
+        pool.map(square, [1, threading.Lock()])
+    assert "lock" in str(info.value)
+
+
+def test_a_killed_worker_fails_its_tasks_with_worker_lost_and_the_pool_goes_on():
+    with corelet.Pool(2) as p:
+        kills = int(os.environ.get("CORELET_POOL_KILLS", "10"))
+        slowest = 0.0
+        for k in range(kills):
+            t0 = time.monotonic()
+            with pytest.raises(corelet.WorkerLost) as info:
+                p.starmap(kill_self_at, [(i, 5) for i in range(16)], chunksize=1)
+            slowest = max(slowest, time.monotonic() - t0)
+            assert info.value.signal == signal.SIGKILL and info.value.pid > 0
+            assert p.map(square, range(8)) == [x * x for x in range(8)]  # the pool goes on
+        assert slowest < 1.0
+
+
+def test_a_pool_made_while_another_thread_holds_the_logging_lock():
+    logging.getLogger("corelet-test").addHandler(logging.NullHandler())
+    held = threading.Event()
+    release = threading.Event()
+
+    def hold():
+        logging._acquireLock()
+        held.set()
+        release.wait(30)
+        logging._releaseLock()
+
+    t = threading.Thread(target=hold)
+    t.start()
+    held.wait(10)
+    try:
+        with corelet.Pool(2) as p:
+            assert p.map(_log_and_return, range(4)) == list(range(4))
+    finally:
+        release.set()
+        t.join()
+
+
+def _log_and_return(x):
+    logging.getLogger("corelet-test").warning("worker item %s", x)
+    return x
+
+
+def test_initializer_runs_once_in_each_worker():
+    with corelet.Pool(2, initializer=record_init, initargs=("ready",)) as p:
+        per_item = p.map(init_calls, range(40), chunksize=1)
+    assert all(calls == ["ready"] for calls in per_item)
+
+
+def test_close_join_terminate_and_use_after():
+    p = corelet.Pool(1)
+    r = p.map_async(slow_identity, range(5))
+    p.close()
+    with pytest.raises(ValueError, match="not running"):
+        p.map(square, [1])
+    p.join()
+    assert r.get(1) == list(range(5))
+    q = corelet.Pool(1)
+    pending = q.apply_async(slow_identity, (1, 5))
+    q.terminate()
+    with pytest.raises(RuntimeError, match="cluster ended"):
+        pending.get(5)
+    with pytest.raises(ValueError):
+        corelet.Pool(0)
+    with pytest.raises(ValueError, match="maxtasksperchild"):
+        corelet.Pool(1, maxtasksperchild=10)
+
+
+def test_no_leak_over_ten_thousand_calls(pool):
+    def rss_kib():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+
+    for _ in range(500):  # warm-up
+        pool.apply(square, (3,))
+    gc.collect()
+    objects, rss = len(gc.get_objects()), rss_kib()
+    for i in range(10_000):
+        assert pool.apply(square, (i,)) == i * i
+    gc.collect()
+    assert len(gc.get_objects()) - objects < 200
+    assert rss_kib() - rss < 4096
