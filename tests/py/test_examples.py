@@ -1,0 +1,47 @@
+"""The Python examples (examples/python/) run and print what they should."""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "python")
+
+
+def run_example(name, *args, timeout=120):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    out = subprocess.run(
+        [sys.executable, os.path.join(EXAMPLES, name), *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_producer_consumer():
+    out = run_example("producer_consumer.py")
+    assert "sum: 499500 expected: 499500" in out
+
+
+@pytest.mark.parametrize("backend", ["io_uring", "epoll"])
+def test_echo_server_with_clients(backend, monkeypatch):
+    monkeypatch.setenv("CORELET_IO", backend)
+    out = run_example("echo_server.py", "--clients", "50")
+    assert "50 of 50 clients got their bytes back" in out
+
+
+def test_pool_dropin():
+    out = run_example("pool_dropin.py")
+    counts = re.findall(r"primes below 400000: (\d+)", out)
+    assert counts == ["33860", "33860"]
+
+
+def test_count_cores():
+    out = run_example("count_cores.py", "200000")
+    assert re.search(r"sequential [\d.]+ s, 2 threads [\d.]+ s, 2 corelet workers [\d.]+ s", out)
+
+
+def test_ping_pong():
+    out = run_example("ping_pong.py", "500")
+    assert "final value 500" in out
