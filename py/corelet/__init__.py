@@ -65,9 +65,11 @@ from . import _cluster
 from ._cluster import call_on, spawn_on
 from ._wire import RemoteError, RemoteTraceback
 from ._pool import AsyncResult, Pool
+from ._shared import Array, Connection, Pipe, Process, Value, active_children
 
 __all__ = [
     "AsyncResult",
+    "Array",
     "Barrier",
     "BoundedSemaphore",
     "BrokenBarrierError",
@@ -75,6 +77,7 @@ __all__ = [
     "Channel",
     "ChannelClosed",
     "Condition",
+    "Connection",
     "Deadlock",
     "Empty",
     "Event",
@@ -84,8 +87,10 @@ __all__ = [
     "LifoQueue",
     "Lock",
     "Op",
+    "Pipe",
     "Pool",
     "PriorityQueue",
+    "Process",
     "Queue",
     "RemoteError",
     "RemoteTraceback",
@@ -94,9 +99,11 @@ __all__ = [
     "Task",
     "Timer",
     "UsageError",
+    "Value",
     "WorkerLost",
     "WaitQueue",
     "current",
+    "active_children",
     "call_on",
     "create_connection",
     "create_server",

@@ -15,7 +15,7 @@ import queue as _stdlib_queue
 import types
 from collections import deque
 
-from ._corelet import WaitQueue, ready
+from ._corelet import WaitQueue, current_id, ready
 
 __all__ = ["Queue", "LifoQueue", "PriorityQueue", "JoinableQueue", "Empty", "Full"]
 
@@ -26,7 +26,16 @@ _NONE = ready(None)
 
 
 class Queue:
-    """queue.Queue for tasklets (FIFO)."""
+    """queue.Queue for tasklets (FIFO). Made in plain code (outside any
+    tasklet) it is the cross-process queue of corelet._shared, as
+    multiprocessing.Queue."""
+
+    def __new__(cls, *args, **kwargs):
+        if current_id() == 0 and cls in (Queue, JoinableQueue):
+            from ._shared import SharedQueue
+
+            return SharedQueue(*args, **kwargs)
+        return object.__new__(cls)
 
     def __init__(self, maxsize=0):
         self.maxsize = maxsize

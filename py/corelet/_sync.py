@@ -31,6 +31,21 @@ _NONE = ready(None)
 BrokenBarrierError = threading.BrokenBarrierError
 
 
+def _shared_in_plain_code(shared_name):
+    """__new__ for a primitive that, made in plain code (outside any
+    tasklet), is the cross-process one of corelet._shared (as
+    multiprocessing's), and inside a tasklet this in-process one."""
+
+    def __new__(cls, *args, **kwargs):
+        if current_id() == 0 and cls.__name__ == shared_name.removeprefix("Shared") and cls.__module__ == __name__:
+            from . import _shared
+
+            return getattr(_shared, shared_name)(*args, **kwargs)
+        return object.__new__(cls)
+
+    return staticmethod(__new__)
+
+
 def _timeout(timeout, call):
     """threading's timeouts: None or -1 wait forever; other negatives are errors."""
     if timeout is None or timeout == -1:
@@ -63,6 +78,8 @@ class _AsyncWith:
 
 class Lock(_AsyncWith):
     """threading.Lock for tasklets: ``yield lock.acquire()``, ``lock.release()``."""
+
+    __new__ = _shared_in_plain_code("SharedLock")
 
     __slots__ = ("_locked", "_waiters", "__weakref__")
 
@@ -118,6 +135,8 @@ class Lock(_AsyncWith):
 class RLock(_AsyncWith):
     """threading.RLock for tasklets: the owning tasklet may acquire it again;
     it is free after as many releases."""
+
+    __new__ = _shared_in_plain_code("SharedRLock")
 
     __slots__ = ("_owner", "_count", "_waiters", "__weakref__")
 
@@ -194,6 +213,8 @@ class Condition:
     """threading.Condition for tasklets: ``yield cond.wait()`` releases the lock,
     waits for notify(), and takes the lock again (also when cancelled)."""
 
+    __new__ = _shared_in_plain_code("SharedCondition")
+
     def __init__(self, lock=None):
         self._lock = RLock() if lock is None else lock
         self.acquire = self._lock.acquire
@@ -264,6 +285,8 @@ class Condition:
 class Semaphore(_AsyncWith):
     """threading.Semaphore for tasklets."""
 
+    __new__ = _shared_in_plain_code("SharedSemaphore")
+
     __slots__ = ("_value", "_waiters", "__weakref__")
 
     def __init__(self, value=1):
@@ -306,6 +329,8 @@ class Semaphore(_AsyncWith):
 class BoundedSemaphore(Semaphore):
     """A Semaphore whose release() past its initial value raises ValueError."""
 
+    __new__ = _shared_in_plain_code("SharedBoundedSemaphore")
+
     __slots__ = ("_initial",)
 
     def __init__(self, value=1):
@@ -322,6 +347,8 @@ class BoundedSemaphore(Semaphore):
 
 class Event:
     """threading.Event for tasklets: ``yield event.wait()``."""
+
+    __new__ = _shared_in_plain_code("SharedEvent")
 
     __slots__ = ("_flag", "_waiters", "__weakref__")
 
@@ -435,7 +462,8 @@ class Timer:
         self.function = function
         self.args = tuple(args) if args is not None else ()
         self.kwargs = dict(kwargs) if kwargs is not None else {}
-        self.finished = Event()
+        self.finished = object.__new__(Event)  # in-process whatever the context: the timer is a tasklet
+        Event.__init__(self.finished)
         self._task = None
         self._calling = False
 

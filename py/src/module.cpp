@@ -56,4 +56,5 @@ PYBIND11_MODULE(_corelet, m) {
   bind_blocking(m);
   bind_io(m);
   bind_cluster(m);
+  bind_shm(m);
 }

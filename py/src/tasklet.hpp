@@ -177,5 +177,6 @@ void bind_sync(pyb::module_& m);
 void bind_blocking(pyb::module_& m);
 void bind_io(pyb::module_& m);
 void bind_cluster(pyb::module_& m);
+void bind_shm(pyb::module_& m);
 
 }  // namespace corelet::py

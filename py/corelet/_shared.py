@@ -1,0 +1,990 @@
+"""Primitives shared between processes, as multiprocessing's: Queue,
+JoinableQueue, Pipe, Lock, RLock, Semaphore, BoundedSemaphore, Event,
+Condition, Value and Array, and Process.
+
+They live in anonymous shared memory (corelet._corelet.SharedMemory), so they
+reach the processes forked after they are made: corelet.Process children and
+the workers of corelet.run(main, workers=N). As with multiprocessing, share
+them by inheritance (make them first, then start the processes); pickling one
+to send it raises RuntimeError.
+
+corelet.Queue(), corelet.Lock() and the others give these when they are made
+in plain code (outside any tasklet), and the in-process versions (faster: no
+pickling, exact wake-ups) when made inside a tasklet.
+
+Their waiting methods block the calling thread in plain code (the GIL
+released), as multiprocessing's do. Inside a tasklet they are operations
+(``item = yield q.get()``) that look again after 0, 20 us, 40 us, ... up to
+1 ms: a tasklet never blocks its scheduler, at the price of up to a
+millisecond of latency once the other side has gone quiet.
+"""
+
+import ctypes
+import os
+import pickle
+import signal
+import sys
+import time
+import traceback
+import types
+import weakref
+
+from ._corelet import ShmLock, ShmQueue, SharedMemory, UsageError, current_id, ready, sleep, wait_readable
+from ._queues import Empty, Full
+from ._wire import dumps as _wire_dumps, loads as _wire_loads
+
+__all__ = [
+    "SharedQueue",
+    "SharedLock",
+    "SharedRLock",
+    "SharedSemaphore",
+    "SharedBoundedSemaphore",
+    "SharedEvent",
+    "SharedCondition",
+    "Pipe",
+    "Connection",
+    "Value",
+    "Array",
+    "Process",
+    "active_children",
+]
+
+_DEFAULT_BUFFER = 1 << 22  # bytes of a Queue's ring (only touched pages use memory)
+_WIRE = b"CLW1"
+
+
+def _in_tasklet():
+    return current_id() != 0
+
+
+def _dumps(obj):
+    """pickle 5 in band (fast for small objects); corelet._wire for what
+    pickle cannot do alone (lambdas through cloudpickle)."""
+    try:
+        return pickle.dumps(obj, 5)
+    except Exception:  # noqa: BLE001
+        return _wire_dumps(obj)
+
+
+def _loads(data):
+    if data[:4] == _WIRE:
+        return _wire_loads(data)
+    return pickle.loads(data)
+
+
+def _not_picklable(self, *_):
+    raise RuntimeError(
+        f"corelet.{type(self).__name__.removeprefix('Shared')} objects are shared between processes by "
+        "inheritance: make them before starting the processes (as with multiprocessing)"
+    )
+
+
+@types.coroutine
+def _poll(attempt, timeout):
+    """Tries attempt() -> (done, value) until done, sleeping 0, 20 us, 40 us ...
+    up to 1 ms between tries; raises TimeoutError after timeout seconds."""
+    deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+    delay = 0.0
+    while True:
+        done, value = attempt()
+        if done:
+            return value
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            yield sleep(min(delay, left))
+        else:
+            yield sleep(delay)
+        delay = 2e-5 if delay == 0 else min(delay * 2, 1e-3)
+
+
+def _timeout(timeout):
+    if timeout is None or timeout == -1:
+        return None
+    if timeout < 0:
+        raise ValueError("timeout value must be a non-negative number")
+    return timeout
+
+
+# ---- Queue --------------------------------------------------------------------------
+
+
+class SharedQueue:
+    """multiprocessing.Queue (and JoinableQueue): put/get with block and
+    timeout, put_nowait/get_nowait, qsize/empty/full, task_done/join, close.
+    buffer: bytes of its ring in shared memory; one pickled item may not be
+    larger (ValueError at put)."""
+
+    def __init__(self, maxsize=0, *, buffer=_DEFAULT_BUFFER):
+        if maxsize < 0:
+            maxsize = 0
+        self.maxsize = maxsize
+        self._q = ShmQueue(buffer, maxsize)
+
+    __reduce__ = _not_picklable
+
+    def put(self, obj, block=True, timeout=None):
+        data = _dumps(obj)
+        if _in_tasklet():
+            return self._put_op(data, block, _timeout(timeout))
+        if not self._q.put(data, block, _timeout(timeout)):
+            raise Full
+
+    @types.coroutine
+    def _put_op(self, data, block, timeout):
+        if self._q.put(data, False):
+            return None
+        if not block:
+            raise Full
+        try:
+            yield _poll(lambda: (self._q.put(data, False), None), timeout)
+        except TimeoutError:
+            raise Full from None
+
+    def put_nowait(self, obj):
+        if not self._q.put(_dumps(obj), False):
+            raise Full
+
+    def get(self, block=True, timeout=None):
+        if _in_tasklet():
+            return self._get_op(block, _timeout(timeout))
+        data = self._q.get(block, _timeout(timeout))
+        if data is None:
+            raise Empty
+        return _loads(data)
+
+    @types.coroutine
+    def _get_op(self, block, timeout):
+        data = self._q.get(False)
+        if data is None:
+            if not block:
+                raise Empty
+
+            def attempt():
+                d = self._q.get(False)
+                return d is not None, d
+
+            try:
+                data = yield _poll(attempt, timeout)
+            except TimeoutError:
+                raise Empty from None
+        return _loads(data)
+
+    def get_nowait(self):
+        data = self._q.get(False)
+        if data is None:
+            raise Empty
+        return _loads(data)
+
+    def qsize(self):
+        return self._q.qsize()
+
+    def empty(self):
+        return self._q.qsize() == 0
+
+    def full(self):
+        return self._q.full()
+
+    def task_done(self):
+        self._q.task_done()
+
+    def join(self):
+        """Waits until every item put was marked task_done() (an operation in
+        a tasklet)."""
+        if _in_tasklet():
+            return _poll(lambda: (self._q.unfinished <= 0, None), None)
+        self._q.join(None)
+
+    def close(self):
+        """No more puts; getters see EOFError once it is empty."""
+        self._q.close()
+
+    def join_thread(self):
+        """multiprocessing's; corelet's queues have no feeder thread."""
+
+    def cancel_join_thread(self):
+        """multiprocessing's; corelet's queues have no feeder thread."""
+
+    def __repr__(self):
+        return f"<corelet.Queue (shared) size={self.qsize()} maxsize={self.maxsize}>"
+
+
+# ---- Pipe ---------------------------------------------------------------------------
+
+
+class Connection:
+    """One end of a Pipe: send/recv objects, send_bytes/recv_bytes buffers,
+    poll, close. recv raises EOFError once the other end is closed and
+    everything it sent was received."""
+
+    def __init__(self, rx, tx):
+        self._rx = rx
+        self._tx = tx
+        self._closed = False
+
+    __reduce__ = _not_picklable
+
+    @property
+    def closed(self):
+        return self._closed
+
+    @property
+    def readable(self):
+        return self._rx is not None
+
+    @property
+    def writable(self):
+        return self._tx is not None
+
+    def _check(self, need):
+        if self._closed:
+            raise OSError("handle is closed")
+        q = self._rx if need == "r" else self._tx
+        if q is None:
+            raise OSError("connection is write-only" if need == "r" else "connection is read-only")
+        return q
+
+    def send(self, obj):
+        self.send_bytes(_dumps(obj))
+
+    def send_bytes(self, buf, offset=0, size=None):
+        q = self._check("w")
+        view = memoryview(buf).cast("B")
+        view = view[offset:] if size is None else view[offset : offset + size]
+        if _in_tasklet():
+            data = bytes(view)
+            return _poll(lambda: (q.put(data, False), None), None)
+        q.put(view, True, None)
+
+    def recv_bytes(self, maxlength=None):
+        q = self._check("r")
+        if _in_tasklet():
+            return self._recv_op(q, maxlength, raw=True)
+        data = q.get(True, None)
+        return self._checked(data, maxlength)
+
+    def recv(self):
+        q = self._check("r")
+        if _in_tasklet():
+            return self._recv_op(q, None, raw=False)
+        return _loads(q.get(True, None))
+
+    @staticmethod
+    def _checked(data, maxlength):
+        if maxlength is not None and len(data) > maxlength:
+            raise OSError(f"message of {len(data)} bytes is longer than maxlength {maxlength}")
+        return data
+
+    @types.coroutine
+    def _recv_op(self, q, maxlength, raw):
+        def attempt():
+            d = q.get(False)  # EOFError once closed and empty
+            return d is not None, d
+
+        data = yield _poll(attempt, None)
+        return self._checked(data, maxlength) if raw else _loads(data)
+
+    def poll(self, timeout=0.0):
+        """True if something can be received now (or within timeout seconds;
+        None waits forever). An end whose peer closed polls True (recv then
+        raises EOFError)."""
+        q = self._check("r")
+        if _in_tasklet():
+            if q.poll(0):
+                return ready(True)
+            return self._poll_op(q, timeout)
+        return q.poll(timeout)
+
+    @types.coroutine
+    def _poll_op(self, q, timeout):
+        try:
+            return (yield _poll(lambda: (q.poll(0), True), timeout))
+        except TimeoutError:
+            return False
+
+    def close(self):
+        if not self._closed:
+            self._closed = True
+            if self._tx is not None:
+                self._tx.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def Pipe(duplex=True, *, buffer=_DEFAULT_BUFFER):  # noqa: N802 - multiprocessing's name
+    """A pair of Connections, as multiprocessing.Pipe: duplex by default; with
+    duplex=False the first can only recv and the second only send."""
+    a_to_b = ShmQueue(buffer, 0)
+    if not duplex:
+        return Connection(a_to_b, None), Connection(None, a_to_b)
+    b_to_a = ShmQueue(buffer, 0)
+    return Connection(b_to_a, a_to_b), Connection(a_to_b, b_to_a)
+
+
+# ---- locks and friends ----------------------------------------------------------------
+
+
+class SharedLock:
+    """multiprocessing.Lock: acquire(block=True, timeout=None), release();
+    any process may release it. In a tasklet acquire is an operation."""
+
+    __slots__ = ("_core", "__weakref__")
+
+    def __init__(self):
+        self._core = ShmLock()
+
+    __reduce__ = _not_picklable
+
+    def acquire(self, block=True, timeout=None):
+        timeout = _timeout(timeout)
+        if _in_tasklet():
+            return self._acquire_op(block, timeout)
+        return self._core.acquire(block, timeout)
+
+    @types.coroutine
+    def _acquire_op(self, block, timeout):
+        if self._core.try_acquire():
+            return True
+        if not block:
+            return False
+        try:
+            return (yield _poll(lambda: (self._core.try_acquire(), True), timeout))
+        except TimeoutError:
+            return False
+
+    def release(self):
+        self._core.release()
+
+    def locked(self):
+        return self._core.locked()
+
+    def __enter__(self):
+        if _in_tasklet():
+            if not self._core.try_acquire():
+                raise UsageError("corelet: `with` on a held Lock cannot wait in a tasklet; use `async with`")
+            return True
+        return self._core.acquire(True, None)
+
+    def __exit__(self, *exc):
+        self.release()
+
+    async def __aenter__(self):
+        await self.acquire()
+
+    async def __aexit__(self, *exc):
+        self.release()
+
+    # Condition's protocol
+    def _release_save(self):
+        self.release()
+
+    def _acquire_restore(self, _saved):
+        return self.acquire()
+
+    def _is_owned(self):
+        return self._core.locked()
+
+    def __repr__(self):
+        return f"<corelet.Lock (shared) {'locked' if self.locked() else 'unlocked'}>"
+
+
+def _me():
+    """Who holds an RLock: this process and thread (or tasklet)."""
+    import threading
+
+    return os.getpid(), current_id() or threading.get_ident()
+
+
+class SharedRLock:
+    """multiprocessing.RLock: the holder (process and thread, or tasklet) may
+    acquire it again; free after as many releases."""
+
+    def __init__(self):
+        self._lock = ShmLock()
+        self._mem = SharedMemory(64)  # words: owner pid, owner ident (2 words), count
+        self._owner = None  # this process's view, kept equal to the shared words
+
+    __reduce__ = _not_picklable
+
+    def _get_owner(self):
+        m = self._mem
+        if m.load(12) == 0:
+            return None
+        return m.load(0), m.load(4) | (m.load(8) << 32)
+
+    def _set_owner(self, who, count):
+        m = self._mem
+        if who is None:
+            m.store(12, 0)
+            return
+        pid, ident = who
+        m.store(0, pid)
+        m.store(4, ident & 0xFFFFFFFF)
+        m.store(8, (ident >> 32) & 0xFFFFFFFF)
+        m.store(12, count)
+
+    def acquire(self, block=True, timeout=None):
+        me = _me()
+        if self._get_owner() == me:
+            self._mem.add(12, 1)
+            return _TRUE if _in_tasklet() else True
+        if _in_tasklet():
+            return self._acquire_op(me, block, _timeout(timeout))
+        if not self._lock.acquire(block, _timeout(timeout)):
+            return False
+        self._set_owner(me, 1)
+        return True
+
+    @types.coroutine
+    def _acquire_op(self, me, block, timeout):
+        if not self._lock.try_acquire():
+            if not block:
+                return False
+            try:
+                yield _poll(lambda: (self._lock.try_acquire(), True), timeout)
+            except TimeoutError:
+                return False
+        self._set_owner(me, 1)
+        return True
+
+    def release(self):
+        if self._get_owner() != _me():
+            raise AssertionError("attempt to release recursive lock not owned by thread")
+        if self._mem.add(12, -1) == 1:
+            self._set_owner(None, 0)
+            self._lock.release()
+
+    def __enter__(self):
+        if _in_tasklet():
+            me = _me()
+            if self._get_owner() == me:
+                self._mem.add(12, 1)
+                return True
+            if not self._lock.try_acquire():
+                raise UsageError("corelet: `with` on a held RLock cannot wait in a tasklet; use `async with`")
+            self._set_owner(me, 1)
+            return True
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+
+    async def __aenter__(self):
+        await self.acquire()
+
+    async def __aexit__(self, *exc):
+        self.release()
+
+    def _release_save(self):
+        if self._get_owner() != _me():
+            raise RuntimeError("cannot release un-acquired lock")
+        count = self._mem.load(12)
+        self._set_owner(None, 0)
+        self._lock.release()
+        return count
+
+    def _acquire_restore(self, count):
+        if _in_tasklet():
+            return self._restore_op(count)
+        self._lock.acquire(True, None)
+        self._set_owner(_me(), count)
+        return None
+
+    @types.coroutine
+    def _restore_op(self, count):
+        yield _poll(lambda: (self._lock.try_acquire(), None), None)
+        self._set_owner(_me(), count)
+
+    def _is_owned(self):
+        return self._get_owner() == _me()
+
+
+class SharedSemaphore:
+    """multiprocessing.Semaphore: a counter in shared memory."""
+
+    def __init__(self, value=1):
+        if value < 0:
+            raise ValueError("semaphore initial value must be >= 0")
+        self._mem = SharedMemory(64)
+        self._mem.store(0, value)
+
+    __reduce__ = _not_picklable
+
+    def _try(self):
+        m = self._mem
+        while True:
+            v = m.load(0)
+            if v == 0:
+                return False
+            if m.cas(0, v, v - 1):
+                return True
+
+    def acquire(self, block=True, timeout=None):
+        timeout = _timeout(timeout)
+        if _in_tasklet():
+            return self._acquire_op(block, timeout)
+        if self._try():
+            return True
+        if not block:
+            return False
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            self._mem.wait(0, 0, left)  # while the counter is 0
+            if self._try():
+                return True
+
+    @types.coroutine
+    def _acquire_op(self, block, timeout):
+        if self._try():
+            return True
+        if not block:
+            return False
+        try:
+            return (yield _poll(lambda: (self._try(), True), timeout))
+        except TimeoutError:
+            return False
+
+    def release(self, n=1):
+        if n < 1:
+            raise ValueError("n must be one or more")
+        self._mem.add(0, n)
+        self._mem.wake(0, n)
+
+    def get_value(self):
+        return self._mem.load(0)
+
+    def __enter__(self):
+        if _in_tasklet():
+            if not self._try():
+                raise UsageError("corelet: `with` on an exhausted Semaphore cannot wait in a tasklet")
+            return True
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+
+    async def __aenter__(self):
+        await self.acquire()
+
+    async def __aexit__(self, *exc):
+        self.release()
+
+
+class SharedBoundedSemaphore(SharedSemaphore):
+    def __init__(self, value=1):
+        super().__init__(value)
+        self._initial = value
+
+    def release(self, n=1):
+        if self._mem.load(0) + n > self._initial:
+            raise ValueError("semaphore or lock released too many times")
+        super().release(n)
+
+
+class SharedEvent:
+    """multiprocessing.Event: a flag in shared memory."""
+
+    def __init__(self):
+        self._mem = SharedMemory(64)
+
+    __reduce__ = _not_picklable
+
+    def is_set(self):
+        return self._mem.load(0) == 1
+
+    def set(self):
+        self._mem.store(0, 1)
+        self._mem.wake(0)
+
+    def clear(self):
+        self._mem.store(0, 0)
+
+    def wait(self, timeout=None):
+        timeout = _timeout(timeout)
+        if _in_tasklet():
+            return self._wait_op(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.is_set():
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            self._mem.wait(0, 0, left)
+        return True
+
+    @types.coroutine
+    def _wait_op(self, timeout):
+        try:
+            return (yield _poll(lambda: (self.is_set(), True), timeout))
+        except TimeoutError:
+            return False
+
+
+class SharedCondition:
+    """multiprocessing.Condition over a shared lock (an RLock by default)."""
+
+    def __init__(self, lock=None):
+        self._lock = SharedRLock() if lock is None else lock
+        self._mem = SharedMemory(64)  # word 0: notifications so far
+        self.acquire = self._lock.acquire
+        self.release = self._lock.release
+
+    __reduce__ = _not_picklable
+
+    def __enter__(self):
+        return self._lock.__enter__()
+
+    def __exit__(self, *exc):
+        return self._lock.__exit__(*exc)
+
+    def wait(self, timeout=None):
+        timeout = _timeout(timeout)
+        if not self._lock._is_owned():
+            raise RuntimeError("cannot wait on un-acquired lock")
+        seen = self._mem.load(0)
+        saved = self._lock._release_save()
+        if _in_tasklet():
+            return self._wait_op(seen, saved, timeout)
+        try:
+            return self._mem.wait(0, seen, timeout)
+        finally:
+            self._lock._acquire_restore(saved)
+
+    @types.coroutine
+    def _wait_op(self, seen, saved, timeout):
+        try:
+            return (yield _poll(lambda: (self._mem.load(0) != seen, True), timeout))
+        except TimeoutError:
+            return False
+        finally:
+            r = self._lock._acquire_restore(saved)
+            if r is not None:
+                yield r
+
+    def wait_for(self, predicate, timeout=None):
+        if _in_tasklet():
+            raise UsageError("corelet: Condition.wait_for of a shared Condition: loop on `yield cond.wait()`")
+        end = None if timeout is None else time.monotonic() + timeout
+        result = predicate()
+        while not result:
+            left = None if end is None else end - time.monotonic()
+            if left is not None and left <= 0:
+                break
+            self.wait(left)
+            result = predicate()
+        return result
+
+    def notify(self, n=1):
+        if not self._lock._is_owned():
+            raise RuntimeError("cannot notify on un-acquired lock")
+        self._mem.add(0, 1)
+        self._mem.wake(0, n)
+
+    def notify_all(self):
+        if not self._lock._is_owned():
+            raise RuntimeError("cannot notify on un-acquired lock")
+        self._mem.add(0, 1)
+        self._mem.wake(0)
+
+    notifyAll = notify_all
+
+
+_TRUE = ready(True)
+
+
+# ---- Value and Array ----------------------------------------------------------------
+
+_TYPECODES = {
+    "c": ctypes.c_char, "u": ctypes.c_wchar, "b": ctypes.c_byte, "B": ctypes.c_ubyte,
+    "h": ctypes.c_short, "H": ctypes.c_ushort, "i": ctypes.c_int, "I": ctypes.c_uint,
+    "l": ctypes.c_long, "L": ctypes.c_ulong, "q": ctypes.c_longlong, "Q": ctypes.c_ulonglong,
+    "f": ctypes.c_float, "d": ctypes.c_double,
+}
+
+
+def _ctype(typecode_or_type):
+    if isinstance(typecode_or_type, str):
+        try:
+            return _TYPECODES[typecode_or_type]
+        except KeyError:
+            raise ValueError(f"corelet: unknown typecode {typecode_or_type!r}") from None
+    return typecode_or_type
+
+
+def _raw(ctype):
+    mem = SharedMemory(max(ctypes.sizeof(ctype), 8))
+    obj = ctype.from_buffer(mem)
+    obj._corelet_memory = mem  # the mapping lives as long as the object
+    return obj
+
+
+def _lock_for(lock):
+    if lock is True:
+        return SharedRLock()
+    if lock is False:
+        return None
+    if not hasattr(lock, "acquire"):
+        raise AttributeError(f"{lock!r} has no method 'acquire'")
+    return lock
+
+
+class Synchronized:
+    """A Value with its lock: .value reads and writes under the lock."""
+
+    def __init__(self, obj, lock):
+        self._obj = obj
+        self._lock = lock
+        self.acquire = lock.acquire
+        self.release = lock.release
+
+    __reduce__ = _not_picklable
+
+    def get_lock(self):
+        return self._lock
+
+    def get_obj(self):
+        return self._obj
+
+    def __enter__(self):
+        return self._lock.__enter__()
+
+    def __exit__(self, *exc):
+        return self._lock.__exit__(*exc)
+
+    @property
+    def value(self):
+        with self._lock:
+            return self._obj.value
+
+    @value.setter
+    def value(self, v):
+        with self._lock:
+            self._obj.value = v
+
+    def __repr__(self):
+        return f"<corelet.Value {type(self._obj).__name__}({self._obj.value!r})>"
+
+
+class SynchronizedArray(Synchronized):
+    """An Array with its lock: items and slices read and write under it."""
+
+    def __len__(self):
+        return len(self._obj)
+
+    def __getitem__(self, i):
+        with self._lock:
+            return self._obj[i]
+
+    def __setitem__(self, i, v):
+        with self._lock:
+            self._obj[i] = v
+
+    @property
+    def value(self):  # 'c' arrays: the bytes up to the first NUL, as multiprocessing's
+        with self._lock:
+            return self._obj.value
+
+    @value.setter
+    def value(self, v):
+        with self._lock:
+            self._obj.value = v
+
+    @property
+    def raw(self):
+        with self._lock:
+            return self._obj.raw
+
+    def __repr__(self):
+        return f"<corelet.Array {type(self._obj).__name__} of {len(self)}>"
+
+
+def Value(typecode_or_type, *args, lock=True):  # noqa: N802 - multiprocessing's name
+    """A ctypes object in shared memory, as multiprocessing.Value: with a
+    lock (lock=True: a new RLock; a lock object: that one) its .value is read
+    and written under it; lock=False gives the raw ctypes object."""
+    ctype = _ctype(typecode_or_type)
+    obj = _raw(ctype)
+    if args:
+        if len(args) == 1 and not issubclass(ctype, ctypes.Structure):
+            obj.value = args[0]
+        else:
+            ctypes.memmove(ctypes.addressof(obj), ctypes.addressof(ctype(*args)), ctypes.sizeof(ctype))
+    lk = _lock_for(lock)
+    return obj if lk is None else Synchronized(obj, lk)
+
+
+def Array(typecode_or_type, size_or_initializer, *, lock=True):  # noqa: N802
+    """A ctypes array in shared memory, as multiprocessing.Array."""
+    ctype = _ctype(typecode_or_type)
+    if isinstance(size_or_initializer, int):
+        obj = _raw(ctype * size_or_initializer)
+    else:
+        init = list(size_or_initializer) if not isinstance(size_or_initializer, (bytes, str)) else size_or_initializer
+        obj = _raw(ctype * len(init))
+        obj[:] = init
+    lk = _lock_for(lock)
+    return obj if lk is None else SynchronizedArray(obj, lk)
+
+
+# ---- Process ------------------------------------------------------------------------
+
+_children = weakref.WeakSet()
+
+
+class Process:
+    """multiprocessing.Process (fork): start, run, join, is_alive, exitcode,
+    terminate, kill, pid, name, daemon. target may also be a generator function
+    or an async def: the child then runs it with corelet.run."""
+
+    _counter = 0
+
+    def __init__(self, group=None, target=None, name=None, args=(), kwargs=None, *, daemon=None):
+        if group is not None:
+            raise ValueError("group argument must be None for now")
+        Process._counter += 1
+        self._target = target
+        self._args = tuple(args)
+        self._kwargs = dict(kwargs or {})
+        self.name = name or f"Process-{Process._counter}"
+        self.daemon = bool(daemon)
+        self._pid = None
+        self._pidfd = None
+        self._exitcode = None
+
+    def run(self):
+        if self._target is not None:
+            return self._target(*self._args, **self._kwargs)
+        return None
+
+    def start(self):
+        if self._pid is not None:
+            raise AssertionError("cannot start a process twice")
+        if _in_tasklet():
+            raise UsageError(
+                "corelet.Process.start inside corelet.run: start processes from plain code, or use "
+                "spawn_on / Pool inside corelet.run(workers=N)"
+            )
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the child
+            code = 0
+            try:
+                _children.clear()
+                result = self.run()
+                if isinstance(result, (types.GeneratorType, types.CoroutineType)):
+                    from . import run
+
+                    run(lambda: (yield result))
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+                if not isinstance(e.code, int) and e.code is not None:
+                    print(e.code, file=sys.stderr)
+            except BaseException:  # noqa: BLE001 - as multiprocessing: print and exit 1
+                print(f"Process {self.name}:", file=sys.stderr)
+                traceback.print_exc()
+                code = 1
+            finally:
+                try:
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                finally:
+                    os._exit(code)
+        self._pid = pid
+        self._pidfd = os.pidfd_open(pid)
+        _children.add(self)
+
+    def _reap(self, block):
+        if self._exitcode is not None or self._pid is None:
+            return
+        try:
+            pid, status = os.waitpid(self._pid, 0 if block else os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        self._exitcode = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        os.close(self._pidfd)
+        self._pidfd = None
+
+    def join(self, timeout=None):
+        """Waits for the process to end (timeout seconds at most). In a tasklet,
+        an operation."""
+        if self._pid is None:
+            raise AssertionError("can only join a started process")
+        if _in_tasklet():
+            return self._join_op(timeout)
+        if self._exitcode is None:
+            import select
+
+            if select.select([self._pidfd], [], [], timeout)[0]:
+                self._reap(True)
+
+    @types.coroutine
+    def _join_op(self, timeout):
+        if self._exitcode is None:
+            try:
+                yield wait_readable(self._pidfd, timeout)
+            except TimeoutError:
+                return None
+            self._reap(True)
+        return None
+
+    def is_alive(self):
+        if self._pid is None:
+            return False
+        self._reap(False)
+        return self._exitcode is None
+
+    @property
+    def exitcode(self):
+        if self._pid is not None:
+            self._reap(False)
+        return self._exitcode
+
+    @property
+    def pid(self):
+        return self._pid
+
+    ident = pid
+
+    @property
+    def sentinel(self):
+        return self._pidfd
+
+    def terminate(self):
+        if self._pid is not None and self._exitcode is None:
+            os.kill(self._pid, signal.SIGTERM)
+
+    def kill(self):
+        if self._pid is not None and self._exitcode is None:
+            os.kill(self._pid, signal.SIGKILL)
+
+    def __repr__(self):
+        state = "initial" if self._pid is None else ("started" if self.exitcode is None else f"stopped[{self.exitcode}]")
+        return f"<corelet.Process name={self.name!r} pid={self._pid} {state}{' daemon' if self.daemon else ''}>"
+
+
+def active_children():
+    return [p for p in list(_children) if p.is_alive()]
+
+
+def _at_exit():
+    for p in list(_children):
+        if p.daemon and p.is_alive():
+            p.terminate()
+    for p in list(_children):
+        if p._pid is not None and p._exitcode is None and p._pid != os.getpid():
+            p.join()
+
+
+import atexit  # noqa: E402
+
+atexit.register(_at_exit)

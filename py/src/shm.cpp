@@ -1,0 +1,471 @@
+// Cross-process building blocks for corelet's Python primitives (Queue, Pipe,
+// Lock, Event, Semaphore, Condition, Value, Array between processes):
+//
+// - SharedMemory: an anonymous MAP_SHARED mapping, inherited by processes
+//   forked after it is made (corelet.Process, corelet.run(workers=N)).
+// - futex_wait / futex_wake / atomic operations on 32-bit words in it.
+// - ShmQueue: a message queue in one such mapping: a byte ring of
+//   length-prefixed messages under a robust process-shared mutex, with futex
+//   words that count puts and gets for waiters.
+//
+// Memory ordering. Every field of a ShmQueue except the futex words is read
+// and written under the mutex, whose lock/unlock order them. The futex words
+// are bumped (seq_cst) under the mutex after the change they announce; a
+// waiter reads the word under the mutex, unlocks, and futex_waits for it to
+// differ: the kernel compares atomically, so a bump between the unlock and
+// the wait is not lost. The waiter counts (getters/putters) are read by the
+// notifier under the same mutex, so a wake is skipped only when nobody was
+// registered before the change.
+
+#include "tasklet.hpp"
+
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <ctime>
+#include <algorithm>
+#include <string>
+
+namespace corelet::py {
+namespace {
+
+constexpr std::size_t kCacheLine = 64;
+
+class SharedMemory {
+ public:
+  explicit SharedMemory(std::size_t size) : size_(size) {
+    if (size == 0) throw pyb::value_error("corelet: shared memory of size 0");
+    void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+      PyErr_SetFromErrno(PyExc_OSError);
+      throw pyb::error_already_set();
+    }
+    base_ = static_cast<std::byte*>(p);
+  }
+  ~SharedMemory() {
+    if (base_) ::munmap(base_, size_);
+  }
+  SharedMemory(const SharedMemory&) = delete;
+  SharedMemory& operator=(const SharedMemory&) = delete;
+  std::byte* base() const noexcept { return base_; }
+  std::size_t size() const noexcept { return size_; }
+
+  std::atomic<std::uint32_t>& word(std::size_t offset) const {
+    if (offset % 4 != 0 || offset + 4 > size_) throw pyb::value_error("corelet: bad shared word offset");
+    return *reinterpret_cast<std::atomic<std::uint32_t>*>(base_ + offset);
+  }
+
+ private:
+  std::byte* base_ = nullptr;
+  std::size_t size_;
+};
+
+// Relative timeout for futex_wait: nullptr waits forever.
+struct Timeout {
+  timespec ts{};
+  timespec* ptr = nullptr;
+  explicit Timeout(const pyb::object& seconds) {
+    if (seconds.is_none()) return;
+    double s = seconds.cast<double>();
+    if (std::isnan(s) || s < 0) s = 0;
+    if (s > 1e9) return;
+    ts.tv_sec = static_cast<time_t>(s);
+    ts.tv_nsec = static_cast<long>((s - static_cast<double>(ts.tv_sec)) * 1e9);
+    ptr = &ts;
+  }
+};
+
+// futex_wait on a shared (not process-private) word, the GIL released.
+// Returns false on timeout.
+bool futex_wait(std::atomic<std::uint32_t>& w, std::uint32_t expected, const timespec* timeout) {
+  long r;
+  int err;
+  {
+    pyb::gil_scoped_release nogil;
+    r = ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&w), FUTEX_WAIT, expected, timeout, nullptr, 0);
+    err = errno;
+  }
+  return !(r < 0 && err == ETIMEDOUT);
+}
+
+void futex_wake(std::atomic<std::uint32_t>& w, int n) {
+  ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&w), FUTEX_WAKE, n, nullptr, nullptr, 0);
+}
+
+// Robust process-shared mutex helpers.
+void init_mutex(pthread_mutex_t* m) {
+  pthread_mutexattr_t a;
+  pthread_mutexattr_init(&a);
+  pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+  pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+  pthread_mutex_init(m, &a);
+  pthread_mutexattr_destroy(&a);
+}
+
+// Locks m; a holder that died left it EOWNERDEAD: the data it guards is
+// consistent (writers update the counters last), so it is marked consistent.
+void lock_mutex(pthread_mutex_t* m) {
+  int r = pthread_mutex_lock(m);
+  if (r == EOWNERDEAD) r = pthread_mutex_consistent(m);
+  if (r != 0) throw std::runtime_error(std::string("corelet: shared mutex: ") + std::strerror(r));
+}
+
+class MutexGuard {
+ public:
+  explicit MutexGuard(pthread_mutex_t* m) : m_(m) { lock_mutex(m_); }
+  ~MutexGuard() { pthread_mutex_unlock(m_); }
+  MutexGuard(const MutexGuard&) = delete;
+  MutexGuard& operator=(const MutexGuard&) = delete;
+
+ private:
+  pthread_mutex_t* m_;
+};
+
+struct QueueHeader {
+  pthread_mutex_t mu;
+  std::uint64_t cap;       // data bytes
+  std::uint64_t head;      // read position, 0 .. cap-1
+  std::uint64_t used;      // bytes in use (messages with their length words)
+  std::uint64_t count;     // messages
+  std::uint64_t maxsize;   // most messages (0: only the bytes bound)
+  std::int64_t unfinished; // put and not yet task_done (JoinableQueue)
+  std::uint32_t closed;
+  std::uint32_t getters;   // waiters in futex_wait on `items`
+  std::uint32_t putters;   // ... on `space`
+  std::uint32_t joiners;   // ... on `done`
+  alignas(kCacheLine) std::atomic<std::uint32_t> items;  // bumped by every put
+  alignas(kCacheLine) std::atomic<std::uint32_t> space;  // bumped by every get
+  alignas(kCacheLine) std::atomic<std::uint32_t> done;   // bumped when unfinished reaches 0
+};
+
+class ShmQueue {
+ public:
+  ShmQueue(std::size_t capacity, std::size_t maxsize)
+      : mem_(round_up(sizeof(QueueHeader)) + capacity), h_(reinterpret_cast<QueueHeader*>(mem_.base())) {
+    if (capacity < 64) throw pyb::value_error("corelet: a shared queue needs a buffer of at least 64 bytes");
+    init_mutex(&h_->mu);
+    h_->cap = capacity;
+    h_->maxsize = maxsize;
+    data_ = mem_.base() + round_up(sizeof(QueueHeader));
+  }
+
+  // put — 1: done; 0: it would wait (no room) and timeout ran out; raises if
+  // closed or if the message can never fit.
+  int put(const char* p, std::size_t n, bool block, const pyb::object& timeout) {
+    const std::uint64_t need = n + 8;
+    if (need > h_->cap)
+      throw pyb::value_error("corelet: a message of " + std::to_string(n) + " bytes is larger than the shared queue's buffer (" +
+                             std::to_string(h_->cap) + " bytes); make the queue with a larger buffer");
+    Timeout t(timeout);
+    lock_mutex(&h_->mu);
+    for (;;) {
+      if (h_->closed) {
+        pthread_mutex_unlock(&h_->mu);
+        throw pyb::value_error("corelet: put on a closed queue");
+      }
+      if (h_->cap - h_->used >= need && (h_->maxsize == 0 || h_->count < h_->maxsize)) break;
+      if (!block || (t.ptr && t.ts.tv_sec == 0 && t.ts.tv_nsec == 0)) {
+        pthread_mutex_unlock(&h_->mu);
+        return 0;
+      }
+      const std::uint32_t seen = h_->space.load(std::memory_order_seq_cst);
+      ++h_->putters;
+      pthread_mutex_unlock(&h_->mu);
+      const bool woke = futex_wait(h_->space, seen, t.ptr);
+      lock_mutex(&h_->mu);
+      --h_->putters;
+      if (!woke && !(h_->cap - h_->used >= need && (h_->maxsize == 0 || h_->count < h_->maxsize))) {
+        pthread_mutex_unlock(&h_->mu);
+        return 0;
+      }
+    }
+    const std::uint64_t len = n;
+    write_at((h_->head + h_->used) % h_->cap, &len, 8);
+    write_at((h_->head + h_->used + 8) % h_->cap, p, n);
+    h_->used += need;  // the counters last: a holder that dies mid-copy leaves them as they were
+    ++h_->count;
+    ++h_->unfinished;
+    h_->items.fetch_add(1, std::memory_order_seq_cst);
+    const bool wake = h_->getters != 0;
+    pthread_mutex_unlock(&h_->mu);
+    if (wake) futex_wake(h_->items, 1);
+    return 1;
+  }
+
+  // get — the next message, or None (timeout / not blocking); raises
+  // EOFError once closed and empty.
+  pyb::object get(bool block, const pyb::object& timeout) {
+    Timeout t(timeout);
+    lock_mutex(&h_->mu);
+    for (;;) {
+      if (h_->count != 0) break;
+      if (h_->closed) {
+        pthread_mutex_unlock(&h_->mu);
+        PyErr_SetString(PyExc_EOFError, "corelet: the queue is closed and empty");
+        throw pyb::error_already_set();
+      }
+      if (!block || (t.ptr && t.ts.tv_sec == 0 && t.ts.tv_nsec == 0)) {
+        pthread_mutex_unlock(&h_->mu);
+        return pyb::none();
+      }
+      const std::uint32_t seen = h_->items.load(std::memory_order_seq_cst);
+      ++h_->getters;
+      pthread_mutex_unlock(&h_->mu);
+      const bool woke = futex_wait(h_->items, seen, t.ptr);
+      lock_mutex(&h_->mu);
+      --h_->getters;
+      if (!woke && h_->count == 0) {
+        pthread_mutex_unlock(&h_->mu);
+        return pyb::none();
+      }
+    }
+    std::uint64_t len = 0;
+    read_at(h_->head, &len, 8);
+    PyObject* b = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(len));
+    if (!b) {
+      pthread_mutex_unlock(&h_->mu);
+      throw pyb::error_already_set();
+    }
+    read_at((h_->head + 8) % h_->cap, PyBytes_AS_STRING(b), len);
+    h_->head = (h_->head + 8 + len) % h_->cap;
+    h_->used -= 8 + len;
+    --h_->count;
+    h_->space.fetch_add(1, std::memory_order_seq_cst);
+    const bool wake = h_->putters != 0;
+    pthread_mutex_unlock(&h_->mu);
+    if (wake) futex_wake(h_->space, 1);
+    return pyb::reinterpret_steal<pyb::object>(b);
+  }
+
+  // poll — true once a message is there or the queue is closed (false:
+  // timeout); takes nothing.
+  bool poll(const pyb::object& timeout) {
+    Timeout t(timeout);
+    lock_mutex(&h_->mu);
+    while (h_->count == 0 && !h_->closed) {
+      if (t.ptr && t.ts.tv_sec == 0 && t.ts.tv_nsec == 0) break;
+      const std::uint32_t seen = h_->items.load(std::memory_order_seq_cst);
+      ++h_->getters;
+      pthread_mutex_unlock(&h_->mu);
+      const bool woke = futex_wait(h_->items, seen, t.ptr);
+      lock_mutex(&h_->mu);
+      --h_->getters;
+      if (!woke) break;
+    }
+    const bool ready = h_->count != 0 || h_->closed;
+    pthread_mutex_unlock(&h_->mu);
+    return ready;
+  }
+
+  void task_done() {
+    MutexGuard g(&h_->mu);
+    if (h_->unfinished <= 0) throw pyb::value_error("task_done() called too many times");
+    if (--h_->unfinished == 0) {
+      h_->done.fetch_add(1, std::memory_order_seq_cst);
+      if (h_->joiners) futex_wake(h_->done, INT32_MAX);
+    }
+  }
+
+  // join — true once every message put was marked task_done (false: timeout).
+  bool join(const pyb::object& timeout) {
+    Timeout t(timeout);
+    lock_mutex(&h_->mu);
+    while (h_->unfinished > 0) {
+      const std::uint32_t seen = h_->done.load(std::memory_order_seq_cst);
+      ++h_->joiners;
+      pthread_mutex_unlock(&h_->mu);
+      const bool woke = futex_wait(h_->done, seen, t.ptr);
+      lock_mutex(&h_->mu);
+      --h_->joiners;
+      if (!woke && h_->unfinished > 0) {
+        pthread_mutex_unlock(&h_->mu);
+        return false;
+      }
+    }
+    pthread_mutex_unlock(&h_->mu);
+    return true;
+  }
+
+  void close() {
+    {
+      MutexGuard g(&h_->mu);
+      h_->closed = 1;
+      h_->items.fetch_add(1, std::memory_order_seq_cst);
+      h_->space.fetch_add(1, std::memory_order_seq_cst);
+    }
+    futex_wake(h_->items, INT32_MAX);
+    futex_wake(h_->space, INT32_MAX);
+  }
+
+  std::size_t qsize() const {
+    MutexGuard g(&h_->mu);
+    return h_->count;
+  }
+  bool full() const {
+    MutexGuard g(&h_->mu);
+    return (h_->maxsize != 0 && h_->count >= h_->maxsize) || h_->cap - h_->used < 9;
+  }
+  std::int64_t unfinished() const {
+    MutexGuard g(&h_->mu);
+    return h_->unfinished;
+  }
+  bool closed() const { return h_->closed != 0; }
+  std::size_t capacity() const { return h_->cap; }
+  std::size_t maxsize() const { return h_->maxsize; }
+  // Bumped by every put / get: a tasklet polls these to learn cheaply that
+  // something changed.
+  std::uint32_t items_seq() const { return h_->items.load(std::memory_order_acquire); }
+  std::uint32_t space_seq() const { return h_->space.load(std::memory_order_acquire); }
+
+ private:
+  static std::size_t round_up(std::size_t n) { return (n + 4095) & ~std::size_t{4095}; }
+  void write_at(std::uint64_t pos, const void* src, std::size_t n) {
+    const std::size_t first = std::min<std::size_t>(n, h_->cap - pos);
+    std::memcpy(data_ + pos, src, first);
+    if (first < n) std::memcpy(data_, static_cast<const char*>(src) + first, n - first);
+  }
+  void read_at(std::uint64_t pos, void* dst, std::size_t n) const {
+    const std::size_t first = std::min<std::size_t>(n, h_->cap - pos);
+    std::memcpy(dst, data_ + pos, first);
+    if (first < n) std::memcpy(static_cast<char*>(dst) + first, data_, n - first);
+  }
+
+  SharedMemory mem_;
+  QueueHeader* h_;
+  std::byte* data_;
+};
+
+// ShmLock — a lock in shared memory that any process (or thread) may
+// release, as multiprocessing's Lock: a futex word, 0 free, 1 held, 2 held
+// with waiters (Drepper's mutex). exchange/compare_exchange with acquire
+// order take it, the exchange(0) with release order gives it back, so the
+// holder's writes are seen by the next holder.
+class ShmLock {
+ public:
+  ShmLock() : mem_(64), w_(mem_.word(0)) {}
+  bool try_acquire() noexcept {
+    std::uint32_t free = 0;
+    return w_.compare_exchange_strong(free, 1, std::memory_order_acquire);
+  }
+  // acquire(blocking, timeout) -> bool; the GIL is released while it waits.
+  bool acquire(bool blocking, const pyb::object& timeout) {
+    if (try_acquire()) return true;
+    if (!blocking) return false;
+    const bool forever = timeout.is_none();
+    const double s = forever ? 0.0 : std::max(0.0, timeout.cast<double>());
+    timespec end{};
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    const long add = static_cast<long>(std::min(s, 1e9) * 1e9);
+    end.tv_sec += add / 1000000000L + (end.tv_nsec + add % 1000000000L) / 1000000000L;
+    end.tv_nsec = (end.tv_nsec + add % 1000000000L) % 1000000000L;
+    pyb::gil_scoped_release nogil;
+    while (w_.exchange(2, std::memory_order_acquire) != 0) {
+      timespec left{};
+      const timespec* tp = nullptr;
+      if (!forever) {
+        timespec now{};
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long ns = (end.tv_sec - now.tv_sec) * 1000000000L + (end.tv_nsec - now.tv_nsec);
+        if (ns <= 0) return false;  // the word stays 2: a later release wakes nobody, harmlessly
+        left.tv_sec = ns / 1000000000L;
+        left.tv_nsec = ns % 1000000000L;
+        tp = &left;
+      }
+      ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&w_), FUTEX_WAIT, 2, tp, nullptr, 0);
+    }
+    return true;
+  }
+  void release() {
+    std::uint32_t cur = w_.load(std::memory_order_relaxed);
+    if (cur == 0) throw pyb::value_error("release unlocked lock");
+    if (w_.exchange(0, std::memory_order_release) == 2) futex_wake(w_, 1);
+  }
+  bool locked() const noexcept { return w_.load(std::memory_order_relaxed) != 0; }
+
+ private:
+  SharedMemory mem_;
+  std::atomic<std::uint32_t>& w_;
+};
+
+}  // namespace
+
+void bind_shm(pyb::module_& m) {
+  pyb::class_<SharedMemory>(m, "SharedMemory", pyb::buffer_protocol(),
+                            "An anonymous shared mapping, inherited by processes forked after it is made.")
+      .def(pyb::init<std::size_t>(), pyb::arg("size"))
+      .def_buffer([](SharedMemory& s) {
+        return pyb::buffer_info(s.base(), 1, pyb::format_descriptor<unsigned char>::format(), 1,
+                                {static_cast<pyb::ssize_t>(s.size())}, {1});
+      })
+      .def("__len__", &SharedMemory::size)
+      .def(
+          "load", [](SharedMemory& s, std::size_t off) { return s.word(off).load(std::memory_order_seq_cst); },
+          pyb::arg("offset"))
+      .def(
+          "store",
+          [](SharedMemory& s, std::size_t off, std::uint32_t v) { s.word(off).store(v, std::memory_order_seq_cst); },
+          pyb::arg("offset"), pyb::arg("value"))
+      .def(
+          "add",
+          [](SharedMemory& s, std::size_t off, std::int64_t d) {
+            return s.word(off).fetch_add(static_cast<std::uint32_t>(d), std::memory_order_seq_cst);
+          },
+          pyb::arg("offset"), pyb::arg("delta"), "Atomic add; gives the value before.")
+      .def(
+          "cas",
+          [](SharedMemory& s, std::size_t off, std::uint32_t expected, std::uint32_t desired) {
+            return s.word(off).compare_exchange_strong(expected, desired, std::memory_order_seq_cst);
+          },
+          pyb::arg("offset"), pyb::arg("expected"), pyb::arg("desired"))
+      .def(
+          "wait",
+          [](SharedMemory& s, std::size_t off, std::uint32_t expected, pyb::object timeout) {
+            Timeout t(timeout);
+            return futex_wait(s.word(off), expected, t.ptr);
+          },
+          pyb::arg("offset"), pyb::arg("expected"), pyb::arg("timeout") = pyb::none(),
+          "futex_wait while the word equals expected (the GIL released); False on timeout.")
+      .def(
+          "wake", [](SharedMemory& s, std::size_t off, int n) { futex_wake(s.word(off), n); }, pyb::arg("offset"),
+          pyb::arg("n") = INT32_MAX);
+
+  pyb::class_<ShmLock>(m, "ShmLock", "A lock in shared memory that any process may release (a futex).")
+      .def(pyb::init<>())
+      .def("acquire", &ShmLock::acquire, pyb::arg("blocking") = true, pyb::arg("timeout") = pyb::none())
+      .def("try_acquire", &ShmLock::try_acquire)
+      .def("release", &ShmLock::release)
+      .def("locked", &ShmLock::locked);
+
+  pyb::class_<ShmQueue>(m, "ShmQueue", "A message queue in shared memory (see py/src/shm.cpp).")
+      .def(pyb::init<std::size_t, std::size_t>(), pyb::arg("capacity"), pyb::arg("maxsize") = 0)
+      .def(
+          "put",
+          [](ShmQueue& q, pyb::buffer data, bool block, pyb::object timeout) {
+            pyb::buffer_info b = data.request();
+            return q.put(static_cast<const char*>(b.ptr), static_cast<std::size_t>(b.size * b.itemsize), block,
+                         timeout) == 1;
+          },
+          pyb::arg("data"), pyb::arg("block") = true, pyb::arg("timeout") = pyb::none())
+      .def("get", &ShmQueue::get, pyb::arg("block") = true, pyb::arg("timeout") = pyb::none())
+      .def("poll", &ShmQueue::poll, pyb::arg("timeout") = pyb::none())
+      .def("task_done", &ShmQueue::task_done)
+      .def("join", &ShmQueue::join, pyb::arg("timeout") = pyb::none())
+      .def("close", &ShmQueue::close)
+      .def("qsize", &ShmQueue::qsize)
+      .def("full", &ShmQueue::full)
+      .def_property_readonly("unfinished", &ShmQueue::unfinished)
+      .def_property_readonly("closed", &ShmQueue::closed)
+      .def_property_readonly("capacity", &ShmQueue::capacity)
+      .def_property_readonly("maxsize", &ShmQueue::maxsize)
+      .def("items_seq", &ShmQueue::items_seq)
+      .def("space_seq", &ShmQueue::space_seq);
+}
+
+}  // namespace corelet::py
