@@ -125,18 +125,21 @@ class SharedQueue:
     __reduce__ = _not_picklable
 
     def put(self, obj, block=True, timeout=None):
+        """Puts obj. In a tasklet it is done at once when there is room (the
+        returned operation is then complete) and waits only when full, like the
+        in-process Queue's put."""
         data = _dumps(obj)
         if _in_tasklet():
-            return self._put_op(data, block, _timeout(timeout))
+            if self._q.put(data, False):
+                return _NONE
+            if not block:
+                raise Full
+            return self._put_op(data, _timeout(timeout))
         if not self._q.put(data, block, _timeout(timeout)):
             raise Full
 
     @types.coroutine
-    def _put_op(self, data, block, timeout):
-        if self._q.put(data, False):
-            return None
-        if not block:
-            raise Full
+    def _put_op(self, data, timeout):
         try:
             yield _poll(lambda: (self._q.put(data, False), None), timeout)
         except TimeoutError:
@@ -253,6 +256,8 @@ class Connection:
         view = memoryview(buf).cast("B")
         view = view[offset:] if size is None else view[offset : offset + size]
         if _in_tasklet():
+            if q.put(view, False):  # done at once when there is room, as put
+                return _NONE
             data = bytes(view)
             return _poll(lambda: (q.put(data, False), None), None)
         q.put(view, True, None)
@@ -697,6 +702,7 @@ class SharedCondition:
 
 
 _TRUE = ready(True)
+_NONE = ready(None)
 
 
 # ---- Value and Array ----------------------------------------------------------------
