@@ -30,6 +30,7 @@ import types
 import weakref
 
 from ._corelet import ShmLock, ShmQueue, SharedMemory, UsageError, current_id, ready, sleep, wait_readable
+from ._corelet import _shmq_get, _shmq_put, _shmq_put_tagged, _shmq_try_get, instancemethod
 from ._queues import Empty, Full
 from ._wire import dumps as _wire_dumps, loads as _wire_loads
 
@@ -114,71 +115,53 @@ class SharedQueue:
     """multiprocessing.Queue (and JoinableQueue): put/get with block and
     timeout, put_nowait/get_nowait, qsize/empty/full, task_done/join, close.
     buffer: bytes of its ring in shared memory; one pickled item may not be
-    larger (ValueError at put)."""
+    larger (ValueError at put).
+
+    put and get are C functions: str and bytes cross as they are, the rest as
+    pickle protocol 5 (cloudpickle where pickle fails). In plain code they
+    wait with the GIL released; in a tasklet put is done at once when there
+    is room and get gives a complete operation when an item is there, and
+    otherwise both give operations that poll (see the module docstring)."""
 
     def __init__(self, maxsize=0, *, buffer=_DEFAULT_BUFFER):
         if maxsize < 0:
             maxsize = 0
         self.maxsize = maxsize
         self._q = ShmQueue(buffer, maxsize)
+        self._qp = self._q._address()  # for the C functions below; lives as long as _q
 
     __reduce__ = _not_picklable
 
-    def put(self, obj, block=True, timeout=None):
-        """Puts obj. In a tasklet it is done at once when there is room (the
-        returned operation is then complete) and waits only when full, like the
-        in-process Queue's put."""
-        data = _dumps(obj)
-        if _in_tasklet():
-            if self._q.put(data, False):
-                return _NONE
-            if not block:
-                raise Full
-            return self._put_op(data, _timeout(timeout))
-        if not self._q.put(data, block, _timeout(timeout)):
-            raise Full
+    put = instancemethod(_shmq_put)
+    get = instancemethod(_shmq_get)
 
     @types.coroutine
-    def _put_op(self, data, timeout):
+    def _put_wait(self, tag, payload, timeout):
         try:
-            yield _poll(lambda: (self._q.put(data, False), None), timeout)
+            yield _poll(lambda: (_shmq_put_tagged(self, tag, payload), None), timeout)
         except TimeoutError:
             raise Full from None
 
-    def put_nowait(self, obj):
-        if not self._q.put(_dumps(obj), False):
-            raise Full
-
-    def get(self, block=True, timeout=None):
-        if _in_tasklet():
-            return self._get_op(block, _timeout(timeout))
-        data = self._q.get(block, _timeout(timeout))
-        if data is None:
-            raise Empty
-        return _loads(data)
-
     @types.coroutine
-    def _get_op(self, block, timeout):
-        data = self._q.get(False)
-        if data is None:
-            if not block:
-                raise Empty
+    def _get_wait(self, timeout):
+        try:
+            return (yield _poll(lambda: _shmq_try_get(self), timeout))
+        except TimeoutError:
+            raise Empty from None
 
-            def attempt():
-                d = self._q.get(False)
-                return d is not None, d
-
-            try:
-                data = yield _poll(attempt, timeout)
-            except TimeoutError:
-                raise Empty from None
-        return _loads(data)
+    def put_nowait(self, obj):
+        """Puts obj now, or raises queue.Full."""
+        if _in_tasklet():
+            self.put(obj, False)  # done at once, or Full
+            return None
+        return self.put(obj, False)
 
     def get_nowait(self):
-        data = self._q.get(False)
-        if data is None:
+        """The next item now, or queue.Empty."""
+        ok, value = _shmq_try_get(self)
+        if not ok:
             raise Empty
-        return _loads(data)
+        return value
 
     def qsize(self):
         return self._q.qsize()
@@ -219,10 +202,11 @@ class SharedQueue:
 class Connection:
     """One end of a Pipe: send/recv objects, send_bytes/recv_bytes buffers,
     poll, close. recv raises EOFError once the other end is closed and
-    everything it sent was received."""
+    everything it sent was received. In a tasklet, recv and poll are
+    operations, and send is done at once when there is room."""
 
     def __init__(self, rx, tx):
-        self._rx = rx
+        self._rx = rx  # SharedQueue or None
         self._tx = tx
         self._closed = False
 
@@ -249,52 +233,39 @@ class Connection:
         return q
 
     def send(self, obj):
-        self.send_bytes(_dumps(obj))
-
-    def send_bytes(self, buf, offset=0, size=None):
-        q = self._check("w")
-        view = memoryview(buf).cast("B")
-        view = view[offset:] if size is None else view[offset : offset + size]
-        if _in_tasklet():
-            if q.put(view, False):  # done at once when there is room, as put
-                return _NONE
-            data = bytes(view)
-            return _poll(lambda: (q.put(data, False), None), None)
-        q.put(view, True, None)
-
-    def recv_bytes(self, maxlength=None):
-        q = self._check("r")
-        if _in_tasklet():
-            return self._recv_op(q, maxlength, raw=True)
-        data = q.get(True, None)
-        return self._checked(data, maxlength)
+        return self._check("w").put(obj)
 
     def recv(self):
-        q = self._check("r")
+        return self._check("r").get()
+
+    def send_bytes(self, buf, offset=0, size=None):
+        view = memoryview(buf).cast("B")
+        view = view[offset:] if size is None else view[offset : offset + size]
+        return self._check("w").put(bytes(view))
+
+    def recv_bytes(self, maxlength=None):
+        data = self._check("r").get()
         if _in_tasklet():
-            return self._recv_op(q, None, raw=False)
-        return _loads(q.get(True, None))
+            return self._checked_op(data, maxlength)
+        return self._checked(data, maxlength)
 
     @staticmethod
     def _checked(data, maxlength):
+        if not isinstance(data, (bytes, bytearray)):
+            raise OSError("recv_bytes: the message was sent with send(), not send_bytes()")
         if maxlength is not None and len(data) > maxlength:
             raise OSError(f"message of {len(data)} bytes is longer than maxlength {maxlength}")
         return data
 
     @types.coroutine
-    def _recv_op(self, q, maxlength, raw):
-        def attempt():
-            d = q.get(False)  # EOFError once closed and empty
-            return d is not None, d
-
-        data = yield _poll(attempt, None)
-        return self._checked(data, maxlength) if raw else _loads(data)
+    def _checked_op(self, op, maxlength):
+        return self._checked((yield op), maxlength)
 
     def poll(self, timeout=0.0):
         """True if something can be received now (or within timeout seconds;
         None waits forever). An end whose peer closed polls True (recv then
         raises EOFError)."""
-        q = self._check("r")
+        q = self._check("r")._q
         if _in_tasklet():
             if q.poll(0):
                 return ready(True)
@@ -324,10 +295,10 @@ class Connection:
 def Pipe(duplex=True, *, buffer=_DEFAULT_BUFFER):  # noqa: N802 - multiprocessing's name
     """A pair of Connections, as multiprocessing.Pipe: duplex by default; with
     duplex=False the first can only recv and the second only send."""
-    a_to_b = ShmQueue(buffer, 0)
+    a_to_b = SharedQueue(buffer=buffer)
     if not duplex:
         return Connection(a_to_b, None), Connection(None, a_to_b)
-    b_to_a = ShmQueue(buffer, 0)
+    b_to_a = SharedQueue(buffer=buffer)
     return Connection(b_to_a, a_to_b), Connection(a_to_b, b_to_a)
 
 

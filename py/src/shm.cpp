@@ -112,6 +112,21 @@ void init_mutex(pthread_mutex_t* m) {
 // Locks m; a holder that died left it EOWNERDEAD: the data it guards is
 // consistent (writers update the counters last), so it is marked consistent.
 void lock_mutex(pthread_mutex_t* m) {
+  // The critical sections are a few hundred nanoseconds: try a while before
+  // letting the kernel put us to sleep (a contended robust mutex costs two
+  // system calls, and the other side usually leaves it sooner than that).
+  for (int i = 0; i < 200; ++i) {
+    const int t = pthread_mutex_trylock(m);
+    if (t == 0) return;
+    if (t == EOWNERDEAD) {
+      pthread_mutex_consistent(m);
+      return;
+    }
+    if (t != EBUSY) break;
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  }
   int r = pthread_mutex_lock(m);
   if (r == EOWNERDEAD) r = pthread_mutex_consistent(m);
   if (r != 0) throw std::runtime_error(std::string("corelet: shared mutex: ") + std::strerror(r));
@@ -127,6 +142,26 @@ class MutexGuard {
  private:
   pthread_mutex_t* m_;
 };
+
+// bump — the futex words change only under the queue's mutex, so a plain
+// release store is enough: the mutex orders the bump against the waiters'
+// reads of it, and spinners see it with their acquire loads.
+inline void bump(std::atomic<std::uint32_t>& w) noexcept {
+  w.store(w.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+}
+
+// spin_for_change — polls w (GIL released) for up to ~20 us; true if it
+// moved away from `seen`.
+bool spin_for_change(const std::atomic<std::uint32_t>& w, std::uint32_t seen) {
+  pyb::gil_scoped_release nogil;
+  for (int i = 0; i < 4000; ++i) {
+    if (w.load(std::memory_order_acquire) != seen) return true;
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  }
+  return false;
+}
 
 struct QueueHeader {
   pthread_mutex_t mu;
@@ -159,11 +194,21 @@ class ShmQueue {
   // put — 1: done; 0: it would wait (no room) and timeout ran out; raises if
   // closed or if the message can never fit.
   int put(const char* p, std::size_t n, bool block, const pyb::object& timeout) {
+    Timeout t(timeout);
+    return put_msg(kRaw, p, n, block, t);
+  }
+
+  // Message kinds (the byte after the length word): how get() turns it back
+  // into an object.
+  static constexpr std::uint8_t kRaw = 0, kPickle = 1, kStr = 2, kBytes = 3, kWire = 4;
+  static constexpr std::uint8_t kDecoded = 255;  // get_msg gave the object itself
+
+  int put_msg(std::uint8_t tag, const char* p, std::size_t payload, bool block, Timeout& t) {
+    const std::size_t n = payload + 1;
     const std::uint64_t need = n + 8;
     if (need > h_->cap)
       throw pyb::value_error("corelet: a message of " + std::to_string(n) + " bytes is larger than the shared queue's buffer (" +
                              std::to_string(h_->cap) + " bytes); make the queue with a larger buffer");
-    Timeout t(timeout);
     lock_mutex(&h_->mu);
     for (;;) {
       if (h_->closed) {
@@ -188,21 +233,31 @@ class ShmQueue {
     }
     const std::uint64_t len = n;
     write_at((h_->head + h_->used) % h_->cap, &len, 8);
-    write_at((h_->head + h_->used + 8) % h_->cap, p, n);
+    write_at((h_->head + h_->used + 8) % h_->cap, &tag, 1);
+    write_at((h_->head + h_->used + 9) % h_->cap, p, payload);
     h_->used += need;  // the counters last: a holder that dies mid-copy leaves them as they were
     ++h_->count;
     ++h_->unfinished;
-    h_->items.fetch_add(1, std::memory_order_seq_cst);
+    bump(h_->items);
     const bool wake = h_->getters != 0;
     pthread_mutex_unlock(&h_->mu);
     if (wake) futex_wake(h_->items, 1);
     return 1;
   }
 
-  // get — the next message, or None (timeout / not blocking); raises
-  // EOFError once closed and empty.
+  // get — the next message's bytes, or None (timeout / not blocking);
+  // raises EOFError once closed and empty.
   pyb::object get(bool block, const pyb::object& timeout) {
     Timeout t(timeout);
+    std::uint8_t tag = 0;
+    PyObject* b = get_msg(block, t, &tag);
+    if (!b) return pyb::none();
+    return pyb::reinterpret_steal<pyb::object>(b);
+  }
+
+  // get_msg — a new bytes object with the next message's payload and *tag,
+  // or nullptr (none: timeout or not blocking). Throws on EOF (EOFError set).
+  PyObject* get_msg(bool block, Timeout& t, std::uint8_t* tag) {
     lock_mutex(&h_->mu);
     for (;;) {
       if (h_->count != 0) break;
@@ -213,35 +268,54 @@ class ShmQueue {
       }
       if (!block || (t.ptr && t.ts.tv_sec == 0 && t.ts.tv_nsec == 0)) {
         pthread_mutex_unlock(&h_->mu);
-        return pyb::none();
+        return nullptr;
       }
       const std::uint32_t seen = h_->items.load(std::memory_order_seq_cst);
+      pthread_mutex_unlock(&h_->mu);
+      // A busy producer's next message usually comes within microseconds:
+      // look for it (GIL released) before paying two system calls for a sleep.
+      if (spin_for_change(h_->items, seen)) {
+        lock_mutex(&h_->mu);
+        continue;
+      }
+      lock_mutex(&h_->mu);
+      if (h_->count != 0 || h_->closed) continue;
+      const std::uint32_t seen2 = h_->items.load(std::memory_order_seq_cst);
       ++h_->getters;
       pthread_mutex_unlock(&h_->mu);
-      const bool woke = futex_wait(h_->items, seen, t.ptr);
+      const bool woke = futex_wait(h_->items, seen2, t.ptr);
       lock_mutex(&h_->mu);
       --h_->getters;
       if (!woke && h_->count == 0) {
         pthread_mutex_unlock(&h_->mu);
-        return pyb::none();
+        return nullptr;
       }
     }
     std::uint64_t len = 0;
     read_at(h_->head, &len, 8);
-    PyObject* b = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(len));
+    read_at((h_->head + 8) % h_->cap, tag, 1);
+    const std::uint64_t at = (h_->head + 9) % h_->cap;
+    PyObject* b;
+    if (*tag == kStr && at + len - 1 <= h_->cap) {
+      // A str in one piece: decoded straight from the ring.
+      b = PyUnicode_DecodeUTF8(reinterpret_cast<const char*>(data_ + at), static_cast<Py_ssize_t>(len - 1), "strict");
+      *tag = kDecoded;
+    } else {
+      b = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(len - 1));
+      if (b) read_at(at, PyBytes_AS_STRING(b), len - 1);
+    }
     if (!b) {
       pthread_mutex_unlock(&h_->mu);
       throw pyb::error_already_set();
     }
-    read_at((h_->head + 8) % h_->cap, PyBytes_AS_STRING(b), len);
     h_->head = (h_->head + 8 + len) % h_->cap;
     h_->used -= 8 + len;
     --h_->count;
-    h_->space.fetch_add(1, std::memory_order_seq_cst);
+    bump(h_->space);
     const bool wake = h_->putters != 0;
     pthread_mutex_unlock(&h_->mu);
     if (wake) futex_wake(h_->space, 1);
-    return pyb::reinterpret_steal<pyb::object>(b);
+    return b;
   }
 
   // poll — true once a message is there or the queue is closed (false:
@@ -394,9 +468,320 @@ class ShmLock {
   std::atomic<std::uint32_t>& w_;
 };
 
+// ---- the fast path of SharedQueue.put / get (and Connection.send / recv) ----
+//
+// METH_FASTCALL functions, bound as methods of the Python classes: no
+// pybind11 argument packing, and str and bytes cross without pickle.
+
+struct Cached {
+  PyObject* dumps = nullptr;  // pickle.dumps
+  PyObject* loads = nullptr;  // pickle.loads
+  PyObject* wire_dumps = nullptr;  // corelet._wire.dumps (cloudpickle where pickle fails)
+  PyObject* wire_loads = nullptr;
+  PyObject* full = nullptr;   // queue.Full
+  PyObject* empty = nullptr;  // queue.Empty
+  PyObject* protocol = nullptr;  // 5
+  PyObject* put_wait = nullptr;  // "_put_wait"
+  PyObject* get_wait = nullptr;  // "_get_wait"
+  PyObject* ready_none = nullptr;  // an operation complete at once, giving None
+  PyObject* ready = nullptr;  // corelet._corelet.ready
+};
+Cached g_c;
+
+bool load_cache() {
+  if (g_c.wire_dumps) return true;
+  PyObject* pk = PyImport_ImportModule("pickle");
+  PyObject* q = PyImport_ImportModule("queue");
+  PyObject* w = PyImport_ImportModule("corelet._wire");
+  PyObject* c = PyImport_ImportModule("corelet._corelet");
+  bool ok = pk && q && w && c;
+  if (ok) {
+    g_c.dumps = PyObject_GetAttrString(pk, "dumps");
+    g_c.loads = PyObject_GetAttrString(pk, "loads");
+    g_c.full = PyObject_GetAttrString(q, "Full");
+    g_c.empty = PyObject_GetAttrString(q, "Empty");
+    g_c.ready = PyObject_GetAttrString(c, "ready");
+    g_c.protocol = PyLong_FromLong(5);
+    g_c.put_wait = PyUnicode_InternFromString("_put_wait");
+    g_c.get_wait = PyUnicode_InternFromString("_get_wait");
+    g_c.ready_none = g_c.ready ? PyObject_CallOneArg(g_c.ready, Py_None) : nullptr;
+    PyObject* wd = PyObject_GetAttrString(w, "dumps");
+    PyObject* wl = PyObject_GetAttrString(w, "loads");
+    ok = g_c.dumps && g_c.loads && g_c.full && g_c.empty && g_c.ready && g_c.ready_none && wd && wl;
+    g_c.wire_loads = wl;
+    g_c.wire_dumps = ok ? wd : nullptr;
+    if (!ok) Py_XDECREF(wd);
+  }
+  Py_XDECREF(pk);
+  Py_XDECREF(q);
+  Py_XDECREF(w);
+  Py_XDECREF(c);
+  return ok;
+}
+
+// Parses (self, [first], block=True, timeout=None) of a FASTCALL method call.
+bool parse(const char* name, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames, Py_ssize_t fixed,
+           bool* block, PyObject** timeout) {
+  *block = true;
+  *timeout = Py_None;
+  if (nargs < fixed) {
+    PyErr_Format(PyExc_TypeError, "%s: missing arguments", name);
+    return false;
+  }
+  if (nargs > fixed) *block = PyObject_IsTrue(args[fixed]) == 1;
+  if (nargs > fixed + 1) *timeout = args[fixed + 1];
+  if (nargs > fixed + 2) {
+    PyErr_Format(PyExc_TypeError, "%s: too many arguments", name);
+    return false;
+  }
+  const Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+  for (Py_ssize_t i = 0; i < nkw; ++i) {
+    PyObject* k = PyTuple_GET_ITEM(kwnames, i);
+    if (PyUnicode_CompareWithASCIIString(k, "block") == 0) {
+      *block = PyObject_IsTrue(args[nargs + i]) == 1;
+    } else if (PyUnicode_CompareWithASCIIString(k, "timeout") == 0) {
+      *timeout = args[nargs + i];
+    } else {
+      PyErr_Format(PyExc_TypeError, "%s: unexpected keyword argument '%U'", name, k);
+      return false;
+    }
+  }
+  if (*timeout != Py_None) {
+    const double v = PyFloat_AsDouble(*timeout);
+    if (v == -1.0 && PyErr_Occurred()) return false;
+    if (v < 0 && v != -1.0) {
+      PyErr_SetString(PyExc_ValueError, "'timeout' must be a non-negative number");
+      return false;
+    }
+    if (v == -1.0) *timeout = Py_None;
+  }
+  return true;
+}
+
+// The ShmQueue of a SharedQueue: its `_qp` attribute holds the address of
+// the ShmQueue that its `_q` attribute owns (set together in __init__, so it
+// lives as long as the object); reading an int is far cheaper than a
+// pybind11 cast on every put and get.
+ShmQueue* queue_of(PyObject* self, const char*) {
+  static PyObject* name = PyUnicode_InternFromString("_qp");
+  PyObject* a = PyObject_GetAttr(self, name);
+  if (!a) return nullptr;
+  void* p = PyLong_AsVoidPtr(a);
+  Py_DECREF(a);
+  if (!p) {
+    if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "corelet: not a shared queue");
+    return nullptr;
+  }
+  return static_cast<ShmQueue*>(p);
+}
+
+// Translates what a ShmQueue call threw into the Python error (returns nullptr).
+PyObject* translate() {
+  try {
+    throw;
+  } catch (pyb::error_already_set& e) {
+    e.restore();
+  } catch (const pyb::builtin_exception& e) {
+    e.set_error();
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+  }
+  return nullptr;
+}
+
+// put(self, obj, block=True, timeout=None): the object goes as str / bytes /
+// pickle / corelet wire (cloudpickle). In plain code it waits (GIL released)
+// while full and raises queue.Full after timeout; in a tasklet it is done at
+// once if there is room (returning a complete operation), else it returns
+// self._put_wait(tag, payload, timeout), an operation that polls.
+PyObject* shmq_put(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  bool block;
+  PyObject* timeout;
+  if (!parse("put", args, nargs, kwnames, 2, &block, &timeout) || !load_cache()) return nullptr;
+  ShmQueue* q = queue_of(args[0], "_q");
+  if (!q) return nullptr;
+  PyObject* obj = args[1];
+  std::uint8_t tag;
+  PyObject* holder = nullptr;  // keeps the payload's memory alive
+  const char* p;
+  Py_ssize_t n;
+  if (PyUnicode_CheckExact(obj)) {
+    tag = ShmQueue::kStr;
+    p = PyUnicode_AsUTF8AndSize(obj, &n);
+    if (!p) return nullptr;
+  } else if (PyBytes_CheckExact(obj)) {
+    tag = ShmQueue::kBytes;
+    p = PyBytes_AS_STRING(obj);
+    n = PyBytes_GET_SIZE(obj);
+  } else {
+    tag = ShmQueue::kPickle;
+    PyObject* a[2] = {obj, g_c.protocol};
+    holder = PyObject_Vectorcall(g_c.dumps, a, 2, nullptr);
+    if (!holder) {
+      PyErr_Clear();
+      tag = ShmQueue::kWire;
+      holder = PyObject_CallOneArg(g_c.wire_dumps, obj);  // TypeError naming the object if it cannot cross
+      if (!holder) return nullptr;
+    }
+    p = PyBytes_AS_STRING(holder);
+    n = PyBytes_GET_SIZE(holder);
+  }
+  PyObject* result = nullptr;
+  try {
+    if (detail::current()) {
+      Timeout none{pyb::none()};
+      if (q->put_msg(tag, p, static_cast<std::size_t>(n), false, none)) {
+        result = Py_NewRef(g_c.ready_none);
+      } else if (!block) {
+        PyErr_SetNone(g_c.full);
+      } else {
+        PyObject* payload = holder ? Py_NewRef(holder) : PyBytes_FromStringAndSize(p, n);
+        PyObject* tg = PyLong_FromLong(tag);
+        if (payload && tg) {
+          PyObject* a[4] = {args[0], tg, payload, timeout};
+          result = PyObject_VectorcallMethod(g_c.put_wait, a, 4 | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr);
+        }
+        Py_XDECREF(payload);
+        Py_XDECREF(tg);
+      }
+    } else {
+      Timeout t(pyb::reinterpret_borrow<pyb::object>(timeout));
+      if (q->put_msg(tag, p, static_cast<std::size_t>(n), block, t)) result = Py_NewRef(Py_None);
+      else PyErr_SetNone(g_c.full);
+    }
+  } catch (...) {
+    result = translate();
+  }
+  Py_XDECREF(holder);
+  return result;
+}
+
+// put_tagged(self_queue_holder, tag, payload) -> bool: a non-blocking put of a
+// payload encoded by shmq_put (the polling operation's retry).
+PyObject* shmq_put_tagged(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs != 3 || !PyBytes_Check(args[2])) {
+    PyErr_SetString(PyExc_TypeError, "_put_tagged(queue_holder, tag, payload)");
+    return nullptr;
+  }
+  ShmQueue* q = queue_of(args[0], "_q");
+  if (!q) return nullptr;
+  try {
+    Timeout none{pyb::none()};
+    const int ok = q->put_msg(static_cast<std::uint8_t>(PyLong_AsLong(args[1])), PyBytes_AS_STRING(args[2]),
+                              static_cast<std::size_t>(PyBytes_GET_SIZE(args[2])), false, none);
+    return PyBool_FromLong(ok);
+  } catch (...) {
+    return translate();
+  }
+}
+
+PyObject* decode(std::uint8_t tag, PyObject* bytes) {
+  PyObject* r = nullptr;
+  switch (tag) {
+    case ShmQueue::kStr:
+      r = PyUnicode_DecodeUTF8(PyBytes_AS_STRING(bytes), PyBytes_GET_SIZE(bytes), "strict");
+      break;
+    case ShmQueue::kBytes:
+    case ShmQueue::kRaw:
+    case ShmQueue::kDecoded:
+      return bytes;  // the reference passes on
+    case ShmQueue::kPickle:
+      r = PyObject_CallOneArg(g_c.loads, bytes);
+      break;
+    default:
+      r = PyObject_CallOneArg(g_c.wire_loads, bytes);
+      break;
+  }
+  Py_DECREF(bytes);
+  return r;
+}
+
+// get(self, block=True, timeout=None): the next object. In plain code it
+// waits (GIL released) and raises queue.Empty after timeout; in a tasklet it
+// returns a complete operation when an item is there, else
+// self._get_wait(timeout). EOFError once the queue is closed and empty.
+PyObject* shmq_get(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  bool block;
+  PyObject* timeout;
+  if (!parse("get", args, nargs, kwnames, 1, &block, &timeout) || !load_cache()) return nullptr;
+  ShmQueue* q = queue_of(args[0], "_q");
+  if (!q) return nullptr;
+  try {
+    std::uint8_t tag = 0;
+    if (detail::current()) {
+      Timeout none{pyb::none()};
+      PyObject* b = q->get_msg(false, none, &tag);
+      if (!b) {
+        if (!block) {
+          PyErr_SetNone(g_c.empty);
+          return nullptr;
+        }
+        PyObject* a[2] = {args[0], timeout};
+        return PyObject_VectorcallMethod(g_c.get_wait, a, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr);
+      }
+      PyObject* v = decode(tag, b);
+      if (!v) return nullptr;
+      PyObject* op = PyObject_CallOneArg(g_c.ready, v);
+      Py_DECREF(v);
+      return op;
+    }
+    Timeout t(pyb::reinterpret_borrow<pyb::object>(timeout));
+    PyObject* b = q->get_msg(block, t, &tag);
+    if (!b) {
+      PyErr_SetNone(g_c.empty);
+      return nullptr;
+    }
+    return decode(tag, b);
+  } catch (...) {
+    return translate();
+  }
+}
+
+// get_nowait_decoded(queue_holder) -> (True, obj) or (False, None): the
+// polling operation's retry.
+PyObject* shmq_try_get(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs != 1 || !load_cache()) {
+    if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "_try_get(queue_holder)");
+    return nullptr;
+  }
+  ShmQueue* q = queue_of(args[0], "_q");
+  if (!q) return nullptr;
+  try {
+    std::uint8_t tag = 0;
+    Timeout none{pyb::none()};
+    PyObject* b = q->get_msg(false, none, &tag);
+    if (!b) return Py_BuildValue("(OO)", Py_False, Py_None);
+    PyObject* v = decode(tag, b);
+    if (!v) return nullptr;
+    return Py_BuildValue("(ON)", Py_True, v);
+  } catch (...) {
+    return translate();
+  }
+}
+
+PyMethodDef g_fast[] = {
+    {"_shmq_put", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&shmq_put)),
+     METH_FASTCALL | METH_KEYWORDS, "put(obj, block=True, timeout=None)"},
+    {"_shmq_get", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&shmq_get)),
+     METH_FASTCALL | METH_KEYWORDS, "get(block=True, timeout=None)"},
+    {"_shmq_put_tagged", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&shmq_put_tagged)), METH_FASTCALL,
+     nullptr},
+    {"_shmq_try_get", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&shmq_try_get)), METH_FASTCALL,
+     nullptr},
+};
+
 }  // namespace
 
 void bind_shm(pyb::module_& m) {
+  for (PyMethodDef& d : g_fast) {
+    PyObject* f = PyCFunction_NewEx(&d, nullptr, m.ptr());
+    if (!f) throw pyb::error_already_set();
+    m.add_object(d.ml_name, pyb::reinterpret_steal<pyb::object>(f));
+  }
+  m.def(
+      "instancemethod",
+      [](pyb::object f) { return pyb::reinterpret_steal<pyb::object>(PyInstanceMethod_New(f.ptr())); },
+      "Binds a builtin function as a method (its first argument is self).");
   pyb::class_<SharedMemory>(m, "SharedMemory", pyb::buffer_protocol(),
                             "An anonymous shared mapping, inherited by processes forked after it is made.")
       .def(pyb::init<std::size_t>(), pyb::arg("size"))
@@ -464,6 +849,7 @@ void bind_shm(pyb::module_& m) {
       .def_property_readonly("closed", &ShmQueue::closed)
       .def_property_readonly("capacity", &ShmQueue::capacity)
       .def_property_readonly("maxsize", &ShmQueue::maxsize)
+      .def("_address", [](ShmQueue& q) { return reinterpret_cast<std::uintptr_t>(&q); })
       .def("items_seq", &ShmQueue::items_seq)
       .def("space_seq", &ShmQueue::space_seq);
 }
