@@ -29,8 +29,9 @@ import traceback
 import types
 import weakref
 
-from ._corelet import ShmLock, ShmQueue, SharedMemory, UsageError, current_id, ready, sleep, wait_readable
-from ._corelet import _shmq_get, _shmq_put, _shmq_put_tagged, _shmq_try_get, instancemethod
+from ._corelet import ShmLock, ShmQueue, ShmRLock, SharedMemory, UsageError, current_id, ready, sleep, wait_readable
+from ._corelet import _lock_acquire, _lock_enter, _lock_release, _shmq_get, _shmq_put, _shmq_put_tagged, _shmq_try_get
+from ._corelet import instancemethod
 from ._queues import Empty, Full
 from ._wire import dumps as _wire_dumps, loads as _wire_loads
 
@@ -307,47 +308,31 @@ def Pipe(duplex=True, *, buffer=_DEFAULT_BUFFER):  # noqa: N802 - multiprocessin
 
 class SharedLock:
     """multiprocessing.Lock: acquire(block=True, timeout=None), release();
-    any process may release it. In a tasklet acquire is an operation."""
+    any process may release it. In a tasklet acquire is an operation.
+    acquire, release, __enter__ and __exit__ are C functions."""
 
-    __slots__ = ("_core", "__weakref__")
+    __slots__ = ("_core", "_lp", "__weakref__")
 
     def __init__(self):
         self._core = ShmLock()
+        self._lp = self._core._address()  # for the C functions; lives as long as _core
 
     __reduce__ = _not_picklable
 
-    def acquire(self, block=True, timeout=None):
-        timeout = _timeout(timeout)
-        if _in_tasklet():
-            return self._acquire_op(block, timeout)
-        return self._core.acquire(block, timeout)
+    acquire = instancemethod(_lock_acquire)
+    release = instancemethod(_lock_release)
+    __enter__ = instancemethod(_lock_enter)
+    __exit__ = instancemethod(_lock_release)  # takes and ignores the exception arguments
 
     @types.coroutine
-    def _acquire_op(self, block, timeout):
-        if self._core.try_acquire():
-            return True
-        if not block:
-            return False
+    def _acquire_op(self, timeout):
         try:
-            return (yield _poll(lambda: (self._core.try_acquire(), True), timeout))
+            return (yield _poll(lambda: (self._core.try_acquire(), True), _timeout(timeout)))
         except TimeoutError:
             return False
 
-    def release(self):
-        self._core.release()
-
     def locked(self):
         return self._core.locked()
-
-    def __enter__(self):
-        if _in_tasklet():
-            if not self._core.try_acquire():
-                raise UsageError("corelet: `with` on a held Lock cannot wait in a tasklet; use `async with`")
-            return True
-        return self._core.acquire(True, None)
-
-    def __exit__(self, *exc):
-        self.release()
 
     async def __aenter__(self):
         await self.acquire()
@@ -369,83 +354,45 @@ class SharedLock:
         return f"<corelet.Lock (shared) {'locked' if self.locked() else 'unlocked'}>"
 
 
-def _me():
-    """Who holds an RLock: this process and thread (or tasklet)."""
-    import threading
-
-    return os.getpid(), current_id() or threading.get_ident()
-
-
 class SharedRLock:
-    """multiprocessing.RLock: the holder (process and thread, or tasklet) may
-    acquire it again; free after as many releases."""
+    """multiprocessing.RLock: its holder (process and thread, or tasklet) may
+    acquire it again; it is free after as many releases."""
+
+    __slots__ = ("_core", "__weakref__")
 
     def __init__(self):
-        self._lock = ShmLock()
-        self._mem = SharedMemory(64)  # words: owner pid, owner ident (2 words), count
-        self._owner = None  # this process's view, kept equal to the shared words
+        self._core = ShmRLock()
 
     __reduce__ = _not_picklable
 
-    def _get_owner(self):
-        m = self._mem
-        if m.load(12) == 0:
-            return None
-        return m.load(0), m.load(4) | (m.load(8) << 32)
-
-    def _set_owner(self, who, count):
-        m = self._mem
-        if who is None:
-            m.store(12, 0)
-            return
-        pid, ident = who
-        m.store(0, pid)
-        m.store(4, ident & 0xFFFFFFFF)
-        m.store(8, (ident >> 32) & 0xFFFFFFFF)
-        m.store(12, count)
-
     def acquire(self, block=True, timeout=None):
-        me = _me()
-        if self._get_owner() == me:
-            self._mem.add(12, 1)
-            return _TRUE if _in_tasklet() else True
         if _in_tasklet():
-            return self._acquire_op(me, block, _timeout(timeout))
-        if not self._lock.acquire(block, _timeout(timeout)):
-            return False
-        self._set_owner(me, 1)
-        return True
+            if self._core.try_acquire():
+                return _TRUE
+            if not block:
+                return _FALSE
+            return self._acquire_op(_timeout(timeout))
+        return self._core.acquire(block, _timeout(timeout))
 
     @types.coroutine
-    def _acquire_op(self, me, block, timeout):
-        if not self._lock.try_acquire():
-            if not block:
-                return False
-            try:
-                yield _poll(lambda: (self._lock.try_acquire(), True), timeout)
-            except TimeoutError:
-                return False
-        self._set_owner(me, 1)
-        return True
+    def _acquire_op(self, timeout):
+        try:
+            return (yield _poll(lambda: (self._core.try_acquire(), True), timeout))
+        except TimeoutError:
+            return False
 
     def release(self):
-        if self._get_owner() != _me():
-            raise AssertionError("attempt to release recursive lock not owned by thread")
-        if self._mem.add(12, -1) == 1:
-            self._set_owner(None, 0)
-            self._lock.release()
+        try:
+            self._core.release()
+        except ValueError:
+            raise AssertionError("attempt to release recursive lock not owned by thread") from None
 
     def __enter__(self):
         if _in_tasklet():
-            me = _me()
-            if self._get_owner() == me:
-                self._mem.add(12, 1)
-                return True
-            if not self._lock.try_acquire():
+            if not self._core.try_acquire():
                 raise UsageError("corelet: `with` on a held RLock cannot wait in a tasklet; use `async with`")
-            self._set_owner(me, 1)
             return True
-        return self.acquire()
+        return self._core.acquire(True, None)
 
     def __exit__(self, *exc):
         self.release()
@@ -457,27 +404,25 @@ class SharedRLock:
         self.release()
 
     def _release_save(self):
-        if self._get_owner() != _me():
-            raise RuntimeError("cannot release un-acquired lock")
-        count = self._mem.load(12)
-        self._set_owner(None, 0)
-        self._lock.release()
-        return count
+        try:
+            return self._core.release_all()
+        except ValueError:
+            raise RuntimeError("cannot release un-acquired lock") from None
 
-    def _acquire_restore(self, count):
+    def _acquire_restore(self, depth):
         if _in_tasklet():
-            return self._restore_op(count)
-        self._lock.acquire(True, None)
-        self._set_owner(_me(), count)
+            return self._restore_op(depth)
+        self._core.acquire(True, None)
+        self._core.set_depth(depth)
         return None
 
     @types.coroutine
-    def _restore_op(self, count):
-        yield _poll(lambda: (self._lock.try_acquire(), None), None)
-        self._set_owner(_me(), count)
+    def _restore_op(self, depth):
+        yield _poll(lambda: (self._core.try_acquire(), None), None)
+        self._core.set_depth(depth)
 
     def _is_owned(self):
-        return self._get_owner() == _me()
+        return self._core.owned()
 
 
 class SharedSemaphore:
@@ -673,6 +618,7 @@ class SharedCondition:
 
 
 _TRUE = ready(True)
+_FALSE = ready(False)
 _NONE = ready(None)
 
 

@@ -468,6 +468,106 @@ class ShmLock {
   std::atomic<std::uint32_t>& w_;
 };
 
+// ShmRLock — a recursive lock in shared memory: a futex word as ShmLock's,
+// plus its holder (process id, and the tasklet id or else the thread id) and
+// the depth. The holder fields are written only by the holder while it holds
+// the lock, and the depth is cleared before the release, so a reader that
+// compares them with its own identity can only match if it is the holder
+// (relaxed atomics: a stale value never equals the reader's identity).
+class ShmRLock {
+ public:
+  ShmRLock()
+      : mem_(64), w_(mem_.word(0)), pid_(mem_.word(4)), id_lo_(mem_.word(8)), id_hi_(mem_.word(12)),
+        depth_(mem_.word(16)) {}
+  static std::uint64_t me_id() noexcept {
+    if (detail::Tasklet* t = detail::current()) return t->running.id;
+    return static_cast<std::uint64_t>(pthread_self());
+  }
+  bool mine() const noexcept {
+    if (depth_.load(std::memory_order_relaxed) == 0) return false;
+    const std::uint64_t id = me_id();
+    return pid_.load(std::memory_order_relaxed) == static_cast<std::uint32_t>(::getpid()) &&
+           id_lo_.load(std::memory_order_relaxed) == static_cast<std::uint32_t>(id) &&
+           id_hi_.load(std::memory_order_relaxed) == static_cast<std::uint32_t>(id >> 32);
+  }
+  bool try_acquire() noexcept {
+    if (mine()) {
+      depth_.fetch_add(1, std::memory_order_relaxed);
+      return true;
+    }
+    std::uint32_t free = 0;
+    if (!w_.compare_exchange_strong(free, 1, std::memory_order_acquire)) return false;
+    take(1);
+    return true;
+  }
+  bool acquire(bool blocking, const pyb::object& timeout) {
+    if (try_acquire()) return true;
+    if (!blocking) return false;
+    const bool forever = timeout.is_none();
+    const double s = forever ? 0.0 : std::max(0.0, timeout.cast<double>());
+    timespec end{};
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    const long add = static_cast<long>(std::min(s, 1e9) * 1e9);
+    const long ns0 = end.tv_nsec + add % 1000000000L;
+    end.tv_sec += add / 1000000000L + ns0 / 1000000000L;
+    end.tv_nsec = ns0 % 1000000000L;
+    {
+      pyb::gil_scoped_release nogil;
+      while (w_.exchange(2, std::memory_order_acquire) != 0) {
+        timespec left{};
+        const timespec* tp = nullptr;
+        if (!forever) {
+          timespec now{};
+          clock_gettime(CLOCK_MONOTONIC, &now);
+          const long ns = (end.tv_sec - now.tv_sec) * 1000000000L + (end.tv_nsec - now.tv_nsec);
+          if (ns <= 0) return false;  // the word stays 2: a later release wakes nobody, harmlessly
+          left.tv_sec = ns / 1000000000L;
+          left.tv_nsec = ns % 1000000000L;
+          tp = &left;
+        }
+        ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&w_), FUTEX_WAIT, 2, tp, nullptr, 0);
+      }
+    }
+    take(1);
+    return true;
+  }
+  void release() {
+    if (!mine()) throw pyb::value_error("cannot release un-acquired lock");
+    if (depth_.fetch_sub(1, std::memory_order_relaxed) != 1) return;
+    give_back();
+  }
+  // Condition's protocol: give the lock up whatever its depth (returned)...
+  std::uint32_t release_all() {
+    if (!mine()) throw pyb::value_error("cannot release un-acquired lock");
+    const std::uint32_t d = depth_.exchange(0, std::memory_order_relaxed);
+    give_back();
+    return d;
+  }
+  // ...and, once it is held again, restore the depth.
+  void set_depth(std::uint32_t d) { take(d); }
+  bool owned() const noexcept { return mine(); }
+
+ private:
+  void take(std::uint32_t depth) noexcept {
+    const std::uint64_t id = me_id();
+    pid_.store(static_cast<std::uint32_t>(::getpid()), std::memory_order_relaxed);
+    id_lo_.store(static_cast<std::uint32_t>(id), std::memory_order_relaxed);
+    id_hi_.store(static_cast<std::uint32_t>(id >> 32), std::memory_order_relaxed);
+    depth_.store(depth, std::memory_order_relaxed);
+  }
+  void give_back() noexcept {
+    depth_.store(0, std::memory_order_relaxed);
+    pid_.store(0, std::memory_order_relaxed);
+    if (w_.exchange(0, std::memory_order_release) == 2) futex_wake(w_, 1);
+  }
+  SharedMemory mem_;
+  std::atomic<std::uint32_t>& w_;
+  std::atomic<std::uint32_t>& pid_;
+  std::atomic<std::uint32_t>& id_lo_;
+  std::atomic<std::uint32_t>& id_hi_;
+  std::atomic<std::uint32_t>& depth_;
+};
+
 // ---- the fast path of SharedQueue.put / get (and Connection.send / recv) ----
 //
 // METH_FASTCALL functions, bound as methods of the Python classes: no
@@ -759,7 +859,77 @@ PyObject* shmq_try_get(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   }
 }
 
+// SharedLock's acquire / release / __enter__ / __exit__: `_lp` holds the
+// address of the ShmLock its `_core` owns. In a tasklet acquire returns an
+// operation (complete at once if the lock was free, else self._acquire_op's).
+ShmLock* lock_of(PyObject* self) {
+  static PyObject* name = PyUnicode_InternFromString("_lp");
+  PyObject* a = PyObject_GetAttr(self, name);
+  if (!a) return nullptr;
+  void* p = PyLong_AsVoidPtr(a);
+  Py_DECREF(a);
+  if (!p && !PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "corelet: not a shared lock");
+  return static_cast<ShmLock*>(p);
+}
+
+PyObject* lock_acquire(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  bool block;
+  PyObject* timeout;
+  if (!parse("acquire", args, nargs, kwnames, 1, &block, &timeout) || !load_cache()) return nullptr;
+  ShmLock* l = lock_of(args[0]);
+  if (!l) return nullptr;
+  if (detail::current()) {
+    static PyObject* ready_true = PyObject_CallOneArg(g_c.ready, Py_True);
+    static PyObject* ready_false = PyObject_CallOneArg(g_c.ready, Py_False);
+    static PyObject* slow = PyUnicode_InternFromString("_acquire_op");
+    if (l->try_acquire()) return Py_NewRef(ready_true);
+    if (!block) return Py_NewRef(ready_false);
+    PyObject* a[2] = {args[0], timeout};
+    return PyObject_VectorcallMethod(slow, a, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr);
+  }
+  try {
+    return PyBool_FromLong(l->acquire(block, pyb::reinterpret_borrow<pyb::object>(timeout)));
+  } catch (...) {
+    return translate();
+  }
+}
+
+PyObject* lock_release(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs < 1) return nullptr;
+  ShmLock* l = lock_of(args[0]);
+  if (!l) return nullptr;
+  try {
+    l->release();
+  } catch (...) {
+    return translate();
+  }
+  Py_RETURN_NONE;
+}
+
+// __enter__: plain code waits; a tasklet takes a free lock or gets UsageError.
+PyObject* lock_enter(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs < 1) return nullptr;
+  ShmLock* l = lock_of(args[0]);
+  if (!l) return nullptr;
+  if (detail::current()) {
+    if (l->try_acquire()) Py_RETURN_TRUE;
+    PyErr_SetString(g_exc.usage, "corelet: `with` on a held Lock cannot wait in a tasklet; use `async with`");
+    return nullptr;
+  }
+  try {
+    return PyBool_FromLong(l->acquire(true, pyb::none()));
+  } catch (...) {
+    return translate();
+  }
+}
+
 PyMethodDef g_fast[] = {
+    {"_lock_acquire", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&lock_acquire)),
+     METH_FASTCALL | METH_KEYWORDS, "acquire(block=True, timeout=None)"},
+    {"_lock_release", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&lock_release)), METH_FASTCALL,
+     "release()"},
+    {"_lock_enter", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&lock_enter)), METH_FASTCALL,
+     "__enter__()"},
     {"_shmq_put", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&shmq_put)),
      METH_FASTCALL | METH_KEYWORDS, "put(obj, block=True, timeout=None)"},
     {"_shmq_get", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&shmq_get)),
@@ -826,7 +996,17 @@ void bind_shm(pyb::module_& m) {
       .def("acquire", &ShmLock::acquire, pyb::arg("blocking") = true, pyb::arg("timeout") = pyb::none())
       .def("try_acquire", &ShmLock::try_acquire)
       .def("release", &ShmLock::release)
-      .def("locked", &ShmLock::locked);
+      .def("locked", &ShmLock::locked)
+      .def("_address", [](ShmLock& l) { return reinterpret_cast<std::uintptr_t>(&l); });
+
+  pyb::class_<ShmRLock>(m, "ShmRLock", "A recursive lock in shared memory (holder: process and thread or tasklet).")
+      .def(pyb::init<>())
+      .def("acquire", &ShmRLock::acquire, pyb::arg("blocking") = true, pyb::arg("timeout") = pyb::none())
+      .def("try_acquire", &ShmRLock::try_acquire)
+      .def("release", &ShmRLock::release)
+      .def("release_all", &ShmRLock::release_all)
+      .def("set_depth", &ShmRLock::set_depth)
+      .def("owned", &ShmRLock::owned);
 
   pyb::class_<ShmQueue>(m, "ShmQueue", "A message queue in shared memory (see py/src/shm.cpp).")
       .def(pyb::init<std::size_t, std::size_t>(), pyb::arg("capacity"), pyb::arg("maxsize") = 0)
