@@ -9,7 +9,8 @@ measurement once, in a fixed interleaved order; the tables show medians.
   Pool.map overhead per task: a trivial function over many items, at
       chunksize 1 and at the default chunks, corelet.Pool(2) against
       multiprocessing.Pool(2) (both started before the clock starts);
-  count: Beazley's count(n) twice, sequentially, in 2 threads, on
+  count: Beazley's count(n) twice, sequentially, in 2 threads, in 2 bare
+      forked processes (no framework: what the machine gives), on
       multiprocessing.Pool(2) and on corelet.Pool(2) (n = 20,000,000 x scale);
   primes: the processing seed's prime test over 8 slices below 400,000 x
       scale, the same four ways;
@@ -55,6 +56,22 @@ def kill_at(x, victim):
         os.kill(os.getpid(), signal.SIGKILL)
     time.sleep(0.001)
     return x
+
+
+def in_bare_processes(fn, items):
+    """fn(x) for each x in its own forked process, no framework: what the
+    machine gives two interpreters at once."""
+    pids = []
+    for x in items:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                fn(x)
+            finally:
+                os._exit(0)
+        pids.append(pid)
+    for pid in pids:
+        os.waitpid(pid, 0)
 
 
 def timed(fn, *args):
@@ -106,6 +123,7 @@ def main():
                 timed(mp.map, nothing, range(n_tasks)) / n_tasks * 1e6)
             add("count sequential (s)", timed(lambda: [count(n_count) for _ in range(2)]))
             add("count 2 threads (s)", timed(in_threads, count, [n_count, n_count]))
+            add("count 2 bare forked processes (s)", timed(in_bare_processes, count, [n_count, n_count]))
             add("count multiprocessing (s)", timed(mp.map, count, [n_count, n_count], 1))
             add("count corelet (s)", timed(cp.map, count, [n_count, n_count], 1))
             add("primes sequential (s)", timed(lambda: [count_primes(s) for s in slices]))
@@ -144,6 +162,7 @@ def main():
     sc = ratio("count sequential (s)", "count corelet (s)")
     st = ratio("count sequential (s)", "count 2 threads (s)")
     smp = ratio("count sequential (s)", "count multiprocessing (s)")
+    sbare = ratio("count sequential (s)", "count 2 bare forked processes (s)")
     pc = ratio("primes sequential (s)", "primes corelet (s)")
     pt = ratio("primes sequential (s)", "primes 2 threads (s)")
     pm = ratio("primes sequential (s)", "primes multiprocessing (s)")
@@ -153,7 +172,8 @@ def main():
     print(f"| Pool.map overhead <= 1/5 of multiprocessing.Pool's at chunksize 1 | **{r1:.3f}** "
           f"(default chunks: {rd:.2f}) | {'yes' if r1 <= 0.2 else 'no'} |")
     print(f"| count >= 1.85x faster on 2 workers than sequential; threads <= 1x | corelet **{sc:.2f}x**, "
-          f"threads **{st:.2f}x** (multiprocessing {smp:.2f}x) | {'yes' if sc >= 1.85 and st <= 1.0 else 'no'} |")
+          f"threads **{st:.2f}x** (multiprocessing {smp:.2f}x; two bare forked processes {sbare:.2f}x) | "
+          f"{'yes' if sc >= 1.85 and st <= 1.0 else 'no'} |")
     print(f"| primes: threads vs multiprocessing vs corelet | threads {pt:.2f}x, multiprocessing {pm:.2f}x, "
           f"corelet {pc:.2f}x | — |")
     within = sum(1 for x in lost if x < 1.0)

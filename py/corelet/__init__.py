@@ -136,6 +136,7 @@ def run(
     shutdown_timeout=5.0,
     idle_spin=50e-6,
     ring_bytes=1 << 20,
+    quiet=False,
 ):
     """Runs ``main(*args)`` as the first tasklet of a scheduler, until it and
     every tasklet it spawned have ended, and returns main's result (or raises
@@ -152,8 +153,11 @@ def run(
     through :func:`spawn_on` and :class:`Pool`. ``on_worker_death``:
     ``"restart"`` replaces a dead worker (calls that waited on it raise
     :class:`WorkerLost`), ``"shutdown"`` stops everything. SIGINT/SIGTERM
-    stop the workers, killing them after ``shutdown_timeout`` seconds.
+    stop the workers, killing them after ``shutdown_timeout`` seconds. A
+    worker's death is reported on stderr unless ``quiet``.
     """
     if workers is None:
         return _corelet._run(main, *args)
-    return _cluster.run_cluster(main, args, workers, pin, on_worker_death, shutdown_timeout, idle_spin, ring_bytes)
+    return _cluster.run_cluster(
+        main, args, workers, pin, on_worker_death, shutdown_timeout, idle_spin, ring_bytes, quiet
+    )

@@ -81,7 +81,7 @@ def spawn_on(worker, fn, *args, **kwargs):
 # ---- corelet.run(main, workers=N) ---------------------------------------------
 
 
-def run_cluster(main, args, workers, pin, on_worker_death, shutdown_timeout, idle_spin, ring_bytes):
+def run_cluster(main, args, workers, pin, on_worker_death, shutdown_timeout, idle_spin, ring_bytes, quiet=False):
     if on_worker_death not in ("restart", "shutdown"):
         raise ValueError("corelet.run: on_worker_death is 'restart' or 'shutdown'")
     fd = os.memfd_create("corelet-run-result")
@@ -103,7 +103,7 @@ def run_cluster(main, args, workers, pin, on_worker_death, shutdown_timeout, idl
 
     try:
         status = _corelet._run_cluster(
-            main_of_worker0, workers, pin, on_worker_death == "restart", shutdown_timeout, idle_spin, ring_bytes
+            main_of_worker0, workers, pin, on_worker_death == "restart", shutdown_timeout, idle_spin, ring_bytes, quiet
         )
         size = os.fstat(fd).st_size
         data = os.pread(fd, size, 0) if size else b""

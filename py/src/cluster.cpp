@@ -166,7 +166,7 @@ void bind_cluster(pyb::module_& m) {
   m.def(
       "_run_cluster",
       [](pyb::object main, int workers, bool pin, bool restart, double shutdown_timeout, double idle_spin,
-         std::size_t ring_bytes) -> int {
+         std::size_t ring_bytes, bool quiet) -> int {
         if (workers < 0) throw pyb::value_error("corelet.run: workers must be >= 0 (0: one per CPU)");
         Config cfg;
         cfg.workers = workers;
@@ -175,6 +175,7 @@ void bind_cluster(pyb::module_& m) {
         cfg.shutdown_timeout = std::chrono::milliseconds(static_cast<long>(shutdown_timeout * 1000));
         cfg.idle_spin = std::chrono::microseconds(static_cast<long>(idle_spin * 1e6));
         cfg.ring_bytes = ring_bytes;
+        cfg.quiet = quiet;
         // The interpreter forks as os.fork() does it: at-fork handlers, the
         // import lock, and in the child a fresh GIL and threading state.
         cfg.hooks.prepare = [] { PyOS_BeforeFork(); };
@@ -204,7 +205,7 @@ void bind_cluster(pyb::module_& m) {
         });
       },
       pyb::arg("main"), pyb::arg("workers"), pyb::arg("pin"), pyb::arg("restart"), pyb::arg("shutdown_timeout"),
-      pyb::arg("idle_spin"), pyb::arg("ring_bytes"));
+      pyb::arg("idle_spin"), pyb::arg("ring_bytes"), pyb::arg("quiet") = false);
 }
 
 }  // namespace corelet::py
