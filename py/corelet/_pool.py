@@ -275,7 +275,8 @@ class Pool:
             raise TypeError("corelet.Pool: the initializer or its arguments cannot be sent to the workers") from None
         frames = []
         first = 0
-        for size in _bundles(len(chunks), self._processes):
+        sizes = _bundles(len(chunks), self._processes)
+        for size in sizes:
             payload = _dumps_items(chunks[first : first + size])
             frames.append(_FRAME.pack(_BUNDLE, 0, first, len(payload)))
             frames.append(payload)
@@ -291,7 +292,9 @@ class Pool:
             self._jobs[job] = result
         with self._send_lock:
             try:
-                self._sock.sendall(_FRAME.pack(_JOB, job, 0, len(job_payload)) + job_payload)
+                # A JOB frame's index field carries its number of bundles (the host
+                # forgets the job after the last).
+                self._sock.sendall(_FRAME.pack(_JOB, job, len(sizes), len(job_payload)) + job_payload)
                 self._sock.sendall(b"".join(frames))
             except OSError as e:
                 with self._lock:
@@ -442,7 +445,8 @@ class ClusterPool(Pool):
                 cursor[0] += 1
                 results[i] = yield _call_payload(worker, payloads[i])
 
-        feeders = [spawn(feeder, w, name=f"Pool feeder for worker {w}") for w in self._workers for _ in range(2)]
+        # Interleaved, so that the first chunks go one to each worker.
+        feeders = [spawn(feeder, w, name=f"Pool feeder for worker {w}") for _ in range(2) for w in self._workers]
         error = None
         for f in feeders:
             try:

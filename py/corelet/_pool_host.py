@@ -4,8 +4,8 @@ Started by exec as ``python3 -m corelet._pool_host FD PROCESSES RING_BYTES``:
 a fresh interpreter, so nothing of the Pool owner's threads and locks is
 copied into the workers. Worker 0 dispatches: it reads jobs (a function)
 and bundles (the items of consecutive chunks) from the socket FD, runs each
-bundle as one remote call on worker 1..PROCESSES (two in flight per worker)
-and writes the replies back unread (the owner unpickles them). When the
+bundle as one remote call on the worker of 1..PROCESSES with the fewest in
+flight (two at most each) and writes the replies back unread (the owner unpickles them). When the
 owner closes its side, the work in hand is finished and the cluster stops.
 """
 
@@ -35,9 +35,9 @@ def _dispatcher(fd):
     computers = list(range(1, corelet.num_workers()))
     work = corelet.Queue()
     write = corelet.Lock()
-    jobs = {}  # job id -> its function's payload, while bundles of it are queued
+    jobs = {}  # job id -> [its function's payload, bundles not yet answered]
     token = os.urandom(8)
-    feeders_per_worker = 2
+    in_flight_per_worker = 2
 
     def reader():
         while True:
@@ -49,19 +49,18 @@ def _dispatcher(fd):
             if payload is None:
                 break
             if kind == _JOB:
-                jobs[job] = payload
+                jobs[job] = [payload, first]  # `first` of a JOB frame: its bundle count
             elif kind == _BUNDLE:
                 yield work.put((job, first, payload))
-        for _ in range(len(computers) * feeders_per_worker):
-            yield work.put(None)
+        yield work.put(None)
 
-    def feeder(worker):
-        while True:
-            item = yield work.get()
-            if item is None:
-                return
-            job, first, payload = item
-            call = dumps_call(_run_bundle, ((token, job), jobs[job], payload), {})
+    in_flight = {w: 0 for w in computers}
+    slots = corelet.Semaphore(len(computers) * in_flight_per_worker)
+    turn = [0]
+
+    def run_bundle(worker, job, first, payload):
+        try:
+            call = dumps_call(_run_bundle, ((token, job), jobs[job][0], payload), {})
             while True:
                 while not corelet.worker_alive(worker):  # a replacement is starting
                     yield corelet.sleep(0.002)
@@ -81,12 +80,37 @@ def _dispatcher(fd):
                 pass  # the owner is gone: the work ends with the cluster
             finally:
                 write.release()
+        finally:
+            in_flight[worker] -= 1
+            slots.release()
+            entry = jobs[job]
+            entry[1] -= 1
+            if entry[1] == 0:
+                del jobs[job]
+
+    def dispatch():
+        # Each bundle goes to the worker with the fewest in flight (ties: in
+        # turn), at most two per worker at once.
+        running = []
+        while True:
+            item = yield work.get()
+            if item is None:
+                break
+            yield slots.acquire()
+            n = len(computers)
+            order = [computers[(turn[0] + i) % n] for i in range(n)]
+            turn[0] += 1
+            worker = min(order, key=lambda w: in_flight[w])
+            in_flight[worker] += 1
+            running.append(corelet.spawn(run_bundle, worker, *item))
+            running = [t for t in running if not t.done()]
+        for t in running:
+            yield t.join()
 
     r = corelet.spawn(reader)
-    feeders = [corelet.spawn(feeder, w) for w in computers for _ in range(feeders_per_worker)]
+    d = corelet.spawn(dispatch)
     yield r.join()
-    for f in feeders:
-        yield f.join()
+    yield d.join()
     sock.close()
 
 

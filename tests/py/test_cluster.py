@@ -160,6 +160,19 @@ def test_the_pool_inside_the_cluster_spreads_work_over_workers():
     assert one == 27 and tag == "async"
 
 
+def slow_whoami(seconds):
+    time.sleep(seconds)
+    return corelet.this_worker()
+
+
+def test_the_cluster_pool_sends_the_first_chunks_one_to_each_worker():
+    def main():
+        pool = corelet.Pool()
+        return (yield pool.map(slow_whoami, [0.2, 0.2], chunksize=1))
+
+    assert sorted(run2(main)) == [0, 1]
+
+
 def test_large_buffers_travel_out_of_band():
     payload = bytearray(os.urandom(1 << 20))
     msg = _wire.dumps(("call", bytes(payload), payload, memoryview(payload)))

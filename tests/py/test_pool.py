@@ -85,6 +85,16 @@ def test_work_is_spread_over_the_processes(pool):
     assert len(pids) == 2 and os.getpid() not in pids
 
 
+def pid_after(seconds):
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def test_as_many_items_as_processes_run_one_per_process(pool):
+    # Two slow items: one to each worker (not both queued behind one).
+    assert len(set(pool.map(pid_after, [0.2, 0.2], chunksize=1))) == 2
+
+
 def test_lambdas_and_functions_of_main_cross(pool):
     assert pool.map(lambda x: x + 1, [1, 2, 3]) == [2, 3, 4]
 
