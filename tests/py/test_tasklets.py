@@ -481,3 +481,23 @@ def test_no_leak_over_ten_thousand_spawns_joins_and_channel_messages():
     assert run(round_of, 10_000) == 0
     assert measure() - objects < 100
     assert rss_kib() - rss < 2048
+
+
+def test_beazley_generator_scheduler():
+    # Beazley's round-robin scheduler of countdown tasks: each prints its
+    # count and yields; corelet's scheduler takes the place of his deque loop.
+    out = []
+
+    def countdown_task(name, n):
+        while n > 0:
+            out.append((name, n))
+            yield
+            n -= 1
+
+    def main():
+        tasks = [corelet.spawn(countdown_task, name, n) for name, n in (("a", 2), ("b", 3), ("c", 1))]
+        for t in tasks:
+            yield t.join()
+
+    run(main)
+    assert out == [("a", 2), ("b", 3), ("c", 1), ("a", 1), ("b", 2), ("b", 1)]
