@@ -65,9 +65,11 @@ from . import _cluster
 from ._cluster import call_on, spawn_on
 from ._wire import RemoteError, RemoteTraceback
 from ._pool import AsyncResult, Pool
+from ._actors import ActorProxy, register, sender, spawn_actor, stop_actor, whereis
 from ._shared import Array, Connection, Pipe, Process, Value, active_children
 
 __all__ = [
+    "ActorProxy",
     "AsyncResult",
     "Array",
     "Barrier",
@@ -110,17 +112,22 @@ __all__ = [
     "current_id",
     "num_workers",
     "read",
+    "register",
     "ready",
     "run",
     "run_blocking",
     "select",
+    "sender",
     "sleep",
     "socketpair",
     "spawn",
+    "spawn_actor",
     "spawn_on",
+    "stop_actor",
     "this_worker",
     "wait_readable",
     "wait_writable",
+    "whereis",
     "worker_alive",
     "worker_pid",
     "write",

@@ -210,6 +210,7 @@ class Connection:
         self._rx = rx  # SharedQueue or None
         self._tx = tx
         self._closed = False
+        _connections.add(self)
 
     __reduce__ = _not_picklable
 
@@ -281,16 +282,41 @@ class Connection:
             return False
 
     def close(self):
+        """Closes this process's handle of this end. As with a pipe's file
+        descriptors, the other end sees EOFError once every process that had
+        this end open (it and those forked while it was open) has closed it,
+        and everything sent was received."""
         if not self._closed:
             self._closed = True
             if self._tx is not None:
-                self._tx.close()
+                self._tx._q.close_writer()
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.close()
+
+
+_connections = weakref.WeakSet()
+
+
+def _before_fork():
+    # The child gets a handle of every open sending end, as it would get the
+    # fds of an os.pipe: count it before the fork, so that no close in the
+    # parent can end the stream while the child still has it.
+    for c in list(_connections):
+        if not c._closed and c._tx is not None:
+            c._tx._q.add_writer()
+
+
+os.register_at_fork(before=_before_fork)
+
+
+def _close_inherited():
+    """A corelet.Process child ends: its handles close, as its fds would."""
+    for c in list(_connections):
+        c.close()
 
 
 def Pipe(duplex=True, *, buffer=_DEFAULT_BUFFER):  # noqa: N802 - multiprocessing's name
@@ -816,6 +842,7 @@ class Process:
                 code = 1
             finally:
                 try:
+                    _close_inherited()
                     sys.stdout.flush()
                     sys.stderr.flush()
                 finally:

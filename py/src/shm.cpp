@@ -175,6 +175,7 @@ struct QueueHeader {
   std::uint32_t getters;   // waiters in futex_wait on `items`
   std::uint32_t putters;   // ... on `space`
   std::uint32_t joiners;   // ... on `done`
+  std::uint32_t writers;   // Pipe ends that may still send (see add_writer)
   alignas(kCacheLine) std::atomic<std::uint32_t> items;  // bumped by every put
   alignas(kCacheLine) std::atomic<std::uint32_t> space;  // bumped by every get
   alignas(kCacheLine) std::atomic<std::uint32_t> done;   // bumped when unfinished reaches 0
@@ -188,6 +189,7 @@ class ShmQueue {
     init_mutex(&h_->mu);
     h_->cap = capacity;
     h_->maxsize = maxsize;
+    h_->writers = 1;
     data_ = mem_.base() + round_up(sizeof(QueueHeader));
   }
 
@@ -365,6 +367,23 @@ class ShmQueue {
     }
     pthread_mutex_unlock(&h_->mu);
     return true;
+  }
+
+  // A Pipe end's sender handles, counted as a process counts the fds of a
+  // pipe: one more for each fork while it is open (the fork's "before"
+  // hook), one less at each close; the last close closes the queue, and the
+  // reader then sees the end (EOFError) once it is empty.
+  void add_writer() {
+    MutexGuard g(&h_->mu);
+    ++h_->writers;
+  }
+  void close_writer() {
+    bool last;
+    {
+      MutexGuard g(&h_->mu);
+      last = h_->writers == 0 || --h_->writers == 0;
+    }
+    if (last) close();
   }
 
   void close() {
@@ -1023,6 +1042,8 @@ void bind_shm(pyb::module_& m) {
       .def("task_done", &ShmQueue::task_done)
       .def("join", &ShmQueue::join, pyb::arg("timeout") = pyb::none())
       .def("close", &ShmQueue::close)
+      .def("add_writer", &ShmQueue::add_writer)
+      .def("close_writer", &ShmQueue::close_writer)
       .def("qsize", &ShmQueue::qsize)
       .def("full", &ShmQueue::full)
       .def_property_readonly("unfinished", &ShmQueue::unfinished)

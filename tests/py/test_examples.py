@@ -45,3 +45,8 @@ def test_count_cores():
 def test_ping_pong():
     out = run_example("ping_pong.py", "500")
     assert "final value 500" in out
+
+
+def test_threadingx_tutorial():
+    out = run_example("threadingx_tutorial.py")
+    assert "received message: hello from main" in out and "Finished" in out
