@@ -503,9 +503,43 @@ class ClusterPool(Pool):
         return self._async(self.starmap(func, iterable, chunksize), callback, error_callback, "Pool.starmap_async")
 
     def imap(self, func, iterable, chunksize=1):
-        raise NotImplementedError("corelet.Pool.imap inside corelet.run: use map, or spawn_on per item")
+        """An async iterator of the results in order (`async for r in
+        pool.imap(f, xs)` in an async def tasklet)."""
+        return self._imap(func, iterable, chunksize, True)
 
-    imap_unordered = imap
+    def imap_unordered(self, func, iterable, chunksize=1):
+        """An async iterator of the results as chunks finish."""
+        return self._imap(func, iterable, chunksize, False)
+
+    def _imap(self, func, iterable, chunksize, ordered):
+        from ._cluster import _call_payload
+        from ._corelet import Channel
+
+        if self._state != "run":
+            raise ValueError("Pool not running")
+        items = list(iterable)
+        chunks = _chunks(items, chunksize, len(self._workers))
+        payloads = [dumps_call(_run_chunk, (self._init, func, c, False), {}) for c in chunks]
+        done = Channel(len(payloads) or 1)
+        cursor = [0]
+
+        def feeder(worker):
+            while cursor[0] < len(payloads):
+                i = cursor[0]
+                cursor[0] += 1
+                try:
+                    r = yield _call_payload(worker, payloads[i])
+                except BaseException as e:  # noqa: BLE001 - the iterator raises it
+                    cursor[0] = len(payloads)
+                    yield done.send((i, False, e))
+                    return
+                yield done.send((i, True, r))
+
+        for _ in range(2):
+            for w in self._workers:
+                spawn(feeder, w, name=f"Pool.imap feeder for worker {w}")
+        return _ImapIterator(done, len(payloads), ordered)
+
 
     def close(self):
         self._state = "close"
@@ -523,6 +557,38 @@ class ClusterPool(Pool):
 
     def __del__(self):
         pass
+
+
+class _ImapIterator:
+    def __init__(self, done, n, ordered):
+        self._done = done
+        self._left = n
+        self._ordered = ordered
+        self._next = 0
+        self._waiting = {}
+        self._out = []
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        while not self._out:
+            if self._ordered and self._next in self._waiting:
+                self._out = list(self._waiting.pop(self._next))
+                self._next += 1
+                continue
+            if self._left == 0:
+                raise StopAsyncIteration
+            i, ok, value = await self._done.recv()
+            self._left -= 1
+            if not ok:
+                self._left = 0
+                raise value
+            if self._ordered:
+                self._waiting[i] = value
+            else:
+                self._out = list(value)
+        return self._out.pop(0)
 
 
 _ = RemoteError  # re-exported by the package

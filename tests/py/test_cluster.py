@@ -224,3 +224,18 @@ def test_bad_arguments_are_errors():
         return "ok"
 
     assert run2(main) == "ok"
+
+
+def test_imap_and_imap_unordered_inside_the_cluster():
+    async def main():
+        pool = corelet.Pool()
+        ordered = [r async for r in pool.imap(abs, range(-20, 0), chunksize=3)]
+        unordered = [r async for r in pool.imap_unordered(abs, range(-20, 0))]
+        with pytest.raises(LookupError):
+            async for _ in pool.imap(fail_remotely, ["x", "y"]):
+                pass
+        return ordered, sorted(unordered)
+
+    ordered, unordered = run2(main)
+    assert ordered == list(range(20, 0, -1))
+    assert unordered == list(range(1, 21))
