@@ -65,7 +65,7 @@ from . import _cluster
 from ._cluster import call_on, spawn_on
 from ._wire import RemoteError, RemoteTraceback
 from ._pool import AsyncResult, Pool
-from ._actors import ActorProxy, register, sender, spawn_actor, stop_actor, whereis
+from ._actors import ActorProxy, actor_processes, register, sender, spawn_actor, stop_actor, whereis
 from ._shared import Array, Connection, Pipe, Process, Value, active_children
 
 __all__ = [
@@ -106,6 +106,7 @@ __all__ = [
     "WaitQueue",
     "current",
     "active_children",
+    "actor_processes",
     "call_on",
     "create_connection",
     "create_server",

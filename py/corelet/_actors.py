@@ -32,7 +32,7 @@ import os
 from ._corelet import current_id, num_workers, spawn, this_worker
 from ._wire import dumps_call, is_tasklet_body, pack_exception
 
-__all__ = ["spawn_actor", "ActorProxy", "sender", "register", "whereis", "stop_actor"]
+__all__ = ["spawn_actor", "ActorProxy", "sender", "register", "whereis", "stop_actor", "actor_processes"]
 
 _WAIT_FOR_CREATION = 30.0  # seconds a call waits for its actor to be made
 
@@ -104,6 +104,9 @@ class _Method:
         from ._cluster import _call_payload, _check_worker
 
         p = self._proxy
+        if num_workers() == 0:  # plain code: through the actor cluster of this process
+            payload = dumps_call(_actor_call, (p._id, self._name, args, kwargs, None), {}, by_value=True)
+            return _client().call(p._worker, payload)
         _check_worker(p._worker, f"{p._name}.{self._name}")
         payload = dumps_call(_actor_call, (p._id, self._name, args, kwargs, _acting.get(current_id())), {})
         return spawn(_call_payload, p._worker, payload, name=f"{p._name}.{self._name}")
@@ -192,13 +195,26 @@ def _actor_stop(actor_id):
 
 
 def spawn_actor(cls, *args, worker=None, **kwargs):
-    """Makes cls(*args, **kwargs) on a worker of corelet.run(workers=N) (the
-    next one in turn if worker is None) and gives its proxy at once."""
+    """Makes cls(*args, **kwargs) on a worker (the next one in turn if worker
+    is None) and gives its proxy at once. Inside corelet.run(workers=N) the
+    workers are that cluster's; from plain code they are those of a cluster
+    this process starts at its first spawn_actor (one worker per CPU;
+    actor_processes() sets another number first), and a method call gives a
+    concurrent.futures.Future."""
     from ._cluster import _call_payload, _check_worker
 
     n = num_workers()
     if n == 0:
-        raise ValueError("corelet.spawn_actor: needs corelet.run(..., workers=N)")
+        client = _client()
+        if worker is None:
+            worker = next(_turn) % client.processes
+        if not 0 <= worker < client.processes:
+            raise ValueError(f"corelet.spawn_actor: no worker {worker} (workers: 0..{client.processes - 1})")
+        actor_id = f"{os.getpid()}.plain.{next(_ids)}"
+        proxy = ActorProxy(worker, actor_id, getattr(cls, "__qualname__", "actor"))
+        payload = dumps_call(_actor_create, (actor_id, cls, args, kwargs, proxy), {}, by_value=True)
+        client.call(worker, payload)  # calls made meanwhile wait for it there
+        return proxy
     if worker is None:
         worker = next(_turn) % n
     _check_worker(worker, "spawn_actor")
@@ -210,9 +226,12 @@ def spawn_actor(cls, *args, worker=None, **kwargs):
 
 
 def stop_actor(proxy):
-    """Operation: the actor ends after the calls queued before; True if it was there."""
+    """The actor ends after the calls queued before; gives True if it was there
+    (an operation in a tasklet, a Future in plain code)."""
     from ._cluster import call_on
 
+    if num_workers() == 0:
+        return _client().call(proxy._worker, dumps_call(_actor_stop, (proxy._id,), {}))
     return call_on(proxy._worker, _actor_stop, proxy._id)
 
 
@@ -237,14 +256,145 @@ def register(name, proxy):
 
     if not isinstance(proxy, ActorProxy):
         raise TypeError(f"corelet.register: {proxy!r} is not an actor proxy")
+    if num_workers() == 0:
+        return _client().call(0, dumps_call(_reg_set, (str(name), proxy), {}))
     return call_on(0, _reg_set, str(name), proxy)
 
 
 def whereis(name):
-    """Operation giving the proxy registered under name, or None."""
+    """The proxy registered under name, or None (an operation in a tasklet,
+    a Future in plain code)."""
     from ._cluster import call_on
 
+    if num_workers() == 0:
+        return _client().call(0, dumps_call(_reg_get, (str(name),), {}))
     return call_on(0, _reg_get, str(name))
+
+
+# ---- actors from plain code: a cluster of this process's own ----------------------
+
+_client_lock = None
+_the_client = None
+_client_processes = None
+
+
+def actor_processes(n):
+    """From plain code, before the first spawn_actor: the worker processes of
+    the cluster that hosts this process's actors (default: one per CPU)."""
+    global _client_processes
+    if _the_client is not None:
+        raise ValueError("corelet.actor_processes: the actor cluster runs already")
+    if n < 1:
+        raise ValueError("corelet.actor_processes: at least 1")
+    _client_processes = n
+
+
+class _Client:
+    """The socket to the actor cluster (corelet._actor_host) and the thread
+    that completes the Futures of its replies."""
+
+    def __init__(self, processes):
+        import socket
+        import subprocess
+        import sys
+        import threading
+
+        from ._actor_host import CALL, REPLY
+
+        self._call, self._reply = CALL, REPLY
+        self.processes = processes
+        self._futures = {}
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        parent, child = socket.socketpair()
+        self._sock = parent
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+        try:
+            self._host = subprocess.Popen(
+                [sys.executable, "-m", "corelet._actor_host", str(child.fileno()), str(processes)],
+                pass_fds=[child.fileno()], env=env, stdin=subprocess.DEVNULL,
+            )
+        finally:
+            child.close()
+        self._reader = threading.Thread(target=self._read, name="corelet actor replies", daemon=True)
+        self._reader.start()
+
+    def call(self, worker, payload):
+        import concurrent.futures
+
+        f = concurrent.futures.Future()
+        f.set_running_or_notify_cancel()
+        with self._lock:
+            call_id = next(self._ids)
+            self._futures[call_id] = f
+        try:
+            with self._send_lock:
+                self._sock.sendall(self._call.pack(call_id, worker, len(payload)) + payload)
+        except OSError as e:
+            with self._lock:
+                self._futures.pop(call_id, None)
+            raise RuntimeError(f"corelet: the actor cluster is gone: {e}") from e
+        return f
+
+    def _read(self):
+        from ._wire import loads, raise_remote
+
+        f = self._sock.makefile("rb", buffering=1 << 16)
+        try:
+            while True:
+                try:
+                    head = f.read(self._reply.size)
+                    if len(head) < self._reply.size:
+                        break
+                    call_id, n = self._reply.unpack(head)
+                    data = f.read(n)
+                except OSError:
+                    break
+                with self._lock:
+                    fut = self._futures.pop(call_id, None)
+                if fut is None:
+                    continue
+                try:
+                    status, value = loads(data)
+                    if status == "ok":
+                        fut.set_result(value)
+                    else:
+                        raise_remote(value)
+                except BaseException as e:  # noqa: BLE001
+                    fut.set_exception(e)
+        finally:
+            with self._lock:
+                pending, self._futures = self._futures, {}
+            for fut in pending.values():
+                fut.set_exception(RuntimeError("corelet: the actor cluster ended"))
+
+    def close(self):
+        try:
+            self._sock.shutdown(2)
+        except OSError:
+            pass
+        try:
+            self._host.wait(5)
+        except Exception:  # noqa: BLE001
+            self._host.kill()
+        self._sock.close()
+
+
+def _client():
+    global _the_client, _client_lock
+    if _the_client is None:
+        import atexit
+        import threading
+
+        if _client_lock is None:
+            _client_lock = threading.Lock()
+        with _client_lock:
+            if _the_client is None:
+                n = _client_processes or len(os.sched_getaffinity(0))
+                _the_client = _Client(n)
+                atexit.register(_the_client.close)
+    return _the_client
 
 
 _ = pack_exception

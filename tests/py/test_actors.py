@@ -163,5 +163,68 @@ def test_stop_and_bad_use():
         return "ok"
 
     assert run2(main) == "ok"
-    with pytest.raises(ValueError, match="workers=N"):
-        corelet.spawn_actor(Counter)
+
+
+# ---- actors from plain code -----------------------------------------------------------
+#
+# They start a cluster of this process's own and a thread that reads its
+# replies; the tests run in a child interpreter, so that this one keeps no
+# thread (corelet.run(workers=N) refuses to fork once there is one).
+
+PLAIN = r"""
+import concurrent.futures, os, sys
+sys.path[:0] = {paths!r}
+import corelet
+from test_actors import Counter, Poker
+
+a = corelet.spawn_actor(Counter, 1)
+b = corelet.spawn_actor(Counter, 100)
+f = a.add(2)
+assert isinstance(f, concurrent.futures.Future)
+assert f.result(timeout=30) == 3
+pid, _worker = a.where().result(timeout=30)
+assert pid != os.getpid()
+try:
+    a.fail().result(timeout=30)
+    raise SystemExit("no KeyError")
+except KeyError as e:
+    assert "actor method failed" in str(e)
+p = corelet.spawn_actor(Poker)
+assert p.poke(b, 10).result(timeout=30) == 110
+corelet.register("plain-b", b).result(timeout=30)
+assert corelet.whereis("plain-b").result(timeout=30) == b
+assert corelet.stop_actor(a).result(timeout=30) is True
+try:
+    a.add(1).result(timeout=30)
+    raise SystemExit("no LookupError")
+except LookupError as e:
+    assert "stopped" in str(e)
+try:
+    corelet.actor_processes(3)
+    raise SystemExit("no ValueError")
+except ValueError:
+    pass
+c = corelet.spawn_actor(Counter)
+futures = [c.slow_add(1) for _ in range(50)]
+assert sorted(f.result(timeout=30) for f in futures) == list(range(1, 51))
+assert c.stats().result(timeout=30) == (50, 1)
+print("plain actors ok")
+"""
+
+
+class Poker:
+    def poke(self, other, k):
+        # A proxy that came in a message, used from inside the actor cluster.
+        return (yield other.add(k).join())
+
+
+def test_actors_from_plain_code_give_futures():
+    import subprocess
+    import sys
+
+    paths = [os.path.dirname(__file__)] + [p for p in sys.path if p]
+    out = subprocess.run(
+        [sys.executable, "-c", PLAIN.format(paths=paths)], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr + out.stdout
+    assert "plain actors ok" in out.stdout
