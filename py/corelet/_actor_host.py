@@ -61,7 +61,7 @@ def _relay(fd):
 
 def main():
     fd, processes = int(sys.argv[1]), int(sys.argv[2])
-    corelet.run(_relay, fd, workers=processes, quiet=True, shutdown_timeout=1.0)
+    corelet.run(_relay, fd, workers=processes, quiet=True, shutdown_timeout=1.0, pin=False)
 
 
 if __name__ == "__main__":

@@ -106,6 +106,16 @@ class socket:
         self.close()
         return False
 
+    def __del__(self):
+        # Closed through the reactor, which forgets the fd (with epoll, a new
+        # socket that gets the same number must not find it registered).
+        sock = getattr(self, "_sock", None)
+        if sock is not None and sock.fileno() >= 0:
+            try:
+                close_fd(sock.detach())
+            except OSError:
+                pass
+
     def __repr__(self):
         return f"<corelet.socket fd={self.fileno()} {self._sock!r}>"
 
@@ -310,7 +320,10 @@ class File:
 
     def __del__(self):
         if getattr(self, "_fd", -1) >= 0:
-            os.close(self._fd)
+            try:
+                close_fd(self._fd)
+            except OSError:
+                pass
 
     def __repr__(self):
         return f"<corelet.File {self.name!r} mode={self.mode!r} fd={self._fd}>"

@@ -116,8 +116,11 @@ def _dispatcher(fd):
 
 def main():
     fd, processes, ring_bytes = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-    # quiet: a dead worker is reported to the Pool's caller as WorkerLost, not on stderr
-    corelet.run(_dispatcher, fd, workers=processes + 1, ring_bytes=ring_bytes, shutdown_timeout=2.0, quiet=True)
+    # quiet: a dead worker is reported to the Pool's caller as WorkerLost, not on
+    # stderr; not pinned: several pools (and the caller's own threads) share the CPUs
+    corelet.run(
+        _dispatcher, fd, workers=processes + 1, ring_bytes=ring_bytes, shutdown_timeout=2.0, quiet=True, pin=False
+    )
 
 
 if __name__ == "__main__":

@@ -297,6 +297,13 @@ class Connection:
     def __exit__(self, *exc):
         self.close()
 
+    def __del__(self):
+        if not getattr(self, "_closed", True):
+            try:
+                self.close()
+            except Exception:  # noqa: BLE001 - at exit the queue may be gone
+                pass
+
 
 _connections = weakref.WeakSet()
 

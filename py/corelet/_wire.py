@@ -7,8 +7,8 @@ A message is a header, the pickle stream, then the raw out-of-band buffers:
 memoryviews and numpy arrays (anywhere in the object), and bytes and
 bytearrays of 1 KiB or more (at the top, or one level into tuples, lists and
 dict values: where arguments, results and Pool items are) travel beside the
-stream instead of being copied into it; memoryviews and arrays arrive as
-views of the received message.
+stream instead of being copied into it; memoryviews (with their format and
+shape) and arrays arrive as read-only views of the received message.
 """
 
 import pickle
@@ -33,8 +33,11 @@ def _bytes_from(buf):
     return bytes(buf)
 
 
-def _memoryview_from(buf):
-    return memoryview(buf)
+def _memoryview_from(buf, fmt="B", shape=None, readonly=False):
+    m = memoryview(buf)
+    if fmt != "B" or (shape is not None and len(shape) != 1):
+        m = m.cast("B").cast(fmt, shape)
+    return m.toreadonly() if readonly else m
 
 
 class _BytesOOB:
@@ -73,7 +76,8 @@ def _swap(obj):
 
 def _oob(obj):
     if type(obj) is memoryview and obj.contiguous:
-        return _memoryview_from, (pickle.PickleBuffer(obj),)
+        # The raw bytes go out of band; format, shape and readonly with them.
+        return _memoryview_from, (pickle.PickleBuffer(obj), obj.format, obj.shape, obj.readonly)
     return NotImplemented
 
 

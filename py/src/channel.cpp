@@ -5,6 +5,8 @@
 
 #include "tasklet.hpp"
 
+#include <corelet/sched/errors.hpp>
+
 #include <deque>
 #include <string>
 
@@ -22,8 +24,18 @@ class Channel {
     for (PyObject* v : buf_) Py_DECREF(v);
   }
 
+  // Tasklets of two schedulers (two corelet.run on two threads) must not
+  // meet on one channel: a wake would go to the wrong ready queue.
+  void check_here() const {
+    for (const detail::WaitQueue* q : {&senders_, &receivers_})
+      if (!q->empty() && !detail::on_this_scheduler(q->head->tasklet))
+        throw UsageError("corelet: Channel: tasklets of another corelet.run (another thread, or a run that ended) "
+                         "wait on this channel; a channel belongs to one scheduler");
+  }
+
   // A receive that need not wait: the next value (new reference), or nullptr.
-  PyObject* take() noexcept {
+  PyObject* take() {
+    check_here();
     if (!buf_.empty()) {
       PyObject* v = buf_.front();
       buf_.pop_front();
@@ -45,7 +57,8 @@ class Channel {
 
   // A send that need not wait: true if *value (stolen then) went to a
   // receiver or into the buffer.
-  bool put(PyObject*& value) noexcept {
+  bool put(PyObject*& value) {
+    check_here();
     if (detail::Waiter* r = receivers_.pop_front()) {
       *static_cast<PyObject**>(r->slot) = steal(value);
       r->state = detail::Waiter::State::Done;
@@ -59,7 +72,8 @@ class Channel {
     return false;
   }
 
-  void close() noexcept {
+  void close() {
+    check_here();
     closed_ = true;
     detail::wake_all(receivers_, detail::Waiter::State::Closed);  // they wait: the buffer is empty
     detail::wake_all(senders_, detail::Waiter::State::Closed);

@@ -94,11 +94,17 @@ class RemoteCallOp final : public FiberOp {
       PyObject* exc = PyObject_CallFunction(g_worker_lost, "s", lost.what());
       if (!exc) return false;
       const WorkerExit& x = lost.exit();
-      PyObject_SetAttrString(exc, "worker", PyLong_FromLong(x.worker));
-      PyObject_SetAttrString(exc, "pid", PyLong_FromLong(x.pid));
-      PyObject_SetAttrString(exc, "signal", PyLong_FromLong(x.signal));
-      PyObject_SetAttrString(exc, "exitcode", PyLong_FromLong(x.exit_code));
-      PyObject_SetAttrString(exc, "sent", PyBool_FromLong(sent_));
+      auto set = [exc](const char* name, PyObject* v) {  // SetAttr does not steal v
+        if (v) {
+          PyObject_SetAttrString(exc, name, v);
+          Py_DECREF(v);
+        }
+      };
+      set("worker", PyLong_FromLong(x.worker));
+      set("pid", PyLong_FromLong(x.pid));
+      set("signal", PyLong_FromLong(x.signal));
+      set("exitcode", PyLong_FromLong(x.exit_code));
+      set("sent", PyBool_FromLong(sent_));
       PyErr_Clear();
       t.raise(exc);
       return true;
@@ -201,7 +207,13 @@ void bind_cluster(pyb::module_& m) {
             t->retrieved_ = true;
             return 1;
           }
-          return t->result_ && PyLong_Check(t->result_) ? static_cast<int>(PyLong_AsLong(t->result_)) : 0;
+          if (!t->result_ || !PyLong_Check(t->result_)) return 0;
+          const long code = PyLong_AsLong(t->result_);
+          if (code == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            return 1;
+          }
+          return static_cast<int>(code & 0xff);
         });
       },
       pyb::arg("main"), pyb::arg("workers"), pyb::arg("pin"), pyb::arg("restart"), pyb::arg("shutdown_timeout"),

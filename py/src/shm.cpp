@@ -67,32 +67,69 @@ class SharedMemory {
   std::size_t size_;
 };
 
-// Relative timeout for futex_wait: nullptr waits forever.
+// The GIL around a blocking wait, without RAII and outside noexcept code: a
+// daemon thread that wakes while the interpreter finalizes must not take it
+// back (Python 3.11 would end the thread with pthread_exit, whose unwinding
+// cannot pass a destructor or a noexcept frame): it waits for the process
+// to end instead, as CPython 3.14 makes such threads do.
+PyThreadState* release_gil() { return PyEval_SaveThread(); }
+void restore_gil(PyThreadState* st) {
+  if (_Py_IsFinalizing()) {
+    for (;;) ::pause();
+  }
+  PyEval_RestoreThread(st);
+}
+
+// A timeout as an absolute CLOCK_MONOTONIC deadline, so that a wait woken
+// for nothing does not start the whole timeout again.
 struct Timeout {
-  timespec ts{};
-  timespec* ptr = nullptr;
+  bool forever = true;
+  bool zero = false;
+  timespec end{};
+  timespec rel{};
   explicit Timeout(const pyb::object& seconds) {
     if (seconds.is_none()) return;
     double s = seconds.cast<double>();
     if (std::isnan(s) || s < 0) s = 0;
     if (s > 1e9) return;
-    ts.tv_sec = static_cast<time_t>(s);
-    ts.tv_nsec = static_cast<long>((s - static_cast<double>(ts.tv_sec)) * 1e9);
-    ptr = &ts;
+    forever = false;
+    zero = s == 0;
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    const long add = static_cast<long>(s * 1e9);
+    const long ns = end.tv_nsec + add % 1000000000L;
+    end.tv_sec += add / 1000000000L + ns / 1000000000L;
+    end.tv_nsec = ns % 1000000000L;
+  }
+  // A zero timeout: only look, never wait.
+  bool poll_only() const noexcept { return zero; }
+  // What is left (nullptr: forever); {0, 0} once the deadline passed.
+  const timespec* left() {
+    if (forever) return nullptr;
+    timespec now{};
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    long ns = (end.tv_sec - now.tv_sec) * 1000000000L + (end.tv_nsec - now.tv_nsec);
+    if (ns < 0) ns = 0;
+    rel.tv_sec = ns / 1000000000L;
+    rel.tv_nsec = ns % 1000000000L;
+    return &rel;
   }
 };
 
-// futex_wait on a shared (not process-private) word, the GIL released.
-// Returns false on timeout.
-bool futex_wait(std::atomic<std::uint32_t>& w, std::uint32_t expected, const timespec* timeout) {
-  long r;
-  int err;
-  {
-    pyb::gil_scoped_release nogil;
-    r = ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&w), FUTEX_WAIT, expected, timeout, nullptr, 0);
-    err = errno;
-  }
-  return !(r < 0 && err == ETIMEDOUT);
+enum class Wait { Woke, TimedOut, Interrupted };
+
+// futex_wait on a shared (not process-private) word while it equals
+// `expected`, the GIL released. Interrupted: a signal handler raised (the
+// Python error is set), as time.sleep would report Ctrl-C.
+Wait futex_wait(std::atomic<std::uint32_t>& w, std::uint32_t expected, Timeout& t) {
+  const timespec* tp = t.left();
+  if (tp && tp->tv_sec == 0 && tp->tv_nsec == 0) return Wait::TimedOut;
+  PyThreadState* st = release_gil();
+  const long r = ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&w), FUTEX_WAIT, expected, tp, nullptr, 0);
+  const int err = errno;
+  restore_gil(st);
+  if (r < 0 && err == ETIMEDOUT) return Wait::TimedOut;
+  if (r < 0 && err == EINTR && PyErr_CheckSignals() < 0) return Wait::Interrupted;
+  return Wait::Woke;
 }
 
 void futex_wake(std::atomic<std::uint32_t>& w, int n) {
@@ -153,14 +190,16 @@ inline void bump(std::atomic<std::uint32_t>& w) noexcept {
 // spin_for_change — polls w (GIL released) for up to ~20 us; true if it
 // moved away from `seen`.
 bool spin_for_change(const std::atomic<std::uint32_t>& w, std::uint32_t seen) {
-  pyb::gil_scoped_release nogil;
-  for (int i = 0; i < 4000; ++i) {
-    if (w.load(std::memory_order_acquire) != seen) return true;
+  PyThreadState* st = release_gil();
+  bool moved = false;
+  for (int i = 0; i < 4000 && !moved; ++i) {
+    moved = w.load(std::memory_order_acquire) != seen;
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
 #endif
   }
-  return false;
+  restore_gil(st);
+  return moved;
 }
 
 struct QueueHeader {
@@ -176,6 +215,7 @@ struct QueueHeader {
   std::uint32_t putters;   // ... on `space`
   std::uint32_t joiners;   // ... on `done`
   std::uint32_t writers;   // Pipe ends that may still send (see add_writer)
+  std::uint32_t pollers;   // waiters in poll() on `items` (woken all by a put)
   alignas(kCacheLine) std::atomic<std::uint32_t> items;  // bumped by every put
   alignas(kCacheLine) std::atomic<std::uint32_t> space;  // bumped by every get
   alignas(kCacheLine) std::atomic<std::uint32_t> done;   // bumped when unfinished reaches 0
@@ -209,8 +249,9 @@ class ShmQueue {
     const std::size_t n = payload + 1;
     const std::uint64_t need = n + 8;
     if (need > h_->cap)
-      throw pyb::value_error("corelet: a message of " + std::to_string(n) + " bytes is larger than the shared queue's buffer (" +
-                             std::to_string(h_->cap) + " bytes); make the queue with a larger buffer");
+      throw pyb::value_error("corelet: a message of " + std::to_string(payload) +
+                             " bytes does not fit the shared queue's buffer (" + std::to_string(h_->cap) +
+                             " bytes, 9 of them per message for framing); make the queue with a larger buffer");
     lock_mutex(&h_->mu);
     for (;;) {
       if (h_->closed) {
@@ -218,17 +259,21 @@ class ShmQueue {
         throw pyb::value_error("corelet: put on a closed queue");
       }
       if (h_->cap - h_->used >= need && (h_->maxsize == 0 || h_->count < h_->maxsize)) break;
-      if (!block || (t.ptr && t.ts.tv_sec == 0 && t.ts.tv_nsec == 0)) {
+      if (!block || t.poll_only()) {
         pthread_mutex_unlock(&h_->mu);
         return 0;
       }
       const std::uint32_t seen = h_->space.load(std::memory_order_seq_cst);
       ++h_->putters;
       pthread_mutex_unlock(&h_->mu);
-      const bool woke = futex_wait(h_->space, seen, t.ptr);
+      const Wait w = futex_wait(h_->space, seen, t);
       lock_mutex(&h_->mu);
       --h_->putters;
-      if (!woke && !(h_->cap - h_->used >= need && (h_->maxsize == 0 || h_->count < h_->maxsize))) {
+      if (w == Wait::Interrupted) {
+        pthread_mutex_unlock(&h_->mu);
+        throw pyb::error_already_set();
+      }
+      if (w == Wait::TimedOut && !(h_->cap - h_->used >= need && (h_->maxsize == 0 || h_->count < h_->maxsize))) {
         pthread_mutex_unlock(&h_->mu);
         return 0;
       }
@@ -241,9 +286,9 @@ class ShmQueue {
     ++h_->count;
     ++h_->unfinished;
     bump(h_->items);
-    const bool wake = h_->getters != 0;
+    const int wake = h_->pollers != 0 ? INT32_MAX : (h_->getters != 0 ? 1 : 0);
     pthread_mutex_unlock(&h_->mu);
-    if (wake) futex_wake(h_->items, 1);
+    if (wake) futex_wake(h_->items, wake);
     return 1;
   }
 
@@ -268,7 +313,7 @@ class ShmQueue {
         PyErr_SetString(PyExc_EOFError, "corelet: the queue is closed and empty");
         throw pyb::error_already_set();
       }
-      if (!block || (t.ptr && t.ts.tv_sec == 0 && t.ts.tv_nsec == 0)) {
+      if (!block || t.poll_only()) {
         pthread_mutex_unlock(&h_->mu);
         return nullptr;
       }
@@ -285,11 +330,19 @@ class ShmQueue {
       const std::uint32_t seen2 = h_->items.load(std::memory_order_seq_cst);
       ++h_->getters;
       pthread_mutex_unlock(&h_->mu);
-      const bool woke = futex_wait(h_->items, seen2, t.ptr);
+      const Wait w = futex_wait(h_->items, seen2, t);
       lock_mutex(&h_->mu);
       --h_->getters;
-      if (!woke && h_->count == 0) {
+      if (w == Wait::Interrupted) {
         pthread_mutex_unlock(&h_->mu);
+        throw pyb::error_already_set();
+      }
+      if (w == Wait::TimedOut && h_->count == 0) {
+        pthread_mutex_unlock(&h_->mu);
+        if (h_->closed) {
+          PyErr_SetString(PyExc_EOFError, "corelet: the queue is closed and empty");
+          throw pyb::error_already_set();
+        }
         return nullptr;
       }
     }
@@ -326,14 +379,18 @@ class ShmQueue {
     Timeout t(timeout);
     lock_mutex(&h_->mu);
     while (h_->count == 0 && !h_->closed) {
-      if (t.ptr && t.ts.tv_sec == 0 && t.ts.tv_nsec == 0) break;
+      if (t.poll_only()) break;
       const std::uint32_t seen = h_->items.load(std::memory_order_seq_cst);
-      ++h_->getters;
+      ++h_->pollers;  // woken all by every put: a poller must not take a getter's wake
       pthread_mutex_unlock(&h_->mu);
-      const bool woke = futex_wait(h_->items, seen, t.ptr);
+      const Wait w = futex_wait(h_->items, seen, t);
       lock_mutex(&h_->mu);
-      --h_->getters;
-      if (!woke) break;
+      --h_->pollers;
+      if (w == Wait::Interrupted) {
+        pthread_mutex_unlock(&h_->mu);
+        throw pyb::error_already_set();
+      }
+      if (w == Wait::TimedOut) break;
     }
     const bool ready = h_->count != 0 || h_->closed;
     pthread_mutex_unlock(&h_->mu);
@@ -357,10 +414,14 @@ class ShmQueue {
       const std::uint32_t seen = h_->done.load(std::memory_order_seq_cst);
       ++h_->joiners;
       pthread_mutex_unlock(&h_->mu);
-      const bool woke = futex_wait(h_->done, seen, t.ptr);
+      const Wait w = futex_wait(h_->done, seen, t);
       lock_mutex(&h_->mu);
       --h_->joiners;
-      if (!woke && h_->unfinished > 0) {
+      if (w == Wait::Interrupted) {
+        pthread_mutex_unlock(&h_->mu);
+        throw pyb::error_already_set();
+      }
+      if (w == Wait::TimedOut && h_->unfinished > 0) {
         pthread_mutex_unlock(&h_->mu);
         return false;
       }
@@ -435,6 +496,22 @@ class ShmQueue {
   std::byte* data_;
 };
 
+// lock_word — Drepper's mutex on a futex word (0 free, 1 held, 2 held with
+// waiters), the GIL released while it sleeps; false on timeout; a signal
+// handler that raises ends the wait with the Python error set (thrown).
+bool lock_word(std::atomic<std::uint32_t>& w, Timeout& t) {
+  while (w.exchange(2, std::memory_order_acquire) != 0) {
+    const timespec* tp = t.left();
+    if (tp && tp->tv_sec == 0 && tp->tv_nsec == 0) return false;  // the word stays 2: a release then wakes nobody
+    PyThreadState* st = release_gil();
+    const long r = ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&w), FUTEX_WAIT, 2, tp, nullptr, 0);
+    const int err = errno;
+    restore_gil(st);
+    if (r < 0 && err == EINTR && PyErr_CheckSignals() < 0) throw pyb::error_already_set();
+  }
+  return true;
+}
+
 // ShmLock — a lock in shared memory that any process (or thread) may
 // release, as multiprocessing's Lock: a futex word, 0 free, 1 held, 2 held
 // with waiters (Drepper's mutex). exchange/compare_exchange with acquire
@@ -451,29 +528,8 @@ class ShmLock {
   bool acquire(bool blocking, const pyb::object& timeout) {
     if (try_acquire()) return true;
     if (!blocking) return false;
-    const bool forever = timeout.is_none();
-    const double s = forever ? 0.0 : std::max(0.0, timeout.cast<double>());
-    timespec end{};
-    clock_gettime(CLOCK_MONOTONIC, &end);
-    const long add = static_cast<long>(std::min(s, 1e9) * 1e9);
-    end.tv_sec += add / 1000000000L + (end.tv_nsec + add % 1000000000L) / 1000000000L;
-    end.tv_nsec = (end.tv_nsec + add % 1000000000L) % 1000000000L;
-    pyb::gil_scoped_release nogil;
-    while (w_.exchange(2, std::memory_order_acquire) != 0) {
-      timespec left{};
-      const timespec* tp = nullptr;
-      if (!forever) {
-        timespec now{};
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        long ns = (end.tv_sec - now.tv_sec) * 1000000000L + (end.tv_nsec - now.tv_nsec);
-        if (ns <= 0) return false;  // the word stays 2: a later release wakes nobody, harmlessly
-        left.tv_sec = ns / 1000000000L;
-        left.tv_nsec = ns % 1000000000L;
-        tp = &left;
-      }
-      ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&w_), FUTEX_WAIT, 2, tp, nullptr, 0);
-    }
-    return true;
+    Timeout t(timeout);
+    return lock_word(w_, t);
   }
   void release() {
     std::uint32_t cur = w_.load(std::memory_order_relaxed);
@@ -490,9 +546,10 @@ class ShmLock {
 // ShmRLock — a recursive lock in shared memory: a futex word as ShmLock's,
 // plus its holder (process id, and the tasklet id or else the thread id) and
 // the depth. The holder fields are written only by the holder while it holds
-// the lock, and the depth is cleared before the release, so a reader that
-// compares them with its own identity can only match if it is the holder
-// (relaxed atomics: a stale value never equals the reader's identity).
+// the lock, the depth last (release) and cleared first on the way out; a
+// reader loads the depth first (acquire), so if it sees a depth it sees the
+// holder written with it, and it can only match its own identity if it is
+// the holder.
 class ShmRLock {
  public:
   ShmRLock()
@@ -503,7 +560,7 @@ class ShmRLock {
     return static_cast<std::uint64_t>(pthread_self());
   }
   bool mine() const noexcept {
-    if (depth_.load(std::memory_order_relaxed) == 0) return false;
+    if (depth_.load(std::memory_order_acquire) == 0) return false;  // pairs with take()'s release store
     const std::uint64_t id = me_id();
     return pid_.load(std::memory_order_relaxed) == static_cast<std::uint32_t>(::getpid()) &&
            id_lo_.load(std::memory_order_relaxed) == static_cast<std::uint32_t>(id) &&
@@ -522,31 +579,8 @@ class ShmRLock {
   bool acquire(bool blocking, const pyb::object& timeout) {
     if (try_acquire()) return true;
     if (!blocking) return false;
-    const bool forever = timeout.is_none();
-    const double s = forever ? 0.0 : std::max(0.0, timeout.cast<double>());
-    timespec end{};
-    clock_gettime(CLOCK_MONOTONIC, &end);
-    const long add = static_cast<long>(std::min(s, 1e9) * 1e9);
-    const long ns0 = end.tv_nsec + add % 1000000000L;
-    end.tv_sec += add / 1000000000L + ns0 / 1000000000L;
-    end.tv_nsec = ns0 % 1000000000L;
-    {
-      pyb::gil_scoped_release nogil;
-      while (w_.exchange(2, std::memory_order_acquire) != 0) {
-        timespec left{};
-        const timespec* tp = nullptr;
-        if (!forever) {
-          timespec now{};
-          clock_gettime(CLOCK_MONOTONIC, &now);
-          const long ns = (end.tv_sec - now.tv_sec) * 1000000000L + (end.tv_nsec - now.tv_nsec);
-          if (ns <= 0) return false;  // the word stays 2: a later release wakes nobody, harmlessly
-          left.tv_sec = ns / 1000000000L;
-          left.tv_nsec = ns % 1000000000L;
-          tp = &left;
-        }
-        ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&w_), FUTEX_WAIT, 2, tp, nullptr, 0);
-      }
-    }
+    Timeout t(timeout);
+    if (!lock_word(w_, t)) return false;
     take(1);
     return true;
   }
@@ -572,7 +606,7 @@ class ShmRLock {
     pid_.store(static_cast<std::uint32_t>(::getpid()), std::memory_order_relaxed);
     id_lo_.store(static_cast<std::uint32_t>(id), std::memory_order_relaxed);
     id_hi_.store(static_cast<std::uint32_t>(id >> 32), std::memory_order_relaxed);
-    depth_.store(depth, std::memory_order_relaxed);
+    depth_.store(depth, std::memory_order_release);  // last: a reader that sees it sees the holder
   }
   void give_back() noexcept {
     depth_.store(0, std::memory_order_relaxed);
@@ -639,8 +673,10 @@ bool load_cache() {
 }
 
 // Parses (self, [first], block=True, timeout=None) of a FASTCALL method call.
+// minus_one_forever: threading's convention for locks (timeout=-1 waits
+// forever); a queue, as multiprocessing's, refuses every negative timeout.
 bool parse(const char* name, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames, Py_ssize_t fixed,
-           bool* block, PyObject** timeout) {
+           bool* block, PyObject** timeout, bool minus_one_forever = false) {
   *block = true;
   *timeout = Py_None;
   if (nargs < fixed) {
@@ -668,11 +704,12 @@ bool parse(const char* name, PyObject* const* args, Py_ssize_t nargs, PyObject* 
   if (*timeout != Py_None) {
     const double v = PyFloat_AsDouble(*timeout);
     if (v == -1.0 && PyErr_Occurred()) return false;
-    if (v < 0 && v != -1.0) {
+    if (v == -1.0 && minus_one_forever) {
+      *timeout = Py_None;
+    } else if (v < 0) {
       PyErr_SetString(PyExc_ValueError, "'timeout' must be a non-negative number");
       return false;
     }
-    if (v == -1.0) *timeout = Py_None;
   }
   return true;
 }
@@ -894,7 +931,7 @@ ShmLock* lock_of(PyObject* self) {
 PyObject* lock_acquire(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
   bool block;
   PyObject* timeout;
-  if (!parse("acquire", args, nargs, kwnames, 1, &block, &timeout) || !load_cache()) return nullptr;
+  if (!parse("acquire", args, nargs, kwnames, 1, &block, &timeout, true) || !load_cache()) return nullptr;
   ShmLock* l = lock_of(args[0]);
   if (!l) return nullptr;
   if (detail::current()) {
@@ -914,7 +951,10 @@ PyObject* lock_acquire(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObj
 }
 
 PyObject* lock_release(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-  if (nargs < 1) return nullptr;
+  if (nargs < 1) {
+    PyErr_SetString(PyExc_TypeError, "lock_release: missing self");
+    return nullptr;
+  }
   ShmLock* l = lock_of(args[0]);
   if (!l) return nullptr;
   try {
@@ -927,7 +967,10 @@ PyObject* lock_release(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 
 // __enter__: plain code waits; a tasklet takes a free lock or gets UsageError.
 PyObject* lock_enter(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-  if (nargs < 1) return nullptr;
+  if (nargs < 1) {
+    PyErr_SetString(PyExc_TypeError, "lock_enter: missing self");
+    return nullptr;
+  }
   ShmLock* l = lock_of(args[0]);
   if (!l) return nullptr;
   if (detail::current()) {
@@ -1002,7 +1045,9 @@ void bind_shm(pyb::module_& m) {
           "wait",
           [](SharedMemory& s, std::size_t off, std::uint32_t expected, pyb::object timeout) {
             Timeout t(timeout);
-            return futex_wait(s.word(off), expected, t.ptr);
+            const Wait w = futex_wait(s.word(off), expected, t);
+            if (w == Wait::Interrupted) throw pyb::error_already_set();
+            return w == Wait::Woke;
           },
           pyb::arg("offset"), pyb::arg("expected"), pyb::arg("timeout") = pyb::none(),
           "futex_wait while the word equals expected (the GIL released); False on timeout.")

@@ -5,6 +5,7 @@
 #include "tasklet.hpp"
 
 #include <corelet/sched/detail/blocking.hpp>
+#include <corelet/sched/errors.hpp>
 
 #include <string>
 
@@ -20,7 +21,10 @@ class WaitQueue {
   WaitQueue(const WaitQueue&) = delete;
   WaitQueue& operator=(const WaitQueue&) = delete;
 
-  bool notify(PyObject* value) noexcept {
+  bool notify(PyObject* value) {
+    if (!q_.empty() && !detail::on_this_scheduler(q_.head->tasklet))
+      throw UsageError("corelet: tasklets of another corelet.run (another thread, or a run that ended) wait on "
+                       "this primitive; locks, events and queues belong to one scheduler");
     detail::Waiter* w = q_.pop_front();
     if (!w) return false;
     *static_cast<PyObject**>(w->slot) = Py_NewRef(value);
@@ -28,7 +32,7 @@ class WaitQueue {
     detail::unpark(w->tasklet);
     return true;
   }
-  std::size_t notify_all(PyObject* value) noexcept {
+  std::size_t notify_all(PyObject* value) {
     std::size_t n = 0;
     while (notify(value)) ++n;
     return n;
@@ -167,6 +171,10 @@ class BlockingOp final : public Op {
       Py_XDECREF(exc);
     }
     void execute() noexcept override {
+      // Never take the GIL while the interpreter finalizes: 3.11 would end
+      // this thread with pthread_exit, which cannot unwind this noexcept
+      // frame. The call is dropped; nobody waits for it any more.
+      if (_Py_IsFinalizing()) return;
       PyGILState_STATE g = PyGILState_Ensure();
       result = PyObject_Call(fn.ptr(), args.ptr(), nullptr);
       if (!result) {

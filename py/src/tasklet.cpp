@@ -36,7 +36,11 @@ void interrupt_run(PyObject* exc) noexcept {
     return;
   }
   r->interrupt = exc;
-  detail::cancel(r->main);
+  if (r->main->state == detail::State::Done) {
+    detail::cancel_everything();  // main ended already: stop the others; run() raises the interrupt
+  } else {
+    detail::cancel(r->main);
+  }
 }
 
 PyObject* str_throw = nullptr;
@@ -47,6 +51,12 @@ struct GilWhileIdle final : detail::IdleGuard {
   PyThreadState* saved = nullptr;
   void before_sleep() noexcept override { saved = PyEval_SaveThread(); }
   void after_sleep() noexcept override {
+    // A daemon thread woken while the interpreter finalizes must not take the
+    // GIL back (3.11 would end it with pthread_exit, which cannot unwind
+    // through this noexcept frame): it waits for the process to end.
+    if (_Py_IsFinalizing()) {
+      for (;;) ::pause();
+    }
     PyEval_RestoreThread(saved);
     if (PyErr_CheckSignals() < 0) {
       PyObject *type, *value, *tb;
@@ -116,6 +126,8 @@ RunScope::~RunScope() {
 }
 
 void RunScope::set_main(PyTasklet* t) noexcept { impl_->state.main = t; }
+
+PyObject* RunScope::take_interrupt() noexcept { return steal(impl_->state.interrupt); }
 
 PyTasklet* current_py() noexcept {
   detail::Tasklet* t = detail::current();
@@ -221,6 +233,16 @@ bool PyTasklet::frame_ended(PyObject* result) noexcept {
     raise(value);
   }
   return false;
+}
+
+void PyTasklet::capture_pending_into_throw() noexcept {
+  PyObject *type, *value, *tb;
+  PyErr_Fetch(&type, &value, &tb);
+  PyErr_NormalizeException(&type, &value, &tb);
+  if (tb) PyException_SetTraceback(value, tb);
+  Py_XDECREF(type);
+  Py_XDECREF(tb);
+  raise(value);
 }
 
 void PyTasklet::clear_op() noexcept {
@@ -337,7 +359,21 @@ bool PyTasklet::step() {
       Py_DECREF(out);
       continue;
     }
-    switch (op->begin(*this)) {
+    Op::Begin begun;
+    try {
+      begun = op->begin(*this);
+    } catch (pyb::error_already_set& e) {
+      e.restore();
+      capture_pending_into_throw();
+      Py_DECREF(out);
+      continue;
+    } catch (const std::exception& e) {  // bad_alloc from a timer heap, a waiter vector...
+      raise_new(dynamic_cast<const std::bad_alloc*>(&e) ? PyExc_MemoryError : PyExc_RuntimeError,
+                std::string("corelet: ") + op->what() + ": " + e.what());
+      Py_DECREF(out);
+      continue;
+    }
+    switch (begun) {
       case Op::Begin::Done:
         Py_DECREF(out);
         continue;
@@ -440,6 +476,10 @@ Op::Begin join_begin(PyTasklet& t, PyTasklet* target, Op& op, Clock::time_point 
   }
   if (target == &t) {
     t.raise_new(g_exc.usage, "corelet: Task.join: a tasklet cannot join itself");
+    return Op::Begin::Done;
+  }
+  if (!detail::on_this_scheduler(target)) {
+    t.raise_new(g_exc.usage, "corelet: Task.join: the task belongs to another corelet.run (another thread)");
     return Op::Begin::Done;
   }
   t.join_w_.state = detail::Waiter::State::Pending;
@@ -603,16 +643,19 @@ const char* state_name(const detail::Tasklet* t) {
 
 PyTasklet* make_tasklet(const pyb::object& fn, const pyb::args& args, const pyb::object& name) {
   if (!PyCallable_Check(fn.ptr())) throw pyb::type_error("corelet: the tasklet's function is not callable: " + describe(fn.ptr()));
-  auto* t = new PyTasklet(fn.ptr(), args.ptr());
+  std::string tname;
   if (!name.is_none()) {
-    t->name = pyb::str(name);
+    tname = pyb::str(name);
   } else {
     PyObject* q = PyObject_GetAttrString(fn.ptr(), "__qualname__");
-    if (q && PyUnicode_Check(q)) t->name = PyUnicode_AsUTF8(q);
-    if (!q) PyErr_Clear();
+    const char* c = q && PyUnicode_Check(q) ? PyUnicode_AsUTF8(q) : nullptr;
+    if (c) tname = c;
+    PyErr_Clear();  // no __qualname__, or one that is not UTF-8: a plain name
     Py_XDECREF(q);
-    if (t->name.empty()) t->name = "tasklet";
+    if (tname.empty()) tname = "tasklet";
   }
+  auto* t = new PyTasklet(fn.ptr(), args.ptr());
+  t->name = std::move(tname);
   return t;
 }
 
@@ -772,6 +815,11 @@ void bind_tasklets(pyb::module_& m) {
           detail::run_main(t);
         } catch (const Deadlock& e) {
           PyErr_SetString(g_exc.deadlock, e.what());
+          throw pyb::error_already_set();
+        }
+        if (PyObject* intr = scope.take_interrupt()) {  // came after main ended
+          PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(intr)), intr);
+          Py_DECREF(intr);
           throw pyb::error_already_set();
         }
         PyObject* v = t->outcome();

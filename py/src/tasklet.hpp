@@ -104,6 +104,7 @@ struct PyTasklet final : detail::Tasklet {
 
  private:
   void capture_exception() noexcept;
+  void capture_pending_into_throw() noexcept;  // the Python error set now is thrown in next
   void clear_op() noexcept;
   // The innermost generator returned (result, owned) or raised (nullptr, the
   // error set): resume its caller, or end the tasklet (true).
@@ -150,6 +151,9 @@ class RunScope {
   RunScope(const RunScope&) = delete;
   RunScope& operator=(const RunScope&) = delete;
   void set_main(PyTasklet* t) noexcept;
+  // A KeyboardInterrupt / SystemExit that came after main had ended (new
+  // reference, or nullptr): run() raises it.
+  PyObject* take_interrupt() noexcept;
 
  private:
   struct Impl;

@@ -461,6 +461,7 @@ CORELET_HOT void Scheduler::suspend() {
 // Tasklets.
 
 void Scheduler::add(Tasklet* t) {
+  t->owner = this;
   t->running.id = next_id();
   t->running.name = t->name.c_str();
   t->all_next = all_;
@@ -773,6 +774,13 @@ void Scheduler::loop() {
     if (live_ == live_at_last_cancel_) {
       if (++fruitless_cancel_rounds_ > 3) {
         std::fprintf(stderr, "corelet: %zu tasklets ignored cancellation and are abandoned\n", live_);
+        // They stay parked for good: take their waiters out of the wait
+        // queues, which may outlive this run (a Python primitive), so that
+        // nobody wakes a tasklet of a scheduler that is gone.
+        for (Tasklet* t = all_; t; t = t->all_next) {
+          unlink_waiters(t);
+          if (t->heap_index != Tasklet::npos) timer_remove(t);
+        }
         return;
       }
     } else {
@@ -866,6 +874,12 @@ void cancel(Tasklet* t) noexcept {
   } else {
     t->cancel_pending = true;
   }
+}
+
+bool on_this_scheduler(const Tasklet* t) noexcept { return tl_sched && t->owner == tl_sched; }
+
+void cancel_everything() noexcept {
+  if (tl_sched) tl_sched->cancel_all();
 }
 
 void retain(Tasklet* t) noexcept { ++t->refs; }

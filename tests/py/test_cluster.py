@@ -191,6 +191,17 @@ def test_large_buffers_travel_out_of_band():
     assert run2(main)
 
 
+def test_memoryviews_keep_their_format_and_shape():
+    import array
+
+    m = memoryview(array.array("i", [1, 2, 3, 4]))
+    back = _wire.loads(_wire.dumps(m))
+    assert back.format == "i" and back.tolist() == [1, 2, 3, 4]  # a read-only view of the message
+    ro = memoryview(bytes(range(12))).cast("B", (3, 4))
+    back = _wire.loads(_wire.dumps(ro))
+    assert back.shape == (3, 4) and back.readonly and back.tobytes() == bytes(range(12))
+
+
 def test_numpy_arrays_cross_without_being_copied_into_the_stream():
     np = pytest.importorskip("numpy")
     a = np.arange(1 << 18, dtype=np.float64)

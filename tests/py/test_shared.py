@@ -221,7 +221,7 @@ def test_queue_bounds_timeouts_and_errors():
     with pytest.raises(corelet.Empty):
         q.get(block=False)
     small = corelet.Queue(buffer=4096)
-    with pytest.raises(ValueError, match="larger than the shared queue's buffer"):
+    with pytest.raises(ValueError, match="does not fit the shared queue's buffer"):
         small.put(b"x" * 10000)
     assert small.empty()  # nothing half-written
     with pytest.raises(RuntimeError, match="inheritance"):
@@ -326,3 +326,45 @@ def test_a_pipe_between_a_process_and_tasklets():
 
 def echo_once(conn):
     conn.send("echo: " + conn.recv())
+
+
+def test_a_poller_does_not_take_the_wake_of_a_receiver():
+    a, b = corelet.Pipe()
+    got = []
+    polled = []
+    receiver = threading.Thread(target=lambda: got.append(a.recv()))
+    poller = threading.Thread(target=lambda: polled.append(a.poll(None)))
+    receiver.start()
+    poller.start()
+    time.sleep(0.05)  # both asleep (not asserted: only so that the send comes after)
+    b.send("one")
+    receiver.join(10)
+    assert got == ["one"]  # the receiver was woken too, not only the poller
+    b.send("two")  # the poller, back to waiting once "one" was taken, sees this one
+    poller.join(10)
+    assert polled == [True]
+
+
+def test_ctrl_c_interrupts_a_plain_code_get():
+    import subprocess
+
+    code = (
+        "import corelet, sys\n"
+        "q = corelet.Queue()\n"
+        "print('ready', flush=True)\n"
+        "try:\n"
+        "    q.get()\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted', flush=True)\n"
+        "    sys.exit(3)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 3 and "interrupted" in out

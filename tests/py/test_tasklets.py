@@ -454,6 +454,38 @@ def test_sigint_stops_a_sleeping_run_with_keyboard_interrupt():
     assert "interrupted" in out
 
 
+def test_sigint_after_main_returned_stops_the_other_tasklets():
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import corelet, sys\n"
+            "async def sleeper():\n"
+            "    await corelet.sleep(60)\n"
+            "async def main():\n"
+            "    corelet.spawn(sleeper)\n"
+            "    print('ready', flush=True)\n"
+            "try:\n"
+            "    corelet.run(main)\n"
+            "except KeyboardInterrupt:\n"
+            "    print('interrupted', flush=True)\n"
+            "    sys.exit(3)\n",
+        ],
+        env=dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 3, err
+    assert "interrupted" in out
+
+
 def test_no_leak_over_ten_thousand_spawns_joins_and_channel_messages():
     def child(ch, i):
         yield ch.send(i)

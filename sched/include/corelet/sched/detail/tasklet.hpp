@@ -120,6 +120,7 @@ struct Tasklet {
   // another tasklet's. The Python bindings' generator and coroutine tasklets
   // are such, so that no Python frame ever runs on a switched C stack.
   bool stackless = false;
+  const void* owner = nullptr;      // the scheduler it was started on (see on_this_scheduler)
   bool error_reported = false;      // a lost exception was printed already
   Wake wake = Wake::Notified;
   std::uint32_t refs = 1;           // the scheduler's (until done) + the handle's
@@ -207,6 +208,11 @@ void yield();
 bool park_stackless(const char* what, const void* obj, Clock::time_point deadline = Clock::time_point::max());
 
 void cancel(Tasklet* t) noexcept;
+// Whether t belongs to the scheduler running on this thread (false outside
+// any): primitives shared by two schedulers check it before waking a waiter.
+bool on_this_scheduler(const Tasklet* t) noexcept;
+// Cancels every tasklet of this thread's scheduler (no-op outside one).
+void cancel_everything() noexcept;
 void retain(Tasklet* t) noexcept;
 void release(Tasklet* t) noexcept;
 // Parks the current tasklet until t is done (join/wait). Throws Cancelled.
