@@ -945,3 +945,124 @@ def _at_exit():
 import atexit  # noqa: E402
 
 atexit.register(_at_exit)
+
+
+# ---- Barrier ------------------------------------------------------------------------
+
+class SharedBarrier:
+    """multiprocessing.Barrier: parties processes (or threads, or tasklets)
+    wait until all have come. Words in shared memory: 0 arrived, 4 generation,
+    8 broken; a ShmLock orders the arrivals. In a tasklet wait is an operation
+    that polls."""
+
+    def __init__(self, parties, action=None, timeout=None):
+        if parties < 1:
+            raise ValueError("parties must be > 0")
+        self._parties = parties
+        self._action = action
+        self._timeout = timeout
+        self._lock = ShmLock()
+        self._mem = SharedMemory(64)
+
+    __reduce__ = _not_picklable
+
+    def _arrive(self):
+        """Under the lock: (index, generation, released)."""
+        m = self._mem
+        if m.load(8):
+            self._lock.release()
+            raise BrokenBarrierError
+        index = m.load(0)
+        gen = m.load(4)
+        if index + 1 == self._parties:
+            try:
+                if self._action:
+                    self._action()
+            except BaseException:
+                m.store(8, 1)
+                m.add(4, 1)
+                self._lock.release()
+                m.wake(4)
+                raise
+            m.store(0, 0)
+            m.add(4, 1)
+            self._lock.release()
+            m.wake(4)
+            return index, gen, True
+        m.store(0, index + 1)
+        self._lock.release()
+        return index, gen, False
+
+    def _passed(self, gen):
+        m = self._mem
+        if m.load(4) == gen:
+            return False
+        if m.load(8):
+            raise BrokenBarrierError
+        return True
+
+    def wait(self, timeout=None):
+        if timeout is None:
+            timeout = self._timeout
+        timeout = _timeout(timeout)
+        if _in_tasklet():
+            return self._wait_op(timeout)
+        self._lock.acquire(True, None)
+        index, gen, released = self._arrive()
+        if released:
+            return index
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._passed(gen):
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                self.abort()
+                raise BrokenBarrierError
+            self._mem.wait(4, gen, left)
+        return index
+
+    @types.coroutine
+    def _wait_op(self, timeout):
+        yield _poll(lambda: (self._lock.try_acquire(), None), None)
+        index, gen, released = self._arrive()
+        if released:
+            return index
+        try:
+            yield _poll(lambda: (self._passed(gen), None), timeout)
+        except TimeoutError:
+            self.abort()
+            raise BrokenBarrierError from None
+        return index
+
+    def abort(self):
+        """Breaks the barrier: waiters raise BrokenBarrierError."""
+        self._mem.store(8, 1)
+        self._mem.add(4, 1)
+        self._mem.wake(4)
+
+    def reset(self):
+        """Waiters raise BrokenBarrierError; the barrier is usable again."""
+        self._lock.acquire(True, None)
+        self._mem.store(8, 1)
+        self._mem.add(4, 1)
+        self._mem.wake(4)
+        self._mem.store(0, 0)
+        self._mem.store(8, 0)
+        self._lock.release()
+
+    @property
+    def parties(self):
+        return self._parties
+
+    @property
+    def n_waiting(self):
+        return self._mem.load(0)
+
+    @property
+    def broken(self):
+        return self._mem.load(8) == 1
+
+
+import threading as _threading  # noqa: E402
+
+BrokenBarrierError = _threading.BrokenBarrierError
+__all__.append("SharedBarrier")

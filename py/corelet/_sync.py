@@ -384,6 +384,8 @@ class Barrier:
     A wait that times out or is cancelled breaks the barrier, as a timeout does
     in threading: the other waiters raise BrokenBarrierError."""
 
+    __new__ = _shared_in_plain_code("SharedBarrier")
+
     def __init__(self, parties, action=None, timeout=None):
         if parties < 1:
             raise ValueError("parties must be > 0")

@@ -50,3 +50,47 @@ def test_ping_pong():
 def test_threadingx_tutorial():
     out = run_example("threadingx_tutorial.py")
     assert "received message: hello from main" in out and "Finished" in out
+
+
+def test_md5_files(tmp_path):
+    import hashlib
+
+    paths = []
+    for i in range(3):
+        p = tmp_path / f"f{i}"
+        p.write_bytes(os.urandom(100_000 + i))
+        paths.append(str(p))
+    out = run_example("md5_files.py", *paths)
+    expected = "".join(f"{hashlib.md5(open(p, 'rb').read()).hexdigest()}  {p}\n" for p in paths)
+    assert out == expected
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_http_hello(workers):
+    import signal
+    import socket
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    proc = subprocess.Popen(
+        [sys.executable, os.path.join(EXAMPLES, "http_hello.py"), "127.0.0.1:0", "--workers", workers],
+        env=env, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        port = int(re.search(r"127\.0\.0\.1:(\d+)", line).group(1))
+        answers = []
+        for _ in range(2 if workers == "0" else 8):  # new connections: the kernel spreads them over the workers
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")  # two, pipelined
+            data = b""
+            while data.count(b"Hello, world!") < 2:
+                chunk = s.recv(65536)
+                assert chunk, data
+                data += chunk
+            s.close()
+            answers.append(data)
+        assert all(a.startswith(b"HTTP/1.1 200 OK") for a in answers)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=20)
+    finally:
+        proc.kill()

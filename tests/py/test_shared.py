@@ -368,3 +368,25 @@ def test_ctrl_c_interrupts_a_plain_code_get():
     finally:
         proc.kill()
     assert proc.returncode == 3 and "interrupted" in out
+
+
+def barrier_party(b, q):
+    q.put(b.wait(10))
+
+
+def test_barrier_between_processes_and_its_timeout():
+    b = corelet.Barrier(3)
+    q = corelet.Queue()
+    procs = [corelet.Process(target=barrier_party, args=(b, q)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    mine = b.wait(10)
+    assert sorted([mine, q.get(timeout=10), q.get(timeout=10)]) == [0, 1, 2]
+    for p in procs:
+        p.join()
+    lonely = corelet.Barrier(2)
+    with pytest.raises(corelet.BrokenBarrierError):
+        lonely.wait(0.01)
+    assert lonely.broken
+    lonely.reset()
+    assert not lonely.broken and lonely.n_waiting == 0
