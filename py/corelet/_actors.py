@@ -30,7 +30,7 @@ import itertools
 import os
 
 from ._corelet import current_id, num_workers, spawn, this_worker
-from ._wire import dumps_call, is_tasklet_body, pack_exception
+from ._wire import dumps_call, is_tasklet_body
 
 __all__ = ["spawn_actor", "ActorProxy", "sender", "register", "whereis", "stop_actor", "actor_processes"]
 
@@ -396,5 +396,3 @@ def _client():
                 atexit.register(_the_client.close)
     return _the_client
 
-
-_ = pack_exception

@@ -12,7 +12,7 @@ import signal
 import types
 
 from . import _corelet
-from ._corelet import WorkerLost, current_id, num_workers, spawn, this_worker
+from ._corelet import WorkerLost, num_workers, spawn, this_worker
 from ._wire import dumps, dumps_call, is_tasklet_body, loads, pack_exception, raise_remote
 
 __all__ = ["run_cluster", "spawn_on", "call_on", "this_worker", "num_workers", "WorkerLost"]
@@ -117,14 +117,3 @@ def run_cluster(main, args, workers, pin, on_worker_death, shutdown_timeout, idl
     if status_ == "ok":
         return value
     raise_remote(value)
-
-
-def _in_cluster():
-    return this_worker() >= 0
-
-
-def _in_tasklet():
-    return current_id() != 0
-
-
-__all__ += ["WorkerLost"]

@@ -27,7 +27,7 @@ import threading
 import types
 
 from ._corelet import num_workers, spawn, this_worker
-from ._wire import dumps, dumps_call, loads, pack_exception, raise_remote, RemoteError
+from ._wire import dumps, dumps_call, loads, pack_exception, raise_remote
 
 __all__ = ["Pool", "AsyncResult", "TimeoutError"]
 
@@ -591,4 +591,3 @@ class _ImapIterator:
         return self._out.pop(0)
 
 
-_ = RemoteError  # re-exported by the package

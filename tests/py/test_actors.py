@@ -3,7 +3,6 @@ messages, the registry — and ThreadingX's tutorial (spawn -> sendMessage ->
 sender.finished()) ported to corelet."""
 
 import os
-import time
 
 import pytest
 
