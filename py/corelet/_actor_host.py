@@ -19,17 +19,6 @@ CALL = struct.Struct("<QIQ")   # call id, worker, payload length
 REPLY = struct.Struct("<QQ")   # call id, reply length
 
 
-def _recv_exactly(sock, n):
-    parts = []
-    while n:
-        chunk = yield sock.recv(min(n, 1 << 20))
-        if not chunk:
-            return None
-        parts.append(chunk)
-        n -= len(chunk)
-    return b"".join(parts)
-
-
 def _relay(fd):
     sock = corelet.socket.wrap(socket.socket(fileno=fd))
     write = corelet.Lock()
@@ -48,11 +37,11 @@ def _relay(fd):
             write.release()
 
     while True:
-        head = yield _recv_exactly(sock, CALL.size)
+        head = yield sock.recv_exactly(CALL.size)
         if head is None:
             break
         call_id, worker, n = CALL.unpack(head)
-        payload = yield _recv_exactly(sock, n)
+        payload = yield sock.recv_exactly(n)
         if payload is None:
             break
         corelet.spawn(one, call_id, worker, payload, name=f"relay of call {call_id}")

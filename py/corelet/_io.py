@@ -121,75 +121,60 @@ class socket:
 
     # ---- calls that may wait: operations ----
     @types.coroutine
+    def _retry(self, call, wait, *args):
+        """call(*args) on the non-blocking socket; while it would block, wait
+        (wait_readable / wait_writable, with the socket's timeout) and try
+        again. Cancellation and timeouts end the wait; a close meanwhile
+        makes it raise OSError(EBADF)."""
+        while True:
+            try:
+                return call(*args)
+            except _WOULD_BLOCK:
+                pass
+            yield wait(self._sock.fileno(), self._timeout)
+
     def recv(self, bufsize, flags=0):
         """Operation giving up to bufsize bytes (b'' when the peer has closed)."""
-        while True:
-            try:
-                return self._sock.recv(bufsize, flags)
-            except _WOULD_BLOCK:
-                pass
-            yield wait_readable(self._sock.fileno(), self._timeout)
+        return self._retry(self._sock.recv, wait_readable, bufsize, flags)
 
-    @types.coroutine
     def recv_into(self, buffer, nbytes=0, flags=0):
-        while True:
-            try:
-                return self._sock.recv_into(buffer, nbytes, flags)
-            except _WOULD_BLOCK:
-                pass
-            yield wait_readable(self._sock.fileno(), self._timeout)
+        return self._retry(self._sock.recv_into, wait_readable, buffer, nbytes, flags)
 
-    @types.coroutine
     def recvfrom(self, bufsize, flags=0):
-        while True:
-            try:
-                return self._sock.recvfrom(bufsize, flags)
-            except _WOULD_BLOCK:
-                pass
-            yield wait_readable(self._sock.fileno(), self._timeout)
+        return self._retry(self._sock.recvfrom, wait_readable, bufsize, flags)
 
-    @types.coroutine
     def send(self, data, flags=0):
         """Operation giving the number of bytes sent (maybe fewer than len(data))."""
-        while True:
-            try:
-                return self._sock.send(data, flags)
-            except _WOULD_BLOCK:
-                pass
-            yield wait_writable(self._sock.fileno(), self._timeout)
+        return self._retry(self._sock.send, wait_writable, data, flags)
 
     @types.coroutine
     def sendall(self, data, flags=0):
         """Operation: sends all of data."""
         view = memoryview(data).cast("B")
         while view:
-            try:
-                sent = self._sock.send(view, flags)
-                view = view[sent:]
-                continue
-            except _WOULD_BLOCK:
-                pass
-            yield wait_writable(self._sock.fileno(), self._timeout)
+            sent = yield self._retry(self._sock.send, wait_writable, view, flags)
+            view = view[sent:]
 
-    @types.coroutine
     def sendto(self, data, address):
-        while True:
-            try:
-                return self._sock.sendto(data, address)
-            except _WOULD_BLOCK:
-                pass
-            yield wait_writable(self._sock.fileno(), self._timeout)
+        return self._retry(self._sock.sendto, wait_writable, data, address)
 
     @types.coroutine
     def accept(self):
         """Operation giving (corelet socket, address) of the next connection."""
-        while True:
-            try:
-                conn, addr = self._sock.accept()
-                return socket.wrap(conn), addr
-            except _WOULD_BLOCK:
-                pass
-            yield wait_readable(self._sock.fileno(), self._timeout)
+        conn, addr = yield self._retry(self._sock.accept, wait_readable)
+        return socket.wrap(conn), addr
+
+    @types.coroutine
+    def recv_exactly(self, n):
+        """Operation giving exactly n bytes, or None if the peer closes first."""
+        parts = []
+        while n:
+            chunk = yield self.recv(min(n, 1 << 20))
+            if not chunk:
+                return None
+            parts.append(chunk)
+            n -= len(chunk)
+        return b"".join(parts)
 
     @types.coroutine
     def connect(self, address):

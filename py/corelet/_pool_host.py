@@ -19,17 +19,6 @@ from corelet._pool import _BUNDLE, _FRAME, _JOB, _REPLY, _run_bundle
 from corelet._wire import dumps, dumps_call, pack_exception
 
 
-def _recv_exactly(sock, n):
-    parts = []
-    while n:
-        chunk = yield sock.recv(min(n, 1 << 20))
-        if not chunk:
-            return None
-        parts.append(chunk)
-        n -= len(chunk)
-    return b"".join(parts)
-
-
 def _dispatcher(fd):
     sock = corelet.socket.wrap(socket.socket(fileno=fd))
     computers = list(range(1, corelet.num_workers()))
@@ -41,11 +30,11 @@ def _dispatcher(fd):
 
     def reader():
         while True:
-            head = yield _recv_exactly(sock, _FRAME.size)
+            head = yield sock.recv_exactly(_FRAME.size)
             if head is None:
                 break
             kind, job, first, n = _FRAME.unpack(head)
-            payload = yield _recv_exactly(sock, n)
+            payload = yield sock.recv_exactly(n)
             if payload is None:
                 break
             if kind == _JOB:

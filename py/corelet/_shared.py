@@ -101,6 +101,16 @@ def _poll(attempt, timeout):
         delay = 2e-5 if delay == 0 else min(delay * 2, 1e-3)
 
 
+@types.coroutine
+def _until(cond, timeout):
+    """Operation giving True once cond() is true, False after timeout seconds
+    (polling as _poll does)."""
+    try:
+        return (yield _poll(lambda: (cond(), True), timeout))
+    except TimeoutError:
+        return False
+
+
 def _timeout(timeout):
     if timeout is None or timeout == -1:
         return None
@@ -274,12 +284,8 @@ class Connection:
             return self._poll_op(q, timeout)
         return q.poll(timeout)
 
-    @types.coroutine
     def _poll_op(self, q, timeout):
-        try:
-            return (yield _poll(lambda: (q.poll(0), True), timeout))
-        except TimeoutError:
-            return False
+        return _until(lambda: q.poll(0), timeout)
 
     def close(self):
         """Closes this process's handle of this end. As with a pipe's file
@@ -357,12 +363,8 @@ class SharedLock:
     __enter__ = instancemethod(_lock_enter)
     __exit__ = instancemethod(_lock_release)  # takes and ignores the exception arguments
 
-    @types.coroutine
     def _acquire_op(self, timeout):
-        try:
-            return (yield _poll(lambda: (self._core.try_acquire(), True), _timeout(timeout)))
-        except TimeoutError:
-            return False
+        return _until(self._core.try_acquire, _timeout(timeout))
 
     def locked(self):
         return self._core.locked()
@@ -407,12 +409,8 @@ class SharedRLock:
             return self._acquire_op(_timeout(timeout))
         return self._core.acquire(block, _timeout(timeout))
 
-    @types.coroutine
     def _acquire_op(self, timeout):
-        try:
-            return (yield _poll(lambda: (self._core.try_acquire(), True), timeout))
-        except TimeoutError:
-            return False
+        return _until(self._core.try_acquire, timeout)
 
     def release(self):
         try:
@@ -501,10 +499,7 @@ class SharedSemaphore:
             return True
         if not block:
             return False
-        try:
-            return (yield _poll(lambda: (self._try(), True), timeout))
-        except TimeoutError:
-            return False
+        return (yield _until(self._try, timeout))
 
     def release(self, n=1):
         if n < 1:
@@ -573,12 +568,8 @@ class SharedEvent:
             self._mem.wait(0, 0, left)
         return True
 
-    @types.coroutine
     def _wait_op(self, timeout):
-        try:
-            return (yield _poll(lambda: (self.is_set(), True), timeout))
-        except TimeoutError:
-            return False
+        return _until(self.is_set, timeout)
 
 
 class SharedCondition:
@@ -614,9 +605,7 @@ class SharedCondition:
     @types.coroutine
     def _wait_op(self, seen, saved, timeout):
         try:
-            return (yield _poll(lambda: (self._mem.load(0) != seen, True), timeout))
-        except TimeoutError:
-            return False
+            return (yield _until(lambda: self._mem.load(0) != seen, timeout))
         finally:
             r = self._lock._acquire_restore(saved)
             if r is not None:

@@ -94,11 +94,14 @@ class Channel {
   bool closed_ = false;
 };
 
-class RecvOp final : public Op {
+// What a send and a receive share: the channel (kept alive), the deadline,
+// the waiter, and begin(): complete at once if the channel allows
+// (try_now), else a timeout now or a park on the channel's queue (link). As
+// cases of select they use try_now / link / fired the same way.
+class ChannelOp : public Op {
  public:
-  RecvOp(pyb::object ch, Clock::time_point deadline, bool async_iter)
-      : ch_obj_(std::move(ch)), ch_(ch_obj_.cast<Channel&>()), deadline_(deadline), async_iter_(async_iter) {}
-  ~RecvOp() override { Py_XDECREF(value_); }
+  ChannelOp(pyb::object ch, Clock::time_point deadline)
+      : ch_obj_(std::move(ch)), ch_(ch_obj_.cast<Channel&>()), deadline_(deadline) {}
   Begin begin(PyTasklet& t) override {
     PyObject* v = nullptr;
     switch (try_now(t, &v)) {
@@ -107,7 +110,7 @@ class RecvOp final : public Op {
       default: break;
     }
     if (deadline_ <= Clock::now()) {
-      t.raise_new(PyExc_TimeoutError, "corelet: Channel.recv: timed out");
+      t.raise_new(PyExc_TimeoutError, std::string("corelet: ") + what() + ": timed out");
       return Begin::Done;
     }
     w_.tasklet = &t;
@@ -116,6 +119,19 @@ class RecvOp final : public Op {
     return park(t, *this, &ch_, deadline_) ? Begin::Parked : Begin::Done;
   }
   bool selectable() const noexcept override { return true; }
+
+ protected:
+  pyb::object ch_obj_;
+  Channel& ch_;
+  Clock::time_point deadline_;
+  detail::Waiter w_;
+};
+
+class RecvOp final : public ChannelOp {
+ public:
+  RecvOp(pyb::object ch, Clock::time_point deadline, bool async_iter)
+      : ChannelOp(std::move(ch), deadline), async_iter_(async_iter) {}
+  ~RecvOp() override { Py_XDECREF(value_); }
   int try_now(PyTasklet& t, PyObject** value) override {
     if ((*value = ch_.take())) return 1;
     if (!ch_.closed()) return 0;
@@ -150,42 +166,15 @@ class RecvOp final : public Op {
     if (async_iter_) t.raise_new(PyExc_StopAsyncIteration, "");
     else t.raise_new(g_exc.channel_closed, "corelet: Channel.recv: the channel is closed and empty");
   }
-  pyb::object ch_obj_;
-  Channel& ch_;
-  Clock::time_point deadline_;
   bool async_iter_;
   PyObject* value_ = nullptr;
-  detail::Waiter w_;
 };
 
-class SendOp final : public Op {
+class SendOp final : public ChannelOp {
  public:
   SendOp(pyb::object ch, pyb::object value, Clock::time_point deadline)
-      : ch_obj_(std::move(ch)), ch_(ch_obj_.cast<Channel&>()), value_(value.release().ptr()), deadline_(deadline) {}
+      : ChannelOp(std::move(ch), deadline), value_(value.release().ptr()) {}
   ~SendOp() override { Py_XDECREF(value_); }
-  Begin begin(PyTasklet& t) override {
-    if (ch_.closed()) {
-      t.raise_new(g_exc.channel_closed, "corelet: Channel.send: the channel is closed");
-      return Begin::Done;
-    }
-    if (!value_) {
-      t.raise_new(g_exc.usage, "corelet: Channel.send: this send operation was already used");
-      return Begin::Done;
-    }
-    if (ch_.put(value_)) {
-      t.give(nullptr);
-      return Begin::Done;
-    }
-    if (deadline_ <= Clock::now()) {
-      t.raise_new(PyExc_TimeoutError, "corelet: Channel.send: timed out");
-      return Begin::Done;
-    }
-    w_.tasklet = &t;
-    link(t, w_);
-    t.waiters = &w_;
-    return park(t, *this, &ch_, deadline_) ? Begin::Parked : Begin::Done;
-  }
-  bool selectable() const noexcept override { return true; }
   int try_now(PyTasklet& t, PyObject** value) override {
     if (ch_.closed()) {
       t.raise_new(g_exc.channel_closed, "corelet: Channel.send: the channel is closed");
@@ -219,18 +208,15 @@ class SendOp final : public Op {
   const char* what() const noexcept override { return "Channel.send"; }
 
  private:
-  pyb::object ch_obj_;
-  Channel& ch_;
   PyObject* value_;
-  Clock::time_point deadline_;
-  detail::Waiter w_;
 };
 
 }  // namespace
 
 void bind_channel(pyb::module_& m) {
-  pyb::class_<RecvOp, Op>(m, "_Recv");
-  pyb::class_<SendOp, Op>(m, "_Send");
+  pyb::class_<ChannelOp, Op>(m, "_ChannelOp");
+  pyb::class_<RecvOp, ChannelOp>(m, "_Recv");
+  pyb::class_<SendOp, ChannelOp>(m, "_Send");
   pyb::class_<Channel>(m, "Channel",
                        "Channel(capacity=0): values between tasklets. capacity 0 is a rendezvous (send waits\n"
                        "for a receiver); otherwise send waits only while capacity values are buffered.")

@@ -194,7 +194,7 @@ bool spin_for_change(const std::atomic<std::uint32_t>& w, std::uint32_t seen) {
   PyThreadState* st = release_gil();
   bool moved = false;
   for (int i = 0; i < 4000 && !moved; ++i) {
-    moved = w.load(std::memory_order_acquire) != seen;
+    moved = w.load(std::memory_order_acquire) != seen;  // pairs with bump()'s release
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
 #endif
@@ -236,14 +236,9 @@ class ShmQueue {
 
   // put — 1: done; 0: it would wait (no room) and timeout ran out; raises if
   // closed or if the message can never fit.
-  int put(const char* p, std::size_t n, bool block, const pyb::object& timeout) {
-    Timeout t(timeout);
-    return put_msg(kRaw, p, n, block, t);
-  }
-
   // Message kinds (the byte after the length word): how get() turns it back
   // into an object.
-  static constexpr std::uint8_t kRaw = 0, kPickle = 1, kStr = 2, kBytes = 3, kWire = 4;
+  static constexpr std::uint8_t kPickle = 1, kStr = 2, kBytes = 3, kWire = 4;
   static constexpr std::uint8_t kDecoded = 255;  // get_msg gave the object itself
 
   int put_msg(std::uint8_t tag, const char* p, std::size_t payload, bool block, Timeout& t) {
@@ -291,16 +286,6 @@ class ShmQueue {
     pthread_mutex_unlock(&h_->mu);
     if (wake) futex_wake(h_->items, wake);
     return 1;
-  }
-
-  // get — the next message's bytes, or None (timeout / not blocking);
-  // raises EOFError once closed and empty.
-  pyb::object get(bool block, const pyb::object& timeout) {
-    Timeout t(timeout);
-    std::uint8_t tag = 0;
-    PyObject* b = get_msg(block, t, &tag);
-    if (!b) return pyb::none();
-    return pyb::reinterpret_steal<pyb::object>(b);
   }
 
   // get_msg — a new bytes object with the next message's payload and *tag,
@@ -474,10 +459,6 @@ class ShmQueue {
   bool closed() const { return h_->closed != 0; }
   std::size_t capacity() const { return h_->cap; }
   std::size_t maxsize() const { return h_->maxsize; }
-  // Bumped by every put / get: a tasklet polls these to learn cheaply that
-  // something changed.
-  std::uint32_t items_seq() const { return h_->items.load(std::memory_order_acquire); }
-  std::uint32_t space_seq() const { return h_->space.load(std::memory_order_acquire); }
 
  private:
   static std::size_t round_up(std::size_t n) { return (n + 4095) & ~std::size_t{4095}; }
@@ -715,21 +696,23 @@ bool parse(const char* name, PyObject* const* args, Py_ssize_t nargs, PyObject* 
   return true;
 }
 
-// The ShmQueue of a SharedQueue: its `_qp` attribute holds the address of
-// the ShmQueue that its `_q` attribute owns (set together in __init__, so it
-// lives as long as the object); reading an int is far cheaper than a
-// pybind11 cast on every put and get.
-ShmQueue* queue_of(PyObject* self, const char*) {
-  static PyObject* name = PyUnicode_InternFromString("_qp");
-  PyObject* a = PyObject_GetAttr(self, name);
+// The C++ object behind a SharedQueue (attribute `_qp`) or a SharedLock
+// (`_lp`): the address of the ShmQueue / ShmLock that its `_q` / `_core`
+// attribute owns, set together in __init__ (so it lives as long as the
+// object); reading an int is far cheaper than a pybind11 cast on every call.
+template <class T>
+T* address_of(PyObject* self, PyObject* attr, const char* what) {
+  PyObject* a = PyObject_GetAttr(self, attr);
   if (!a) return nullptr;
   void* p = PyLong_AsVoidPtr(a);
   Py_DECREF(a);
-  if (!p) {
-    if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "corelet: not a shared queue");
-    return nullptr;
-  }
-  return static_cast<ShmQueue*>(p);
+  if (!p && !PyErr_Occurred()) PyErr_Format(PyExc_TypeError, "corelet: not a %s", what);
+  return static_cast<T*>(p);
+}
+
+ShmQueue* queue_of(PyObject* self) {
+  static PyObject* name = PyUnicode_InternFromString("_qp");
+  return address_of<ShmQueue>(self, name, "shared queue");
 }
 
 // Translates what a ShmQueue call threw into the Python error (returns nullptr).
@@ -755,7 +738,7 @@ PyObject* shmq_put(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject*
   bool block;
   PyObject* timeout;
   if (!parse("put", args, nargs, kwnames, 2, &block, &timeout) || !load_cache()) return nullptr;
-  ShmQueue* q = queue_of(args[0], "_q");
+  ShmQueue* q = queue_of(args[0]);
   if (!q) return nullptr;
   PyObject* obj = args[1];
   std::uint8_t tag;
@@ -820,7 +803,7 @@ PyObject* shmq_put_tagged(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     PyErr_SetString(PyExc_TypeError, "_put_tagged(queue_holder, tag, payload)");
     return nullptr;
   }
-  ShmQueue* q = queue_of(args[0], "_q");
+  ShmQueue* q = queue_of(args[0]);
   if (!q) return nullptr;
   try {
     Timeout none{pyb::none()};
@@ -839,7 +822,6 @@ PyObject* decode(std::uint8_t tag, PyObject* bytes) {
       r = PyUnicode_DecodeUTF8(PyBytes_AS_STRING(bytes), PyBytes_GET_SIZE(bytes), "strict");
       break;
     case ShmQueue::kBytes:
-    case ShmQueue::kRaw:
     case ShmQueue::kDecoded:
       return bytes;  // the reference passes on
     case ShmQueue::kPickle:
@@ -861,7 +843,7 @@ PyObject* shmq_get(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject*
   bool block;
   PyObject* timeout;
   if (!parse("get", args, nargs, kwnames, 1, &block, &timeout) || !load_cache()) return nullptr;
-  ShmQueue* q = queue_of(args[0], "_q");
+  ShmQueue* q = queue_of(args[0]);
   if (!q) return nullptr;
   try {
     std::uint8_t tag = 0;
@@ -901,7 +883,7 @@ PyObject* shmq_try_get(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "_try_get(queue_holder)");
     return nullptr;
   }
-  ShmQueue* q = queue_of(args[0], "_q");
+  ShmQueue* q = queue_of(args[0]);
   if (!q) return nullptr;
   try {
     std::uint8_t tag = 0;
@@ -921,12 +903,7 @@ PyObject* shmq_try_get(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 // operation (complete at once if the lock was free, else self._acquire_op's).
 ShmLock* lock_of(PyObject* self) {
   static PyObject* name = PyUnicode_InternFromString("_lp");
-  PyObject* a = PyObject_GetAttr(self, name);
-  if (!a) return nullptr;
-  void* p = PyLong_AsVoidPtr(a);
-  Py_DECREF(a);
-  if (!p && !PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "corelet: not a shared lock");
-  return static_cast<ShmLock*>(p);
+  return address_of<ShmLock>(self, name, "shared lock");
 }
 
 PyObject* lock_acquire(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
@@ -1023,6 +1000,10 @@ void bind_shm(pyb::module_& m) {
                                 {static_cast<pyb::ssize_t>(s.size())}, {1});
       })
       .def("__len__", &SharedMemory::size)
+      // seq_cst throughout: these words carry the Python-level protocols of
+      // Event, Semaphore, Condition and Barrier (_shared.py), written as if
+      // every operation happened in one order; futex_wait compares in the
+      // kernel, so a change between a load and a wait is never missed.
       .def(
           "load", [](SharedMemory& s, std::size_t off) { return s.word(off).load(std::memory_order_seq_cst); },
           pyb::arg("offset"))
@@ -1075,15 +1056,6 @@ void bind_shm(pyb::module_& m) {
 
   pyb::class_<ShmQueue>(m, "ShmQueue", "A message queue in shared memory (see py/src/shm.cpp).")
       .def(pyb::init<std::size_t, std::size_t>(), pyb::arg("capacity"), pyb::arg("maxsize") = 0)
-      .def(
-          "put",
-          [](ShmQueue& q, pyb::buffer data, bool block, pyb::object timeout) {
-            pyb::buffer_info b = data.request();
-            return q.put(static_cast<const char*>(b.ptr), static_cast<std::size_t>(b.size * b.itemsize), block,
-                         timeout) == 1;
-          },
-          pyb::arg("data"), pyb::arg("block") = true, pyb::arg("timeout") = pyb::none())
-      .def("get", &ShmQueue::get, pyb::arg("block") = true, pyb::arg("timeout") = pyb::none())
       .def("poll", &ShmQueue::poll, pyb::arg("timeout") = pyb::none())
       .def("task_done", &ShmQueue::task_done)
       .def("join", &ShmQueue::join, pyb::arg("timeout") = pyb::none())
@@ -1096,9 +1068,7 @@ void bind_shm(pyb::module_& m) {
       .def_property_readonly("closed", &ShmQueue::closed)
       .def_property_readonly("capacity", &ShmQueue::capacity)
       .def_property_readonly("maxsize", &ShmQueue::maxsize)
-      .def("_address", [](ShmQueue& q) { return reinterpret_cast<std::uintptr_t>(&q); })
-      .def("items_seq", &ShmQueue::items_seq)
-      .def("space_seq", &ShmQueue::space_seq);
+      .def("_address", [](ShmQueue& q) { return reinterpret_cast<std::uintptr_t>(&q); });
 }
 
 }  // namespace corelet::py

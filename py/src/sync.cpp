@@ -177,15 +177,7 @@ class BlockingOp final : public Op {
       if (_Py_IsFinalizing()) return;
       PyGILState_STATE g = PyGILState_Ensure();
       result = PyObject_Call(fn.ptr(), args.ptr(), nullptr);
-      if (!result) {
-        PyObject *type, *value, *tb;
-        PyErr_Fetch(&type, &value, &tb);
-        PyErr_NormalizeException(&type, &value, &tb);
-        if (tb) PyException_SetTraceback(value, tb);
-        Py_XDECREF(type);
-        Py_XDECREF(tb);
-        exc = value;
-      }
+      if (!result) exc = fetch_exception();
       PyGILState_Release(g);
     }
     pyb::object fn;

@@ -58,15 +58,7 @@ struct GilWhileIdle final : detail::IdleGuard {
       for (;;) ::pause();
     }
     PyEval_RestoreThread(saved);
-    if (PyErr_CheckSignals() < 0) {
-      PyObject *type, *value, *tb;
-      PyErr_Fetch(&type, &value, &tb);
-      PyErr_NormalizeException(&type, &value, &tb);
-      if (tb) PyException_SetTraceback(value, tb);
-      Py_XDECREF(type);
-      Py_XDECREF(tb);
-      interrupt_run(value);
-    }
+    if (PyErr_CheckSignals() < 0) interrupt_run(fetch_exception());
   }
 };
 
@@ -174,15 +166,7 @@ void PyTasklet::raise(PyObject* exc) noexcept {
 
 void PyTasklet::raise_new(PyObject* type, const std::string& msg) noexcept {
   PyObject* exc = PyObject_CallFunction(type, "s", msg.c_str());
-  if (!exc) {  // MemoryError: throw that in instead
-    PyObject *t, *v, *tb;
-    PyErr_Fetch(&t, &v, &tb);
-    PyErr_NormalizeException(&t, &v, &tb);
-    Py_XDECREF(t);
-    Py_XDECREF(tb);
-    exc = v;
-  }
-  raise(exc);
+  raise(exc ? exc : fetch_exception());  // no exc: MemoryError, thrown in instead
 }
 
 void PyTasklet::raise_cancelled() noexcept {
@@ -195,12 +179,7 @@ void PyTasklet::raise_cancelled() noexcept {
 }
 
 void PyTasklet::capture_exception() noexcept {
-  PyObject *type, *value, *tb;
-  PyErr_Fetch(&type, &value, &tb);
-  PyErr_NormalizeException(&type, &value, &tb);
-  if (tb) PyException_SetTraceback(value, tb);
-  Py_XDECREF(type);
-  Py_XDECREF(tb);
+  PyObject* value = fetch_exception();
   Py_XSETREF(exc_, value);
   if (PyErr_GivenExceptionMatches(value, g_exc.cancelled)) {
     error = std::make_exception_ptr(Cancelled{});
@@ -221,28 +200,20 @@ bool PyTasklet::frame_ended(PyObject* result) noexcept {
   }
   coro_ = callers_.back();
   callers_.pop_back();
-  if (result) {
-    give(result);
-  } else {
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    PyErr_NormalizeException(&type, &value, &tb);
-    if (tb) PyException_SetTraceback(value, tb);
-    Py_XDECREF(type);
-    Py_XDECREF(tb);
-    raise(value);
-  }
+  if (result) give(result); else capture_pending_into_throw();
   return false;
 }
 
-void PyTasklet::capture_pending_into_throw() noexcept {
+void PyTasklet::capture_pending_into_throw() noexcept { raise(fetch_exception()); }
+
+PyObject* fetch_exception() noexcept {
   PyObject *type, *value, *tb;
   PyErr_Fetch(&type, &value, &tb);
   PyErr_NormalizeException(&type, &value, &tb);
-  if (tb) PyException_SetTraceback(value, tb);
+  if (tb && value) PyException_SetTraceback(value, tb);
   Py_XDECREF(type);
   Py_XDECREF(tb);
-  raise(value);
+  return value;
 }
 
 void PyTasklet::clear_op() noexcept {
@@ -462,11 +433,7 @@ void deliver(PyTasklet& t, PyTasklet* target) {
     t.give(v);
     return;
   }
-  PyObject *type, *value, *tb;
-  PyErr_Fetch(&type, &value, &tb);
-  Py_XDECREF(type);
-  Py_XDECREF(tb);
-  t.raise(value);
+  t.raise(fetch_exception());  // outcome() set the target's exception, its traceback kept
 }
 
 Op::Begin join_begin(PyTasklet& t, PyTasklet* target, Op& op, Clock::time_point deadline) {

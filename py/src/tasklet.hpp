@@ -120,6 +120,11 @@ struct Exceptions {
 };
 extern Exceptions g_exc;
 
+// fetch_exception — takes the Python error being raised: the exception
+// object, normalized, with its traceback attached (new reference; the error
+// indicator is cleared). Only while an error is set.
+PyObject* fetch_exception() noexcept;
+
 // The running tasklet if it is a Python one, else nullptr.
 PyTasklet* current_py() noexcept;
 

@@ -348,6 +348,7 @@ CORELET_HOT Tasklet* Scheduler::pick() noexcept {
 // A stackless tasklet runs only on the loop's stack: a tasklet that suspends
 // while one is next switches to the loop instead of to it.
 CORELET_HOT bool Scheduler::next_is_stackless() const noexcept {
+  if (stackless_live_ == 0) return false;  // a C++-only program pays one load per switch
   const Tasklet* t = handoff_ && (handoff_streak_ < kHandoffStreak || ready_.empty()) ? handoff_ : ready_.head;
   return t && t->stackless;
 }
@@ -428,6 +429,7 @@ boost::context::fiber Scheduler::entry(Tasklet* t, boost::context::fiber&& calle
 void Scheduler::finish(Tasklet* t) noexcept {
   t->state = State::Done;
   --live_;
+  if (t->stackless) --stackless_live_;
   if (!t->detached) --live_attached_;
   if (t->all_prev) t->all_prev->all_next = t->all_next; else all_ = t->all_next;
   if (t->all_next) t->all_next->all_prev = t->all_prev;
@@ -462,6 +464,7 @@ CORELET_HOT void Scheduler::suspend() {
 
 void Scheduler::add(Tasklet* t) {
   t->owner = this;
+  if (t->stackless) ++stackless_live_;
   t->running.id = next_id();
   t->running.name = t->name.c_str();
   t->all_next = all_;
@@ -490,17 +493,14 @@ void Scheduler::arm_timer(Tasklet* t, Clock::time_point deadline) {
   }
 }
 
-CORELET_HOT Wake Scheduler::park(const char* what, const void* obj, Clock::time_point deadline) {
-  Tasklet* t = current_;
-  if (__builtin_expect(t->stackless, 0)) {
-    unlink_waiters(t);
-    throw UsageError(std::string("corelet: ") + what +
-                     ": a blocking call in a stackless tasklet (it has no stack to park)");
-  }
+// begin_park — what both kinds of park do before the tasklet stops running:
+// a pending cancellation ends it at once (false: its waiters unlinked,
+// nothing armed); otherwise the deadline is armed and the tasklet is Parked.
+CORELET_HOT bool Scheduler::begin_park(Tasklet* t, const char* what, const void* obj, Clock::time_point deadline) {
   if (t->cancel_pending) {
     t->cancel_pending = false;
     unlink_waiters(t);
-    return Wake::Cancelled;
+    return false;
   }
   if (deadline != Clock::time_point::max()) arm_timer(t, deadline);
   t->state = State::Parked;
@@ -508,6 +508,17 @@ CORELET_HOT Wake Scheduler::park(const char* what, const void* obj, Clock::time_
   t->wait_obj = obj;
   t->wake = Wake::Notified;
   ++parks_;
+  return true;
+}
+
+CORELET_HOT Wake Scheduler::park(const char* what, const void* obj, Clock::time_point deadline) {
+  Tasklet* t = current_;
+  if (__builtin_expect(t->stackless, 0)) {
+    unlink_waiters(t);
+    throw UsageError(std::string("corelet: ") + what +
+                     ": a blocking call in a stackless tasklet (it has no stack to park)");
+  }
+  if (!begin_park(t, what, obj, deadline)) return Wake::Cancelled;
   suspend();
   t->wait_what = nullptr;
   t->wait_obj = nullptr;
@@ -517,19 +528,9 @@ CORELET_HOT Wake Scheduler::park(const char* what, const void* obj, Clock::time_
 
 bool Scheduler::park_stackless(const char* what, const void* obj, Clock::time_point deadline) {
   Tasklet* t = current_;
-  if (t->cancel_pending) {
-    t->cancel_pending = false;
-    unlink_waiters(t);
-    t->wake = Wake::Cancelled;
-    return false;
-  }
-  if (deadline != Clock::time_point::max()) arm_timer(t, deadline);
-  t->state = State::Parked;
-  t->wait_what = what;
-  t->wait_obj = obj;
-  t->wake = Wake::Notified;
-  ++parks_;
-  return true;  // run_stackless sees Parked and leaves it so
+  if (begin_park(t, what, obj, deadline)) return true;  // run_stackless sees Parked and leaves it so
+  t->wake = Wake::Cancelled;
+  return false;
 }
 
 void Scheduler::yield_to_loop() {

@@ -96,6 +96,7 @@ class Scheduler {
   bool next_is_stackless() const noexcept;  // pick_queued() would give a stackless one
   void run_stackless(Tasklet* t) noexcept;  // one step(), on the loop's stack
   void arm_timer(Tasklet* t, Clock::time_point deadline);
+  bool begin_park(Tasklet* t, const char* what, const void* obj, Clock::time_point deadline);
   bool start_fiber(Tasklet* t) noexcept;
 
   // Switching. `save` receives the continuation of the context we leave.
@@ -133,6 +134,7 @@ class Scheduler {
   Tasklet* all_ = nullptr;          // live tasklets (not yet done)
   std::size_t live_ = 0;            // tasklets not yet done
   std::size_t live_attached_ = 0;   // of those, not detached
+  std::size_t stackless_live_ = 0;  // of those, stackless (see next_is_stackless)
   std::vector<Tasklet*> timers_;
   core::StackPool stacks_;
 

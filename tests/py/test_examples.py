@@ -6,12 +6,13 @@ import subprocess
 import sys
 
 import pytest
+from support import child_env
 
 EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "python")
 
 
 def run_example(name, *args, timeout=120):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    env = child_env()
     out = subprocess.run(
         [sys.executable, os.path.join(EXAMPLES, name), *args], env=env, capture_output=True, text=True, timeout=timeout
     )
@@ -70,7 +71,7 @@ def test_http_hello(workers):
     import signal
     import socket
 
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    env = child_env()
     proc = subprocess.Popen(
         [sys.executable, os.path.join(EXAMPLES, "http_hello.py"), "127.0.0.1:0", "--workers", workers],
         env=env, stdout=subprocess.PIPE, text=True,

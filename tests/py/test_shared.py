@@ -12,6 +12,7 @@ import time
 import pytest
 
 import corelet
+from support import assert_ctrl_c_interrupts
 
 # Made at import, in plain code: shared, and inherited by every process
 # forked later (corelet.run's workers included).
@@ -346,28 +347,14 @@ def test_a_poller_does_not_take_the_wake_of_a_receiver():
 
 
 def test_ctrl_c_interrupts_a_plain_code_get():
-    import subprocess
-
-    code = (
-        "import corelet, sys\n"
-        "q = corelet.Queue()\n"
-        "print('ready', flush=True)\n"
-        "try:\n"
-        "    q.get()\n"
-        "except KeyboardInterrupt:\n"
-        "    print('interrupted', flush=True)\n"
-        "    sys.exit(3)\n"
+    assert_ctrl_c_interrupts(
+        """
+        import corelet
+        q = corelet.Queue()
+        print('ready', flush=True)
+        q.get()
+        """
     )
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "ready"
-        time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=20)
-    finally:
-        proc.kill()
-    assert proc.returncode == 3 and "interrupted" in out
 
 
 def barrier_party(b, q):

@@ -3,14 +3,11 @@ sleep, cancellation, errors, deadlocks."""
 
 import gc
 import os
-import signal
-import subprocess
-import sys
-import textwrap
 
 import pytest
 
 import corelet
+from support import assert_ctrl_c_interrupts, python
 
 
 def run(main, *args):
@@ -401,16 +398,8 @@ def test_a_deadlock_names_every_blocked_tasklet_and_its_wait():
 # ---- the process around it -----------------------------------------------------
 
 
-def _python(code, **kw):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True, timeout=60, **kw
-    )
-
-
 def test_import_patches_nothing_and_starts_no_thread():
-    out = _python(
+    out = python(
         """
         import socket, threading, time, select, queue
         before = (socket.socket, threading.Lock, threading.Thread, time.sleep, select.select, queue.Queue)
@@ -425,65 +414,29 @@ def test_import_patches_nothing_and_starts_no_thread():
 
 
 def test_sigint_stops_a_sleeping_run_with_keyboard_interrupt():
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import corelet, sys\n"
-            "async def main():\n"
-            "    print('ready', flush=True)\n"
-            "    await corelet.sleep(60)\n"
-            "try:\n"
-            "    corelet.run(main)\n"
-            "except KeyboardInterrupt:\n"
-            "    print('interrupted', flush=True)\n"
-            "    sys.exit(3)\n",
-        ],
-        env=dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p)),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    assert_ctrl_c_interrupts(
+        """
+        import corelet
+        async def main():
+            print('ready', flush=True)
+            await corelet.sleep(60)
+        corelet.run(main)
+        """
     )
-    try:
-        assert proc.stdout.readline().strip() == "ready"
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=20)
-    finally:
-        proc.kill()
-    assert proc.returncode == 3, err
-    assert "interrupted" in out
 
 
 def test_sigint_after_main_returned_stops_the_other_tasklets():
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import corelet, sys\n"
-            "async def sleeper():\n"
-            "    await corelet.sleep(60)\n"
-            "async def main():\n"
-            "    corelet.spawn(sleeper)\n"
-            "    print('ready', flush=True)\n"
-            "try:\n"
-            "    corelet.run(main)\n"
-            "except KeyboardInterrupt:\n"
-            "    print('interrupted', flush=True)\n"
-            "    sys.exit(3)\n",
-        ],
-        env=dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p)),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    assert_ctrl_c_interrupts(
+        """
+        import corelet
+        async def sleeper():
+            await corelet.sleep(60)
+        async def main():
+            corelet.spawn(sleeper)
+            print('ready', flush=True)
+        corelet.run(main)
+        """
     )
-    try:
-        assert proc.stdout.readline().strip() == "ready"
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=20)
-    finally:
-        proc.kill()
-    assert proc.returncode == 3, err
-    assert "interrupted" in out
 
 
 def test_no_leak_over_ten_thousand_spawns_joins_and_channel_messages():

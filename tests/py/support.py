@@ -1,0 +1,44 @@
+"""Helpers of the Python tests: child interpreters that import the same
+corelet as the tests, and the Ctrl-C check."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+
+def child_env(**extra):
+    """The environment of a child interpreter that finds this corelet."""
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p), **extra)
+
+
+def python(code, **kw):
+    """Runs code (dedented) in a child interpreter; the CompletedProcess."""
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], env=child_env(), capture_output=True, text=True, timeout=60, **kw
+    )
+
+
+def assert_ctrl_c_interrupts(body):
+    """Runs body (dedented; it prints 'ready' before it waits) in a child,
+    sends SIGINT once it is ready, and asserts that KeyboardInterrupt came
+    out of the wait."""
+    code = (
+        "import sys\ntry:\n"
+        + textwrap.indent(textwrap.dedent(body), "    ")
+        + "\nexcept KeyboardInterrupt:\n    print('interrupted', flush=True)\n    sys.exit(3)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(0.05)  # into the wait (the signal is handled either way)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 3, err
+    assert "interrupted" in out
