@@ -5,6 +5,9 @@
 // queue). The same work runs on Boost.Fiber (default round_robin scheduler, one
 // thread) in the same binary.
 //
+// yield_round_trip/corelet_no_accounting is the same with accounting and the
+// stall detector off: the ratio of the two is their cost on this path.
+//
 // context_round_trip/boost_context is the floor: the same round trip on bare
 // Boost.Context continuations, no scheduler at all.
 //
@@ -29,8 +32,9 @@ namespace {
 
 void clear_fp_status() noexcept { _mm_setcsr(_mm_getcsr() & ~0x3fu); }
 
-template <bool mixed>
+template <bool mixed, bool accounting = true>
 void corelet_yield(benchmark::State& state) {
+  corelet::set_accounting(accounting);
   corelet::run([&] {
     bool stop = false;
     auto partner = corelet::spawn([&] {
@@ -42,6 +46,7 @@ void corelet_yield(benchmark::State& state) {
     stop = true;
     partner.join();
   });
+  corelet::set_accounting(true);
 }
 
 template <bool mixed>
@@ -75,6 +80,8 @@ void boost_context_round_trip(benchmark::State& state) {
 }  // namespace
 
 BENCHMARK(corelet_yield<false>)->Name("yield_round_trip/corelet");
+// The same with accounting and stall detection off (profile.hpp): their cost.
+BENCHMARK(corelet_yield<false, false>)->Name("yield_round_trip/corelet_no_accounting");
 BENCHMARK(boost_fiber_yield<false>)->Name("yield_round_trip/boost_fiber");
 BENCHMARK(corelet_yield<true>)->Name("yield_round_trip_mixed_mxcsr/corelet");
 BENCHMARK(boost_fiber_yield<true>)->Name("yield_round_trip_mixed_mxcsr/boost_fiber");

@@ -1,4 +1,5 @@
 #include <corelet/core/overflow.hpp>
+#include <corelet/core/sigsafe.hpp>
 
 #include <signal.h>
 #include <sys/mman.h>
@@ -19,27 +20,9 @@ struct sigaction g_prev_segv{};
 struct sigaction g_prev_bus{};
 std::once_flag g_once;
 
-// Appends s to [p, end); returns the new p. Async-signal-safe.
-char* put(char* p, char* end, const char* s) noexcept {
-  while (*s && p < end) *p++ = *s++;
-  return p;
-}
-char* put_u64(char* p, char* end, std::uint64_t v) noexcept {
-  char tmp[24];
-  int n = 0;
-  do { tmp[n++] = static_cast<char>('0' + v % 10); v /= 10; } while (v);
-  while (n && p < end) *p++ = tmp[--n];
-  return p;
-}
-
 void chain(int sig, siginfo_t* si, void* uc) {
   const struct sigaction& prev = sig == SIGBUS ? g_prev_bus : g_prev_segv;
-  if (prev.sa_flags & SA_SIGINFO) {
-    if (prev.sa_sigaction) { prev.sa_sigaction(sig, si, uc); return; }
-  } else if (prev.sa_handler != SIG_DFL && prev.sa_handler != SIG_IGN && prev.sa_handler) {
-    prev.sa_handler(sig);
-    return;
-  }
+  if (chain_signal(prev, sig, si, uc)) return;
   // Default action: restore it and return; the faulting instruction runs again
   // and the kernel delivers the signal with its default disposition. A signal
   // sent by kill()/raise() (si_code <= 0) does not recur: send it again, to be

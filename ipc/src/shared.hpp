@@ -85,10 +85,11 @@ struct Cluster {
 };
 
 // wake_if_sleeping — writes worker w's eventfd if it announced a sleep
-// (clearing the flag, so that concurrent producers write it once). The caller
+// (clearing the flag, so that concurrent producers write it once); true if it
+// did. The caller
 // has published what w must see and then issued a seq_cst fence (Dekker: w
 // raises the flag, fences, then re-checks its rings; see Worker).
-void wake_if_sleeping(const Cluster& c, int w) noexcept;
+bool wake_if_sleeping(const Cluster& c, int w) noexcept;
 // wake — writes worker w's eventfd.
 void wake(const Cluster& c, int w) noexcept;
 

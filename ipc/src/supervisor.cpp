@@ -262,6 +262,13 @@ int run_cluster(const Config& cfg, std::function<int()> main) {
   sigemptyset(&stop_sigs);
   sigaddset(&stop_sigs, SIGINT);
   sigaddset(&stop_sigs, SIGTERM);
+  // The dump signal (profile.hpp): passed on to every worker when it is sent
+  // to the supervisor alone (a terminal's Ctrl-\ reaches the workers itself).
+  const int dump_sig = corelet::detail::dump_signal();
+  if (dump_sig) {
+    sigaddset(&stop_sigs, dump_sig);
+    corelet::detail::install_profile_handlers();  // inherited by the workers
+  }
   if (::sigprocmask(SIG_BLOCK, &stop_sigs, &s.old_mask) < 0) throw_errno("corelet: sigprocmask");
   s.mask_set = true;
   s.sigfd = ::signalfd(-1, &stop_sigs, SFD_CLOEXEC | SFD_NONBLOCK);
@@ -274,6 +281,7 @@ int run_cluster(const Config& cfg, std::function<int()> main) {
     c.slot(w).gen.store(1, std::memory_order_relaxed);
     c.slot(w).state.store(static_cast<std::uint32_t>(SlotState::Alive), std::memory_order_relaxed);
   }
+  corelet::detail::trace_file_begin();  // CORELET_TRACE: the workers append to it
   for (int w = 0; w < c.n; ++w) fork_worker(s, w, main, false);
   for (int w = 0; w < c.n; ++w) release_worker(c, w);
 
@@ -329,6 +337,12 @@ int run_cluster(const Config& cfg, std::function<int()> main) {
       if (who[i] < 0) {
         signalfd_siginfo si;
         while (::read(s.sigfd, &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
+          if (dump_sig && static_cast<int>(si.ssi_signo) == dump_sig) {
+            if (si.ssi_code == SI_USER || si.ssi_code == SI_QUEUE)
+              for (int w = 0; w < c.n; ++w)
+                if (s.pids[w] > 0) ::kill(s.pids[w], dump_sig);
+            continue;
+          }
           if (stopping) {  // a second signal: no more patience
             kill_at = SteadyClock::now();
           } else {
@@ -414,6 +428,7 @@ int run_cluster(const Config& cfg, std::function<int()> main) {
       wake_all();
     }
   }
+  corelet::detail::trace_file_end();
   return status < 0 ? 1 : status;
 }
 

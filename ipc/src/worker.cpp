@@ -22,12 +22,11 @@
 
 #include <corelet/sched/task.hpp>
 
+#include <corelet/core/cycles.hpp>
+
 #include <linux/futex.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
-#if defined(__x86_64__) || defined(__i386__)
-#include <x86intrin.h>
-#endif
 #include <unistd.h>
 
 #include <algorithm>
@@ -44,31 +43,6 @@ int g_worker_id = -1;
 namespace {
 using corelet::detail::Waiter;
 
-#if defined(__x86_64__) || defined(__i386__)
-inline void cpu_relax() noexcept { __builtin_ia32_pause(); }
-inline std::uint64_t ticks() noexcept { return __rdtsc(); }
-#else
-inline void cpu_relax() noexcept {}
-inline std::uint64_t ticks() noexcept {
-  return static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
-}
-#endif
-
-// tsc_per_us — time-stamp counter ticks per microsecond, measured once per
-// process (the spin deadline reads the TSC, ~10x cheaper than clock_gettime;
-// workers are pinned, and x86-64 hosts have an invariant TSC).
-std::uint64_t tsc_per_us() noexcept {
-  static const std::uint64_t per_us = [] {
-    const auto t0 = std::chrono::steady_clock::now();
-    const std::uint64_t c0 = ticks();
-    while (std::chrono::steady_clock::now() - t0 < std::chrono::microseconds(200)) {
-    }
-    const double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
-    const auto per = static_cast<std::uint64_t>(static_cast<double>(ticks() - c0) / us);
-    return per ? per : 1;
-  }();
-  return per_us;
-}
 }  // namespace
 
 // A worker's `sleeping` word:
@@ -95,6 +69,22 @@ void write_eventfd(int fd) noexcept {
 }
 }  // namespace
 
+namespace {
+// A message's id in the trace: the same at both ends (each ring is FIFO, and
+// both ends count the messages since its last reset).
+std::uint64_t message_id(int from, int to, std::uint64_t seq) noexcept {
+  return (static_cast<std::uint64_t>(from) << 52) ^ (static_cast<std::uint64_t>(to) << 40) ^ seq;
+}
+const char* kind_name(std::uint16_t kind) noexcept {
+  switch (kind) {
+    case kCall: return "call";
+    case kReply: return "reply";
+    case kMail: return "mail";
+  }
+  return "message";
+}
+}  // namespace
+
 void wake(const Cluster& c, int w) noexcept {
   // Unconditional (the supervisor, a freed ring): w wakes wherever it sleeps,
   // and if it is awake its next prepare_sleep() does not sleep.
@@ -107,7 +97,7 @@ void wake(const Cluster& c, int w) noexcept {
   }
 }
 
-void wake_if_sleeping(const Cluster& c, int w) noexcept {
+bool wake_if_sleeping(const Cluster& c, int w) noexcept {
   WorkerSlot& s = c.slot(w);
   std::uint32_t was = s.sleeping.load(std::memory_order_relaxed);
   while (was == kOnEventfd || was == kOnFutex) {
@@ -117,9 +107,10 @@ void wake_if_sleeping(const Cluster& c, int w) noexcept {
       } else {
         write_eventfd(s.event_fd);
       }
-      return;
+      return true;
     }
   }
+  return false;
 }
 
 void reset_ring(RingHeader* h) noexcept {
@@ -147,7 +138,7 @@ Worker::Worker(Cluster& c, int id)
     in_[k].r.attach(c.ring(k, id_));
   }
   c.slot(id_).acked_epoch.store(seen_epoch_, std::memory_order_release);
-  if (c.cfg.idle_spin.count() > 0) (void)tsc_per_us();  // calibrated now, not in the first idle spin
+  if (c.cfg.idle_spin.count() > 0) (void)core::cycles_per_us();  // calibrated now, not in the first idle spin
 }
 
 Worker::~Worker() = default;
@@ -182,7 +173,7 @@ void Worker::send_parts(int to, std::uint16_t kind, const std::string_view* part
   if (in_[to].incarnation != incarnation) throw_lost(to, task);
   if (o.busy) {
     // FIFO: the sender ahead of us hands the turn over when it is done.
-    if (corelet::detail::wait_state(o.turn, "ring turn", &o, Clock::time_point::max()) == Waiter::State::Closed)
+    if (corelet::detail::wait_state(o.turn, "ring turn", &o, Clock::time_point::max(), WaitKind::Remote) == Waiter::State::Closed)
       throw_lost(to, task);
   }
   o.busy = true;
@@ -219,6 +210,10 @@ void Worker::send_parts(int to, std::uint16_t kind, const std::string_view* part
       }
     }
     o.w.commit(len, kind, flags);
+    if (off == 0) {  // the message is on its way
+      ++messages_out_;
+      corelet::detail::trace_message(true, message_id(id_, to, o.sent++), kind_name(kind));
+    }
     off += len;
     if (o.w.unpublished() >= batch) flush(to);
   } while (off < total);
@@ -246,14 +241,14 @@ void Worker::wait_space(int to, Out& o, std::uint32_t size) {
   flush(to);  // the consumer must see everything before we wait for it
   if (o.w.announce_waiting(size)) return;
   o.need = size;
-  corelet::detail::wait_state(o.space, "ring full", &o, Clock::time_point::max());
+  corelet::detail::wait_state(o.space, "ring full", &o, Clock::time_point::max(), WaitKind::Remote);
 }
 
 void Worker::flush(int to) noexcept {
   dirty_[to] = 0;
   if (!out_[to].w.publish()) return;
   std::atomic_thread_fence(std::memory_order_seq_cst);  // publish, then read `sleeping` (Dekker)
-  wake_if_sleeping(c_, to);
+  if (wake_if_sleeping(c_, to)) ++wakes_sent_;
 }
 
 void Worker::call(int to, std::string&& msg, std::shared_ptr<CallBase> st) {
@@ -309,6 +304,7 @@ void Worker::drain() noexcept {
         // or the worker would never sleep while they sit there.
         reset_ring(c_.ring(k, id_));
         in.r.attach(c_.ring(k, id_));
+        in.received = 0;
         continue;
       }
     }
@@ -334,7 +330,10 @@ void Worker::drain() noexcept {
     }
     if (popped) {
       got = true;
-      if (in.r.release_and_check_waiter()) wake(c_, k);
+      if (in.r.release_and_check_waiter()) {
+        ipc::detail::wake(c_, k);
+        ++wakes_sent_;
+      }
     }
   }
   if (got) recent_rx_ = true;
@@ -346,11 +345,11 @@ bool Worker::prepare_sleep() noexcept {
   // (an I/O-only worker never spins).
   const auto spin = c_.cfg.idle_spin;
   if (spin.count() > 0 && recent_rx_) {
-    const std::uint64_t until = ticks() + static_cast<std::uint64_t>(spin.count()) * tsc_per_us();
+    const std::uint64_t until = core::cycles() + static_cast<std::uint64_t>(spin.count()) * core::cycles_per_us();
     for (unsigned i = 1;; ++i) {
       if (inbound_pending() || c_.ctl->epoch.load(std::memory_order_relaxed) != seen_epoch_) return false;
-      cpu_relax();  // one pause per look: a look costs a load per inbound ring
-      if (i % 64 == 0 && ticks() >= until) break;
+      core::cpu_relax();  // one pause per look: a look costs a load per inbound ring
+      if (i % 64 == 0 && core::cycles() >= until) break;
     }
   }
   recent_rx_ = false;
@@ -389,6 +388,20 @@ void Worker::woke() noexcept {
   std::uint32_t was = flag.load(std::memory_order_relaxed);
   while ((was == kOnEventfd || was == kOnFutex) && !flag.compare_exchange_weak(was, 0, std::memory_order_relaxed)) {
   }
+}
+
+void Worker::wake() noexcept { ipc::detail::wake(c_, id_); }
+
+void Worker::add_stats(WorkerStats& s) const noexcept {
+  s.worker = id_;
+  for (int k = 0; k < n_; ++k) {
+    if (k == id_) continue;
+    s.ring_in_bytes += in_[k].r.depth();
+    s.ring_out_bytes += out_[k].w.depth();
+  }
+  s.messages_in = messages_in_;
+  s.messages_out = messages_out_;
+  s.wakes_sent = wakes_sent_;
 }
 
 // ---------------------------------------------------------------------------
@@ -433,10 +446,12 @@ void Worker::peer_died(int k) noexcept {
   corelet::detail::wake_all(o.space, Waiter::State::Closed);
   reset_ring(c_.ring(id_, k));
   o.w.attach(c_.ring(id_, k));
+  o.sent = 0;
   dirty_[k] = 0;
   In& in = in_[k];
   reset_ring(c_.ring(k, id_));
   in.r.attach(c_.ring(k, id_));
+  in.received = 0;
   in.partial.clear();
   in.in_partial = false;
   ++in.incarnation;
@@ -472,6 +487,8 @@ bool Worker::reassemble(In& in, const Frame& f, bool first) noexcept {
 }
 
 void Worker::dispatch(int from, std::uint16_t kind, const std::byte* p, std::size_t n) noexcept {
+  ++messages_in_;
+  corelet::detail::trace_message(false, message_id(from, id_, in_[from].received++), kind_name(kind));
   try {
     switch (kind) {
       case kCall: on_call(from, p, n); break;

@@ -75,6 +75,8 @@ class Worker final : public corelet::detail::LoopHook {
   bool sleep(const struct timespec* timeout) noexcept override;
   void woke() noexcept override;
   bool keeps_alive() const noexcept override { return !stopping_; }
+  void wake() noexcept override;
+  void add_stats(WorkerStats& s) const noexcept override;
 
  private:
   struct Out {
@@ -85,6 +87,7 @@ class Worker final : public corelet::detail::LoopHook {
     const void* sender = nullptr;  // the tasklet that sent last
     corelet::detail::WaitQueue turn;   // senders waiting for the turn
     corelet::detail::WaitQueue space;  // the turn holder, waiting for room
+    std::uint64_t sent = 0;            // messages, since the ring was last reset (trace ids)
   };
   struct In {
     RingReader r;
@@ -92,6 +95,7 @@ class Worker final : public corelet::detail::LoopHook {
     std::uint16_t partial_kind = 0;
     bool in_partial = false;
     std::uint32_t incarnation = 0;  // +1 each time the peer is lost
+    std::uint64_t received = 0;     // messages, since the ring was last reset (trace ids)
   };
 
   void handle_control(std::uint64_t epoch) noexcept;
@@ -125,6 +129,9 @@ class Worker final : public corelet::detail::LoopHook {
   corelet::detail::Tasklet* main_ = nullptr;
   bool recent_rx_ = false;   // received since the last sleep (prepare_sleep spins then)
   std::uint64_t round_ = 1;  // poll() calls so far
+  std::uint64_t messages_in_ = 0;   // for stats()
+  std::uint64_t messages_out_ = 0;
+  std::uint64_t wakes_sent_ = 0;
   std::unordered_map<std::uint32_t, MailboxBase*> boxes_;
   std::uint32_t next_box_ = 1;
 };

@@ -46,6 +46,8 @@ from ._corelet import (
     spawn,
 )
 from . import _corelet
+_corelet._set_package_dir(__file__.rsplit("/", 1)[0] + "/")
+from ._corelet import accounting, dump, set_accounting, set_stall_threshold, stall_threshold, stats
 from ._sync import (
     Barrier,
     BoundedSemaphore,
@@ -111,6 +113,7 @@ __all__ = [
     "create_connection",
     "create_server",
     "current_id",
+    "dump",
     "num_workers",
     "read",
     "register",
@@ -119,11 +122,13 @@ __all__ = [
     "run_blocking",
     "select",
     "sender",
+    "set_stall_threshold",
     "sleep",
     "socketpair",
     "spawn",
     "spawn_actor",
     "spawn_on",
+    "stats",
     "stop_actor",
     "this_worker",
     "wait_readable",

@@ -105,6 +105,9 @@ def _dispatcher(fd):
 
 def main():
     fd, processes, ring_bytes = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    # A pool's worker runs one task at a time, and long CPU-bound tasks are
+    # what it is for: no stall reports (multiprocessing's workers make none).
+    corelet.set_stall_threshold(0)
     # quiet: a dead worker is reported to the Pool's caller as WorkerLost, not on
     # stderr; not pinned: several pools (and the caller's own threads) share the CPUs
     corelet.run(

@@ -71,6 +71,7 @@ class RemoteCallOp final : public FiberOp {
  public:
   RemoteCallOp(int worker, std::string payload)
       : FiberOp("remote call on worker " + std::to_string(worker)), worker_(worker), payload_(std::move(payload)) {}
+  WaitKind kind() const noexcept override { return WaitKind::Remote; }
   long run() override {
     Future<std::string> f;
     try {

@@ -48,13 +48,14 @@ class FiberOp : public Op {
     }
     if (fiber_->state != detail::State::Done) {
       detail::enlist(w_, &t, fiber_->joiners);
-      detail::park_stackless(what(), fiber_, Clock::time_point::max());  // the cancellation was consumed
+      detail::park_stackless(what(), fiber_, Clock::time_point::max(), kind());  // the cancellation was consumed
       return false;
     }
     finish(t);
     return true;
   }
   const char* what() const noexcept override { return what_.c_str(); }
+  WaitKind kind() const noexcept override { return WaitKind::Io; }
 
  protected:
   // Under the GIL, before the fiber starts: take buffers etc. False (with
@@ -71,12 +72,12 @@ class FiberOp : public Op {
  private:
   bool wait_fiber(PyTasklet& t) {
     detail::enlist(w_, &t, fiber_->joiners);
-    if (detail::park_stackless(what(), fiber_, Clock::time_point::max())) return true;
+    if (detail::park_stackless(what(), fiber_, Clock::time_point::max(), kind())) return true;
     // A cancellation was pending: cancel the fiber too, and still wait for it.
     cancelled_ = true;
     detail::cancel(fiber_);
     detail::enlist(w_, &t, fiber_->joiners);
-    detail::park_stackless(what(), fiber_, Clock::time_point::max());
+    detail::park_stackless(what(), fiber_, Clock::time_point::max(), kind());
     return true;
   }
   void finish(PyTasklet& t) {

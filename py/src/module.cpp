@@ -57,4 +57,5 @@ PYBIND11_MODULE(_corelet, m) {
   bind_io(m);
   bind_cluster(m);
   bind_shm(m);
+  bind_profile(m);
 }

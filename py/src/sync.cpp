@@ -135,11 +135,11 @@ class BlockingOp final : public Op {
       t.raise_new(PyExc_RuntimeError, std::string("corelet: run_blocking: ") + e.what());
       return Begin::Done;
     }
-    if (!detail::park_stackless(what(), &job_, Clock::time_point::max())) {
+    if (!detail::park_stackless(what(), &job_, Clock::time_point::max(), WaitKind::Io)) {
       cancelled_ = true;
       t.cancel_pending = false;
       job_.stop.request_stop();
-      detail::park_stackless(what(), &job_, Clock::time_point::max());  // nothing pending now: parks
+      detail::park_stackless(what(), &job_, Clock::time_point::max(), WaitKind::Io);  // nothing pending now: parks
     }
     return Begin::Parked;
   }
@@ -149,7 +149,7 @@ class BlockingOp final : public Op {
       job_.stop.request_stop();
     }
     if (!job_.finished) {
-      detail::park_stackless(what(), &job_, Clock::time_point::max());  // the cancellation was consumed
+      detail::park_stackless(what(), &job_, Clock::time_point::max(), WaitKind::Io);  // the cancellation was consumed
       return false;
     }
     if (cancelled_) {

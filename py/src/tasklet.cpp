@@ -99,6 +99,7 @@ struct RunScope::Impl {
   RunState state;
   GilWhileIdle gil;
   detail::IdleGuard* before = nullptr;
+  detail::TaskletDescriber* before_describer = nullptr;
 };
 
 RunScope::RunScope() : impl_(new Impl) {
@@ -108,10 +109,12 @@ RunScope::RunScope() : impl_(new Impl) {
   }
   tl_run = &impl_->state;
   impl_->before = detail::set_idle_guard(&impl_->gil);
+  impl_->before_describer = detail::set_describer(python_describer());
 }
 
 RunScope::~RunScope() {
   detail::set_idle_guard(impl_->before);
+  detail::set_describer(impl_->before_describer);
   tl_run = nullptr;
   Py_CLEAR(impl_->state.interrupt);
   delete impl_;
@@ -143,6 +146,7 @@ PyTasklet::~PyTasklet() {
     PyErr_Restore(t, v, tb);
   }
   clear_op();
+  Py_CLEAR(spawn_file_obj_);
   Py_CLEAR(fn_);
   Py_CLEAR(args_);
   Py_CLEAR(coro_);
@@ -369,7 +373,7 @@ Clock::time_point deadline_from(const pyb::object& timeout, const char* call) {
 }
 
 bool park(PyTasklet& t, Op& op, const void* obj, Clock::time_point deadline) {
-  if (detail::park_stackless(op.what(), obj, deadline)) return true;
+  if (detail::park_stackless(op.what(), obj, deadline, op.kind())) return true;
   t.raise_cancelled();
   return false;
 }
@@ -418,6 +422,7 @@ class SleepOp final : public Op {
     return true;
   }
   const char* what() const noexcept override { return "corelet.sleep"; }
+  WaitKind kind() const noexcept override { return WaitKind::Timer; }
 
  private:
   double seconds_;
@@ -623,6 +628,7 @@ PyTasklet* make_tasklet(const pyb::object& fn, const pyb::args& args, const pyb:
   }
   auto* t = new PyTasklet(fn.ptr(), args.ptr());
   t->name = std::move(tname);
+  set_spawn_site(*t);
   return t;
 }
 

@@ -20,6 +20,7 @@
 
 #include <pybind11/pybind11.h>
 
+#include <corelet/sched/detail/loop_hook.hpp>
 #include <corelet/sched/detail/tasklet.hpp>
 
 #include <string>
@@ -53,6 +54,8 @@ class Op {
   virtual bool end(PyTasklet& t) = 0;
   // What a report says t waits on ("Channel.recv", ...).
   virtual const char* what() const noexcept = 0;
+  // What accounting files the wait under.
+  virtual WaitKind kind() const noexcept { return WaitKind::Sync; }
 
   // As a case of corelet.select (only operations that say selectable()):
   // try_now completes at once if it can (1: *value set; -1: t.raise set; 0:
@@ -101,6 +104,7 @@ struct PyTasklet final : detail::Tasklet {
   // trampoline): coro_ is the innermost, callers_ the ones waiting for it.
   std::vector<PyObject*> callers_;
   detail::Waiter join_w_;  // its waiter while it joins another tasklet
+  PyObject* spawn_file_obj_ = nullptr;  // keeps spawn_file's text alive
 
  private:
   void capture_exception() noexcept;
@@ -180,7 +184,13 @@ bool park(PyTasklet& t, Op& op, const void* obj, Clock::time_point deadline);
 // Cancelled.
 bool end_waiter(PyTasklet& t, const detail::Waiter& w, PyObject*& slot, const char* call, PyObject* closed_type);
 
+// For dumps and stall reports (profile.cpp): the describer of Python
+// tasklets, and the spawn site of a new one (the calling Python frame).
+detail::TaskletDescriber* python_describer() noexcept;
+void set_spawn_site(PyTasklet& t) noexcept;
+
 void bind_tasklets(pyb::module_& m);
+void bind_profile(pyb::module_& m);
 void bind_channel(pyb::module_& m);
 void bind_sync(pyb::module_& m);
 void bind_blocking(pyb::module_& m);

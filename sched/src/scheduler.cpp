@@ -2,6 +2,7 @@
 #include "reactor.hpp"
 #include <corelet/sched/detail/blocking.hpp>
 
+#include <corelet/core/cycles.hpp>
 #include <corelet/core/overflow.hpp>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -252,9 +253,84 @@ void Scheduler::create_fiber(Tasklet* next) {
 #endif
 }
 
+// ---------------------------------------------------------------------------
+// Accounting (profile.hpp).
+//
+// Time is charged in cycles() from mark_ on. A reading of the counter where
+// no switch happened since mark_ was taken charges [mark_, now) exactly, to
+// the tasklet that runs (to the loop when current_ is nullptr). Switches do
+// not read the counter (that would cost a fifth of a yield round trip),
+// except the first switch after the monitor's tick moved: it charges all the
+// time since mark_ to the context it leaves, which is the one that was
+// running when the tick moved. Tasklets that switch more often than the tick
+// thus get their run time sampled (unbiased, at the tick's resolution);
+// between a reading and the next switch it is exact. Parks and wake-ups read
+// the counter, so waits are exact. A stackless tasklet's step counts as a
+// switch in and a switch out, with the same rule.
+
+// on_switch — every switch: counted, and the first one after the tick moved
+// samples (tick_passed). A tasklet's time in the ready queue (woken or
+// yielded, and before its first run) is not timed here: it is the rest of its
+// life once its run time and waits are taken away (ready_of).
+CORELET_HOT void Scheduler::on_switch(Tasklet* next) noexcept {
+  if (!accounting_) return;
+  ++switches_;
+  if (next) ++next->resumes;
+  const std::uint32_t tick = g_tick.value.load(std::memory_order_relaxed);
+  if (__builtin_expect(tick != seen_tick_, 0)) tick_passed(tick);
+  if (__builtin_expect(tracer_ != nullptr, 0)) {
+    const std::uint64_t ts = Tracer::now_ns();
+    if (next) tracer_->run_begin(next, ts); else tracer_->run_end(ts);
+  }
+}
+
+void Scheduler::tick_passed(std::uint32_t tick) noexcept {
+  seen_tick_ = tick;
+  beat_.tick.store(tick, std::memory_order_relaxed);
+  const std::uint64_t now = core::cycles();
+  (current_ ? current_->run_cycles : loop_cycles_) += now - mark_;
+  mark_ = now;
+  mark_switches_ = switches_;
+}
+
+// charge — a reading outside a switch: exact if no switch came since the
+// mark; otherwise the time stays with the mark for the next tick to sample.
+void Scheduler::charge(std::uint64_t now) noexcept {
+  if (switches_ != mark_switches_) return;
+  (current_ ? current_->run_cycles : loop_cycles_) += now - mark_;
+  mark_ = now;
+}
+
+// exclude — [from, to) was charged elsewhere (sleep): keep it out of what
+// the mark still holds.
+void Scheduler::exclude(std::uint64_t from, std::uint64_t to) noexcept {
+  if (switches_ == mark_switches_) mark_ = to; else mark_ += to - from;
+}
+
+// ready_of — t's time in the ready queue up to now: its life so far less its
+// run time and its waits (the one in progress included). The run time is
+// sampled, so this is too; never negative.
+std::uint64_t Scheduler::ready_of(const Tasklet* t, std::uint64_t now) const noexcept {
+  const std::uint64_t born = std::max(t->born_at, started_at_);
+  std::uint64_t used = t->run_cycles + (t->parked_at ? now - t->parked_at : 0);
+  for (int k = 0; k < kWaitKinds; ++k) used += t->wait_cycles[k];
+  const std::uint64_t life = now > born ? now - born : 0;
+  return life > used ? life - used : 0;
+}
+
+// ended — t's figures join the totals of the tasklets that ended.
+void Scheduler::ended(Tasklet* t) noexcept {
+  ++finished_;
+  done_run_ += t->run_cycles;
+  done_resumes_ += t->resumes;
+  for (int k = 0; k < kWaitKinds; ++k) done_wait_[k] += t->wait_cycles[k];
+  done_ready_ += ready_of(t, mark_);  // to a tick: no reading per tasklet
+}
+
 // prepare — makes `next` (a tasklet, or nullptr for the loop) the current
 // context and returns the continuation to resume.
 CORELET_HOT boost::context::fiber* Scheduler::prepare(Tasklet* next) {
+  on_switch(next);
   current_ = next;
   if (!next) {
     core::tl_running_stack = nullptr;
@@ -354,6 +430,13 @@ CORELET_HOT bool Scheduler::next_is_stackless() const noexcept {
 }
 
 void Scheduler::run_stackless(Tasklet* t) noexcept {
+  if (accounting_) {  // a step is a switch for accounting: no reading unless the tick moved
+    ++switches_;
+    ++t->resumes;
+    const std::uint32_t tick = g_tick.value.load(std::memory_order_relaxed);
+    if (__builtin_expect(tick != seen_tick_, 0)) tick_passed(tick);
+    if (tracer_) tracer_->run_begin(t, Tracer::now_ns());
+  }
   current_ = t;
   t->state = State::Running;
   core::tl_running_stack = nullptr;
@@ -372,6 +455,12 @@ void Scheduler::run_stackless(Tasklet* t) noexcept {
     } catch (...) {
       t->error = std::current_exception();
     }
+  }
+  if (accounting_) {  // and so is the step's end
+    ++switches_;
+    const std::uint32_t tick = g_tick.value.load(std::memory_order_relaxed);
+    if (__builtin_expect(tick != seen_tick_, 0)) tick_passed(tick);
+    if (tracer_) tracer_->run_end(Tracer::now_ns());
   }
   current_ = nullptr;
   if (done) {
@@ -414,6 +503,10 @@ boost::context::fiber Scheduler::entry(Tasklet* t, boost::context::fiber&& calle
       t->error = std::current_exception();
     }
   }
+  if (accounting_) {  // its last slice, before finish() adds up its figures
+    const std::uint32_t tick = g_tick.value.load(std::memory_order_relaxed);
+    if (tick != seen_tick_) tick_passed(tick); else charge(core::cycles());
+  }
   finish(t);
   zombie_ = t;  // the next context drops the scheduler's reference
   Tasklet* next = batch_ < kBatch && !next_is_stackless() ? pick() : nullptr;
@@ -428,6 +521,7 @@ boost::context::fiber Scheduler::entry(Tasklet* t, boost::context::fiber&& calle
 
 void Scheduler::finish(Tasklet* t) noexcept {
   t->state = State::Done;
+  if (accounting_) ended(t);
   --live_;
   if (t->stackless) --stackless_live_;
   if (!t->detached) --live_attached_;
@@ -452,6 +546,10 @@ CORELET_HOT void Scheduler::suspend() {
   Tasklet* next = batch_ < kBatch && !next_is_stackless() ? pick() : nullptr;
   if (next == self) {  // yield with nobody else ready
     ++batch_;
+    if (accounting_) {  // a yield all the same: progress for the stall detector
+      const std::uint32_t tick = g_tick.value.load(std::memory_order_relaxed);
+      if (tick != seen_tick_) tick_passed(tick);
+    }
     self->state = State::Running;
     return;
   }
@@ -464,6 +562,9 @@ CORELET_HOT void Scheduler::suspend() {
 
 void Scheduler::add(Tasklet* t) {
   t->owner = this;
+  ++spawned_;
+  if (current_) t->parent_id = current_->running.id;
+  t->born_at = mark_;  // the last reading: exact to a tick, and no counter read per spawn
   if (t->stackless) ++stackless_live_;
   t->running.id = next_id();
   t->running.name = t->name.c_str();
@@ -496,7 +597,8 @@ void Scheduler::arm_timer(Tasklet* t, Clock::time_point deadline) {
 // begin_park — what both kinds of park do before the tasklet stops running:
 // a pending cancellation ends it at once (false: its waiters unlinked,
 // nothing armed); otherwise the deadline is armed and the tasklet is Parked.
-CORELET_HOT bool Scheduler::begin_park(Tasklet* t, const char* what, const void* obj, Clock::time_point deadline) {
+CORELET_HOT bool Scheduler::begin_park(Tasklet* t, const char* what, const void* obj, Clock::time_point deadline,
+                                       WaitKind kind) {
   if (t->cancel_pending) {
     t->cancel_pending = false;
     unlink_waiters(t);
@@ -508,17 +610,24 @@ CORELET_HOT bool Scheduler::begin_park(Tasklet* t, const char* what, const void*
   t->wait_obj = obj;
   t->wake = Wake::Notified;
   ++parks_;
+  if (accounting_) {
+    const std::uint64_t now = core::cycles();
+    charge(now);
+    t->parked_at = now;
+    t->wait_kind = kind;
+    if (tracer_) tracer_->wait_begin(t, to_string(kind), what, Tracer::now_ns());
+  }
   return true;
 }
 
-CORELET_HOT Wake Scheduler::park(const char* what, const void* obj, Clock::time_point deadline) {
+CORELET_HOT Wake Scheduler::park(const char* what, const void* obj, Clock::time_point deadline, WaitKind kind) {
   Tasklet* t = current_;
   if (__builtin_expect(t->stackless, 0)) {
     unlink_waiters(t);
     throw UsageError(std::string("corelet: ") + what +
                      ": a blocking call in a stackless tasklet (it has no stack to park)");
   }
-  if (!begin_park(t, what, obj, deadline)) return Wake::Cancelled;
+  if (!begin_park(t, what, obj, deadline, kind)) return Wake::Cancelled;
   suspend();
   t->wait_what = nullptr;
   t->wait_obj = nullptr;
@@ -526,9 +635,9 @@ CORELET_HOT Wake Scheduler::park(const char* what, const void* obj, Clock::time_
   return t->wake;
 }
 
-bool Scheduler::park_stackless(const char* what, const void* obj, Clock::time_point deadline) {
+bool Scheduler::park_stackless(const char* what, const void* obj, Clock::time_point deadline, WaitKind kind) {
   Tasklet* t = current_;
-  if (begin_park(t, what, obj, deadline)) return true;  // run_stackless sees Parked and leaves it so
+  if (begin_park(t, what, obj, deadline, kind)) return true;  // run_stackless sees Parked and leaves it so
   t->wake = Wake::Cancelled;
   return false;
 }
@@ -545,6 +654,12 @@ void Scheduler::unpark(Tasklet* t, Wake why, bool handoff) noexcept {
   unlink_waiters(t);
   if (t->heap_index != Tasklet::npos) timer_remove(t);
   t->wake = why;
+  if (accounting_ && t->parked_at) {
+    const std::uint64_t now = core::cycles();
+    t->wait_cycles[static_cast<int>(t->wait_kind)] += now - t->parked_at;
+    t->parked_at = 0;
+    if (tracer_) tracer_->wait_end(t, Tracer::now_ns());
+  }
   if (handoff) hand_off(t); else make_ready(t);
 }
 
@@ -664,6 +779,30 @@ void Scheduler::idle_wait() {
     tsp = &ts;
   }
   stacks_.trim();  // idle: give back the pages of cold stacks
+  struct Asleep {  // the sleep's time is idle time, and the monitor knows we sleep
+    Scheduler& s;
+    std::uint64_t from = 0;
+    std::uint64_t from_ns = 0;  // for the trace
+    explicit Asleep(Scheduler& sched) noexcept : s(sched) {
+      if (!s.accounting_) return;
+      if (s.tracer_) from_ns = Tracer::now_ns();
+      from = core::cycles();
+      s.charge(from);
+      s.beat_.idle.store(true, std::memory_order_relaxed);
+    }
+    ~Asleep() {
+      if (!s.accounting_) return;
+      s.beat_.idle.store(false, std::memory_order_relaxed);
+      s.beat_.tick.store(g_tick.value.load(std::memory_order_relaxed), std::memory_order_relaxed);
+      const std::uint64_t to = core::cycles();
+      s.idle_cycles_ += to - from;
+      ++s.wakeups_;
+      s.exclude(from, to);
+      if (s.tracer_) s.tracer_->idle(from_ns, Tracer::now_ns());
+    }
+    Asleep(const Asleep&) = delete;
+    Asleep& operator=(const Asleep&) = delete;
+  } asleep(*this);
   struct Guard {  // the thread's IdleGuard, around everything that may block
     IdleGuard* g;
     explicit Guard(IdleGuard* guard) noexcept : g(guard) {
@@ -714,6 +853,19 @@ void Scheduler::idle_wait() {
   sleeping_.store(false, std::memory_order_relaxed);
 }
 
+std::string Scheduler::describe_wait(const Tasklet* t) {
+  if (t->wait_what == kJoinWhat) {
+    auto* target = static_cast<const Tasklet*>(t->wait_obj);
+    std::ostringstream os;
+    os << "Task::join of tasklet \"" << target->name << "\" (#" << target->running.id << ")";
+    return os.str();
+  }
+  std::ostringstream os;
+  os << t->wait_what;
+  if (t->wait_obj) os << " " << t->wait_obj;
+  return os.str();
+}
+
 std::string Scheduler::describe_blocked() const {
   // all_ is newest first; report oldest first, as spawned.
   std::vector<const Tasklet*> list;
@@ -726,11 +878,8 @@ std::string Scheduler::describe_blocked() const {
     os << "\n  tasklet \"" << t->name << "\" (#" << t->running.id << ") ";
     if (t->state != State::Parked || !t->wait_what) {
       os << "is not started";
-    } else if (t->wait_what == kJoinWhat) {
-      auto* target = static_cast<const Tasklet*>(t->wait_obj);
-      os << "waits on Task::join of tasklet \"" << target->name << "\" (#" << target->running.id << ")";
     } else {
-      os << "waits on " << t->wait_what << " " << t->wait_obj;
+      os << "waits on " << describe_wait(t);
     }
   }
   return os.str();
@@ -738,6 +887,10 @@ std::string Scheduler::describe_blocked() const {
 
 void Scheduler::loop() {
   for (;;) {
+    if (accounting_) {
+      beat_.tick.store(g_tick.value.load(std::memory_order_relaxed), std::memory_order_relaxed);
+      if (__builtin_expect(beat_.dump_due.load(std::memory_order_relaxed), 0)) write_dump_now();
+    }
     if (reactor_) reactor_->poll();  // submit this batch's I/O, take completions
     if (hook_) hook_->poll();        // ipc: inbound messages, outbound publication
     if (!timers_.empty()) fire_timers(Clock::now());
@@ -808,14 +961,14 @@ void start(Tasklet* t, const char* call) {
   tl_sched->add(t);
 }
 
-Wake park(const char* what, const void* obj, Clock::time_point deadline) {
-  return tl_sched->park(what, obj, deadline);
+Wake park(const char* what, const void* obj, Clock::time_point deadline, WaitKind kind) {
+  return tl_sched->park(what, obj, deadline, kind);
 }
 
-bool park_stackless(const char* what, const void* obj, Clock::time_point deadline) {
+bool park_stackless(const char* what, const void* obj, Clock::time_point deadline, WaitKind kind) {
   Tasklet* t = current();
   if (!t || !t->stackless) throw UsageError(std::string("corelet: ") + what + ": park_stackless outside a stackless tasklet");
-  return tl_sched->park_stackless(what, obj, deadline);
+  return tl_sched->park_stackless(what, obj, deadline, kind);
 }
 
 void unpark(Tasklet* t, Wake why) noexcept { tl_sched->unpark(t, why); }
@@ -835,10 +988,11 @@ void wake_all(WaitQueue& q, Waiter::State st) noexcept {
   }
 }
 
-Waiter::State wait_state(WaitQueue& q, const char* what, const void* obj, Clock::time_point deadline) {
+Waiter::State wait_state(WaitQueue& q, const char* what, const void* obj, Clock::time_point deadline,
+                         WaitKind kind) {
   Waiter w;
   enlist(w, require_tasklet(what), q);
-  switch (tl_sched->park(what, obj, deadline)) {
+  switch (tl_sched->park(what, obj, deadline, kind)) {
     case Wake::Notified:
       // A primitive may keep woken waiters on a list of its own until they
       // run (Queue does, to tell them if it is destroyed first): leave it.
@@ -850,8 +1004,8 @@ Waiter::State wait_state(WaitQueue& q, const char* what, const void* obj, Clock:
   return w.state;
 }
 
-bool wait_on(WaitQueue& q, const char* what, const void* obj, Clock::time_point deadline) {
-  return wait_state(q, what, obj, deadline) != Waiter::State::Pending;
+bool wait_on(WaitQueue& q, const char* what, const void* obj, Clock::time_point deadline, WaitKind kind) {
+  return wait_state(q, what, obj, deadline, kind) != Waiter::State::Pending;
 }
 
 void yield() {
@@ -900,7 +1054,7 @@ bool wait_done(Tasklet* t, const char* what, Clock::time_point deadline) {
   enlist(w, self, t->joiners);
   if (t->in_fifo && !t->started && !t->cancel_pending) tl_sched->hand_off(t);  // run it next
   for (;;) {
-    switch (tl_sched->park(kJoinWhat, t, deadline)) {
+    switch (tl_sched->park(kJoinWhat, t, deadline, WaitKind::Sync)) {
       case Wake::Notified: return true;
       case Wake::Timeout: return t->state == State::Done;
       case Wake::Cancelled: throw Cancelled{};
@@ -977,7 +1131,7 @@ void run_main(Tasklet* main) {
   if (main->name.empty()) main->name = "main";
   try {
     sched.add(main);
-    sched.loop();
+    sched.run_loop();
   } catch (...) {
     tl_sched = nullptr;
     throw;

@@ -1,6 +1,9 @@
 #pragma once
 // Internal: the per-thread Scheduler. Only sched/src includes this.
 
+#include "monitor.hpp"
+#include "trace.hpp"
+
 #include <corelet/sched/detail/loop_hook.hpp>
 #include <corelet/sched/detail/tasklet.hpp>
 #include <corelet/core/stack.hpp>
@@ -25,8 +28,9 @@ class Scheduler {
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
 
-  // Runs the loop until every tasklet has ended (see run_main in scheduler.cpp).
-  void loop();
+  // Runs the loop until every tasklet has ended (see run_main in scheduler.cpp),
+  // watched by the monitor when accounting is on (profile.cpp).
+  void run_loop();
 
   void add(Tasklet* t);            // a new tasklet: registered and made ready
   void make_ready(Tasklet* t) noexcept;
@@ -34,8 +38,8 @@ class Scheduler {
   // started, or the joiner of a tasklet that just ended). See pick().
   void hand_off(Tasklet* t) noexcept;
   void suspend();                  // the current tasklet gives up the CPU
-  Wake park(const char* what, const void* obj, Clock::time_point deadline);
-  bool park_stackless(const char* what, const void* obj, Clock::time_point deadline);
+  Wake park(const char* what, const void* obj, Clock::time_point deadline, WaitKind kind);
+  bool park_stackless(const char* what, const void* obj, Clock::time_point deadline, WaitKind kind);
   void unpark(Tasklet* t, Wake why, bool handoff = false) noexcept;
   void cancel(Tasklet* t) noexcept;
   void cancel_all() noexcept;
@@ -62,6 +66,23 @@ class Scheduler {
   // runs (reactor poll, timers) before it is resumed. No cancellation check.
   void yield_to_loop();
   const std::string& deadlock_report() const noexcept { return deadlock_report_; }
+
+  // Profiling (profile.hpp; stats.cpp). The monitor is enrolled for the
+  // duration of loop().
+  Stats stats(bool tasklets);
+  std::string dump();
+  // wake_from_outside — any thread: the loop leaves its sleep soon.
+  void wake_from_outside() noexcept;
+  // report_stall_here — in the stall signal's handler: writes the report
+  // for this thread's scheduler if the monitor asked for one. False if not
+  // (the signal is somebody else's). Async-signal-safe.
+  static bool report_stall_here() noexcept;
+  // The text of "waits on ..." for a parked tasklet.
+  static std::string describe_wait(const Tasklet* t);
+  // With CORELET_TRACE: a message between workers (trace.hpp).
+  void trace_message(bool out, std::uint64_t id, const char* name) noexcept {
+    if (tracer_) tracer_->flow(out, id, name, Tracer::now_ns());
+  }
 
  private:
   // The FIFO ready queue: doubly linked so that join() can pull a tasklet that
@@ -91,12 +112,13 @@ class Scheduler {
   };
   struct StackAlloc;
 
+  void loop();
   Tasklet* pick() noexcept;         // the next tasklet to run, with its fiber made
   Tasklet* pick_queued() noexcept;  // the ordering policy alone
   bool next_is_stackless() const noexcept;  // pick_queued() would give a stackless one
   void run_stackless(Tasklet* t) noexcept;  // one step(), on the loop's stack
   void arm_timer(Tasklet* t, Clock::time_point deadline);
-  bool begin_park(Tasklet* t, const char* what, const void* obj, Clock::time_point deadline);
+  bool begin_park(Tasklet* t, const char* what, const void* obj, Clock::time_point deadline, WaitKind kind);
   bool start_fiber(Tasklet* t) noexcept;
 
   // Switching. `save` receives the continuation of the context we leave.
@@ -115,6 +137,16 @@ class Scheduler {
   void fire_timers(Clock::time_point now) noexcept;
 
   void drain_completions() noexcept;
+
+  // Accounting (see "Accounting" in scheduler.cpp).
+  void on_switch(Tasklet* next) noexcept;
+  void tick_passed(std::uint32_t tick) noexcept;
+  void charge(std::uint64_t now) noexcept;
+  void exclude(std::uint64_t from, std::uint64_t to) noexcept;
+  void ended(Tasklet* t) noexcept;
+  std::uint64_t ready_of(const Tasklet* t, std::uint64_t now) const noexcept;
+  void write_dump_now() noexcept;
+  void report_stall() noexcept;
 #if defined(__SANITIZE_ADDRESS__)
   void announce_switch(void** fake, const Tasklet* next) const noexcept;
 #endif
@@ -123,6 +155,12 @@ class Scheduler {
   std::string describe_blocked() const;
 
   Tasklet* current_ = nullptr;
+  // Accounting state, read and written on every switch: next to current_.
+  bool accounting_ = false;
+  std::uint32_t seen_tick_ = 0;     // g_tick at the last switch that read it
+  std::uint64_t switches_ = 0;      // context switches (to tasklets and to the loop)
+  std::uint64_t mark_ = 0;          // cycles() up to which time is charged
+  std::uint64_t mark_switches_ = 0; // switches_ when mark_ was taken
   ReadyQueue ready_;
   Tasklet* handoff_ = nullptr;      // LIFO stack of hand-offs (next_ready links)
   int handoff_streak_ = 0;          // hand-offs run since the FIFO was last served
@@ -151,6 +189,24 @@ class Scheduler {
   int wake_fd_ = -1;
   bool own_wake_fd_ = true;
   LoopHook* hook_ = nullptr;        // ipc's cluster worker, if any
+
+  // Accounting totals (cycles): the loop's own work, sleep, and the tasklets
+  // that ended.
+  std::uint64_t started_at_ = 0;
+  std::uint64_t loop_cycles_ = 0;
+  std::uint64_t idle_cycles_ = 0;
+  std::uint64_t wakeups_ = 0;
+  std::uint64_t spawned_ = 0;
+  std::uint64_t finished_ = 0;
+  std::uint64_t stalls_ = 0;
+  std::uint64_t last_stall_ns_ = 0;  // CLOCK_MONOTONIC of the last stall report
+  std::uint64_t done_run_ = 0;
+  std::uint64_t done_resumes_ = 0;
+  std::uint64_t done_wait_[kWaitKinds] = {};
+  std::uint64_t done_ready_ = 0;
+  Beat beat_;
+  TaskletDescriber* describer_ = nullptr;
+  std::unique_ptr<Tracer> tracer_;  // CORELET_TRACE
 
   std::unique_ptr<Reactor> reactor_;  // after wake_fd_: destroyed first
   std::string io_fallback_reason_;

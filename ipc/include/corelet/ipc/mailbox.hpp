@@ -110,7 +110,7 @@ class Mailbox final : public ipc::detail::MailboxBase {
     for (;;) {
       if (auto v = try_recv()) return v;
       if (closed_) throw ChannelClosed();
-      const auto st = corelet::detail::wait_state(waiters_, "Mailbox::recv", this, tp);
+      const auto st = corelet::detail::wait_state(waiters_, "Mailbox::recv", this, tp, WaitKind::Remote);
       if (st == corelet::detail::Waiter::State::Closed) throw ChannelClosed();  // destroyed: *this is gone
       if (st == corelet::detail::Waiter::State::Pending && q_.empty() && !bad_) return std::nullopt;
     }

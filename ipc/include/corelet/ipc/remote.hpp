@@ -180,7 +180,7 @@ class Future {
   bool wait_until(Clock::time_point tp) const {
     require();
     while (!st_->done) {
-      if (!corelet::detail::wait_on(st_->waiters, "Future::get", st_.get(), tp) && !st_->done) return false;
+      if (!corelet::detail::wait_on(st_->waiters, "Future::get", st_.get(), tp, WaitKind::Remote) && !st_->done) return false;
     }
     return true;
   }

@@ -150,6 +150,11 @@ class RingWriter {
 
   // unpublished — bytes committed since the last publish().
   std::uint64_t unpublished() const noexcept { return pos_ - published_; }
+  // depth — bytes published and not yet released by the consumer (a
+  // snapshot, for stats).
+  std::uint64_t depth() const noexcept {
+    return h_ ? published_ - h_->read.load(std::memory_order_relaxed) : 0;
+  }
 
   // publish — makes every committed frame visible to the consumer (one
   // release store). Returns false if there was nothing to publish.
@@ -251,6 +256,11 @@ class RingReader {
   }
 
   // empty — nothing published is left to read (loads the shared index).
+  // depth — bytes published by the producer and not yet released here (a
+  // snapshot, for stats).
+  std::uint64_t depth() const noexcept {
+    return h_ ? h_->write.load(std::memory_order_relaxed) - released_ : 0;
+  }
   bool empty() noexcept {
     if (pos_ != write_cache_) return false;
     write_cache_ = h_->write.load(std::memory_order_acquire);

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <source_location>
 #include <string>
 #include <tuple>
 #include <type_traits>
@@ -27,6 +28,9 @@ struct SpawnOptions {
   // Zero, below core::kMinStackSize or above core::kMaxStackSize: spawn throws
   // std::invalid_argument.
   std::size_t stack_size = core::kDefaultStackSize;
+  // Where the tasklet is spawned, for dumps and stall reports: the place
+  // where these options are made (spawn without options records none).
+  std::source_location where = std::source_location::current();
 };
 
 template <class T>
@@ -158,6 +162,10 @@ Task<spawn_result_t<F, Args...>> spawn_with(SpawnOptions&& opts, F&& f, Args&&..
                                                                         std::forward<Args>(args)...);
   t->stack_size = stack;
   t->name = std::move(opts.name);
+  if (opts.where.line() != 0) {
+    t->spawn_file = opts.where.file_name();
+    t->spawn_line = opts.where.line();
+  }
   Task<R> task(t);  // owns the first reference: deleted if start() throws
   start(t, "corelet::spawn");
   return task;
@@ -171,7 +179,9 @@ Task<spawn_result_t<F, Args...>> spawn_with(SpawnOptions&& opts, F&& f, Args&&..
 template <class F, class... Args>
   requires(!std::is_same_v<std::decay_t<F>, SpawnOptions>)
 auto spawn(F&& f, Args&&... args) {
-  return detail::spawn_with(SpawnOptions{}, std::forward<F>(f), std::forward<Args>(args)...);
+  SpawnOptions o;
+  o.where = std::source_location();  // here is not the caller's place
+  return detail::spawn_with(std::move(o), std::forward<F>(f), std::forward<Args>(args)...);
 }
 template <class F, class... Args>
 auto spawn(SpawnOptions opts, F&& f, Args&&... args) {
@@ -213,7 +223,7 @@ inline void yield() { detail::yield(); }
 inline void sleep_until(Clock::time_point tp) {
   detail::Tasklet* t = detail::require_tasklet("this_tasklet::sleep");
   (void)t;
-  if (detail::park("this_tasklet::sleep", nullptr, tp) == detail::Wake::Cancelled) throw Cancelled{};
+  if (detail::park("this_tasklet::sleep", nullptr, tp, WaitKind::Timer) == detail::Wake::Cancelled) throw Cancelled{};
 }
 template <class C, class D>
 void sleep_until(std::chrono::time_point<C, D> tp) {

@@ -2,7 +2,11 @@
 // corelet/sched/detail/loop_hook.hpp — how a layer above sched (ipc's cluster
 // worker) takes part in a scheduler's loop. Not for applications.
 
+#include <corelet/sched/profile.hpp>
+
+#include <cstdint>
 #include <ctime>
+#include <string>
 
 namespace corelet::detail {
 
@@ -28,6 +32,12 @@ class LoopHook {
   // keeps_alive — while true, a loop with nothing ready waits for the hook's
   // work instead of reporting a deadlock.
   virtual bool keeps_alive() const noexcept = 0;
+  // wake — called from any thread (the profiler's monitor, to have the loop
+  // write a dump): the loop leaves the hook's sleep() soon. Async-signal-safe.
+  virtual void wake() noexcept = 0;
+  // add_stats — fills the cluster part of a worker's stats (worker id, ring
+  // depths, message counts). On the loop's thread.
+  virtual void add_stats(WorkerStats& s) const noexcept = 0;
 
  protected:
   ~LoopHook() = default;
@@ -55,5 +65,49 @@ class IdleGuard {
 // set_idle_guard — installs `guard` on this thread (nullptr: none) for every
 // scheduler run here until changed; returns the previous one.
 IdleGuard* set_idle_guard(IdleGuard* guard) noexcept;
+
+}  // namespace corelet::detail
+
+namespace corelet::detail {
+
+struct Tasklet;
+
+// TaskletDescriber — lets the layer that made a stackless tasklet (the Python
+// bindings) describe it in dumps and stall reports, installed per thread like
+// the IdleGuard.
+class TaskletDescriber {
+ public:
+  // stack — t's stack, one frame per line, innermost last (empty if none).
+  // On the scheduler's thread, in a tasklet or the loop, never in a signal
+  // handler; may use the Python C API (the thread holds the GIL there).
+  virtual std::string stack(const Tasklet& t) = 0;
+  // write_running_stack — writes the stack of the code this thread is running
+  // now to fd. Called in a signal handler on the scheduler's thread while a
+  // stackless tasklet runs: must be async-signal-safe.
+  virtual void write_running_stack(int fd) noexcept = 0;
+
+ protected:
+  ~TaskletDescriber() = default;
+};
+
+// set_describer — installs `d` on this thread (nullptr: none); returns the
+// previous one.
+TaskletDescriber* set_describer(TaskletDescriber* d) noexcept;
+
+// dump_signal — the signal that asks for a dump (CORELET_DUMP_SIGNAL;
+// SIGQUIT by default), 0 for none. A cluster's supervisor passes it on, and
+// installs the handlers (install_profile_handlers) before it forks, so that
+// a worker that gets the signal before its scheduler starts is not killed.
+int dump_signal() noexcept;
+void install_profile_handlers();
+
+// trace_message — with CORELET_TRACE, records a message sent to (out) or
+// received from another worker as one end of a flow; `id` is the same at both
+// ends. On a scheduler's thread; a no-op without a trace.
+void trace_message(bool out, std::uint64_t id, const char* name) noexcept;
+// trace_file_begin / trace_file_end — a cluster's supervisor writes the
+// trace file's opening and closing brackets around the workers' events.
+void trace_file_begin() noexcept;
+void trace_file_end() noexcept;
 
 }  // namespace corelet::detail

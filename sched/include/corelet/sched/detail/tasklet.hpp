@@ -5,6 +5,7 @@
 #include <corelet/core/overflow.hpp>
 #include <corelet/core/stack.hpp>
 #include <corelet/sched/errors.hpp>
+#include <corelet/sched/profile.hpp>
 
 #include <boost/context/fiber.hpp>
 
@@ -142,8 +143,20 @@ struct Tasklet {
   WaitQueue joiners;
   std::exception_ptr error;
   LocalSlot* locals = nullptr;
+  // Where it was spawned (file may stay nullptr), and by which tasklet.
   const char* spawn_file = nullptr;
   unsigned spawn_line = 0;
+  std::uint64_t parent_id = 0;
+
+  // Accounting (profile.hpp), in core::cycles() units.
+  std::uint64_t run_cycles = 0;
+  std::uint64_t resumes = 0;
+  // Its time in the ready queue is what is left of its life: see stats().
+  std::uint64_t born_at = 0;          // when it was spawned (to a tick)
+  std::uint64_t parked_at = 0;        // when the current park began; 0: not parked
+  std::uint64_t wait_cycles[kWaitKinds] = {};
+  std::uint32_t stalls = 0;
+  WaitKind wait_kind = WaitKind::Sync;
 };
 
 template <class T>
@@ -178,7 +191,9 @@ void start(Tasklet* t, const char* call);
 // into wait queues, until unpark() or the deadline. If a cancellation is pending
 // it returns Wake::Cancelled at once without suspending. In every case the
 // tasklet's waiters are unlinked on return.
-Wake park(const char* what, const void* obj, Clock::time_point deadline = Clock::time_point::max());
+// `kind` is what accounting files the wait under.
+Wake park(const char* what, const void* obj, Clock::time_point deadline = Clock::time_point::max(),
+          WaitKind kind = WaitKind::Sync);
 // unpark — makes a parked tasklet ready with the given reason, unlinking its
 // waiters and its timer. No-op if the tasklet is not parked.
 void unpark(Tasklet* t, Wake why = Wake::Notified) noexcept;
@@ -190,13 +205,14 @@ void wake_all(WaitQueue& q, Waiter::State st = Waiter::State::Done) noexcept;
 // Parks on q (one waiter) until woken or the deadline. Throws Cancelled.
 // Returns false on timeout.
 bool wait_on(WaitQueue& q, const char* what, const void* obj,
-             Clock::time_point deadline = Clock::time_point::max());
+             Clock::time_point deadline = Clock::time_point::max(), WaitKind kind = WaitKind::Sync);
 // Like wait_on, but returns the waiter's state: Done or Closed when woken,
 // Pending on timeout. Throws Cancelled. After Closed the primitive may already
 // be destroyed: the caller must not touch it. A woken waiter that its
 // primitive keeps on a list of its own until it runs (Queue's woken_) is taken
 // off that list here.
-Waiter::State wait_state(WaitQueue& q, const char* what, const void* obj, Clock::time_point deadline);
+Waiter::State wait_state(WaitQueue& q, const char* what, const void* obj, Clock::time_point deadline,
+                         WaitKind kind = WaitKind::Sync);
 
 void yield();
 
@@ -205,7 +221,8 @@ void yield();
 // returns: until unpark() or the deadline, like park(). Returns false, with
 // nothing parked and its waiters unlinked, if a cancellation was pending (the
 // step goes on and reports it). After the wake, Tasklet::wake says why.
-bool park_stackless(const char* what, const void* obj, Clock::time_point deadline = Clock::time_point::max());
+bool park_stackless(const char* what, const void* obj, Clock::time_point deadline = Clock::time_point::max(),
+                    WaitKind kind = WaitKind::Sync);
 
 void cancel(Tasklet* t) noexcept;
 // Whether t belongs to the scheduler running on this thread (false outside

@@ -1,0 +1,55 @@
+#pragma once
+// Internal: the profiler's monitor thread, one per process. It advances the
+// accounting tick, finds stalled schedulers and passes dump requests on.
+// Only sched/src includes this.
+
+#include <pthread.h>
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+
+namespace corelet::detail {
+
+class Scheduler;
+
+// The tick: advanced by the monitor every kTick while some scheduler is
+// awake (every kIdleTick while all sleep). Schedulers read it on every
+// switch, so it sits alone on its cache line. Relaxed everywhere: it is a
+// clock for sampling, and nothing else is published through it.
+struct alignas(64) Tick {
+  std::atomic<std::uint32_t> value{1};
+};
+extern Tick g_tick;
+inline constexpr std::chrono::milliseconds kTick{2};
+inline constexpr std::chrono::milliseconds kIdleTick{10};
+
+// Beat — what one scheduler publishes to the monitor. The scheduler's thread
+// writes tick/idle (relaxed: the monitor only compares values, and a stale
+// read delays or skips one stall check, nothing worse); the monitor raises
+// stall_due/dump_due, which the scheduler's thread consumes.
+struct Beat {
+  alignas(64) std::atomic<std::uint32_t> tick{0};  // g_tick at its last progress point
+  std::atomic<bool> idle{false};                   // asleep in idle_wait
+  alignas(64) std::atomic<bool> stall_due{false};  // a stall report is asked for (SIGURG follows)
+  std::atomic<bool> dump_due{false};               // write a dump at the loop's next turn
+  // Set at enroll, read by the monitor under its lock.
+  Scheduler* sched = nullptr;
+  pthread_t thread{};
+  std::uint32_t threshold_ticks = 0;  // 0: no stall detection
+  std::uint32_t reported = 0;         // the tick value of the last stall reported
+  Beat* next = nullptr;
+};
+
+// enroll / withdraw — a scheduler starts / stops being watched (its thread,
+// at the start and the end of run). enroll starts the monitor thread and
+// installs the signal handlers the first time.
+void enroll(Beat* b);
+void withdraw(Beat* b) noexcept;
+
+// The stall signal: the monitor sends it to a stalled scheduler's thread,
+// whose handler writes the report (Scheduler::report_stall).
+inline constexpr int kStallSignal = SIGURG;  // ignored by default; Go uses it to preempt
+
+}  // namespace corelet::detail
