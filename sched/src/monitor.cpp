@@ -173,6 +173,8 @@ void enroll(Beat* b) {
   b->next = r.beats;
   r.beats = b;
   if (!r.thread.joinable()) {
+    // A dump asked for between runs is not for this one.
+    g_dump_requested.store(false, std::memory_order_relaxed);
     // The monitor takes no signal: they go to the program's own threads.
     sigset_t all, old;
     sigfillset(&all);
