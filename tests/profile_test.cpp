@@ -173,6 +173,37 @@ TEST_F(ProfileTest, RunTimeOfTaskletsThatYieldIsSampled) {
   EXPECT_GE(idler->resumes, 20u);
 }
 
+// A tasklet's ready time starts at its spawn, even when its parent had run
+// long without a switch before spawning it.
+TEST_F(ProfileTest, ReadyTimeStartsAtTheSpawn) {
+  corelet::set_stall_threshold(0ms);
+  corelet::Stats st;
+  corelet::run([&] {
+    spin_for(200ms);
+    auto child = corelet::spawn(SpawnOptions{.name = "child"}, [&] { st = corelet::stats(); });
+    child.join();
+  });
+  const auto* c = find(st, "child");
+  ASSERT_NE(c, nullptr);
+  EXPECT_LT(c->ready_ns, 100 * kMs) << "the parent's 200 ms before the spawn are not the child's";
+}
+
+// Time spent ending a tasklet (its tasklet-local values' destructors) is
+// charged, not lost: busy, polling and idle still add up to the uptime.
+TEST_F(ProfileTest, TimeSpentEndingATaskletIsCharged) {
+  struct SlowToDestroy {
+    ~SlowToDestroy() { spin_for(60ms); }
+  };
+  corelet::set_stall_threshold(0ms);
+  corelet::WorkerStats w;
+  corelet::run([&] {
+    static corelet::TaskletLocal<SlowToDestroy> local;
+    corelet::spawn([] { (void)local.get(); }).join();
+    w = corelet::stats(false).worker;
+  });
+  EXPECT_GE(w.busy_ns + w.poll_ns + w.idle_ns, 55 * kMs);
+}
+
 TEST_F(ProfileTest, AccountingOffLeavesTimesZero) {
   corelet::set_accounting(false);
   corelet::run([] {

@@ -313,9 +313,11 @@ void Worker::drain() noexcept {
     bool popped = false;
     while (budget-- > 0 && in.r.peek(f)) {
       if ((f.flags & (kFirst | kLast)) == (kFirst | kLast)) {
+        in.message = in.received++;
         dispatch(k, f.kind, f.data, f.size);
       } else if (f.flags & kFirst) {
         in.partial_kind = f.kind;
+        in.message = in.received++;
         in.in_partial = reassemble(in, f, true);
       } else if (in.in_partial) {  // else: the rest of a message whose sender gave up; dropped
         in.in_partial = reassemble(in, f, false);
@@ -488,7 +490,9 @@ bool Worker::reassemble(In& in, const Frame& f, bool first) noexcept {
 
 void Worker::dispatch(int from, std::uint16_t kind, const std::byte* p, std::size_t n) noexcept {
   ++messages_in_;
-  corelet::detail::trace_message(false, message_id(from, id_, in_[from].received++), kind_name(kind));
+  // Counted at its first frame (drain), as the sender counts it at its first
+  // commit: a message whose sender gave up midway still counts on both sides.
+  corelet::detail::trace_message(false, message_id(from, id_, in_[from].message), kind_name(kind));
   try {
     switch (kind) {
       case kCall: on_call(from, p, n); break;

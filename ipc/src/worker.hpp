@@ -95,7 +95,8 @@ class Worker final : public corelet::detail::LoopHook {
     std::uint16_t partial_kind = 0;
     bool in_partial = false;
     std::uint32_t incarnation = 0;  // +1 each time the peer is lost
-    std::uint64_t received = 0;     // messages, since the ring was last reset (trace ids)
+    std::uint64_t received = 0;     // messages begun, since the ring was last reset (trace ids)
+    std::uint64_t message = 0;      // the number of the one being received
   };
 
   void handle_control(std::uint64_t epoch) noexcept;

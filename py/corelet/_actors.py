@@ -310,6 +310,7 @@ class _Client:
         parent, child = socket.socketpair()
         self._sock = parent
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+        env.pop("CORELET_TRACE", None)  # its cluster would truncate the caller's trace file
         try:
             self._host = subprocess.Popen(
                 [sys.executable, "-m", "corelet._actor_host", str(child.fileno()), str(processes)],

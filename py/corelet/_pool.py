@@ -206,6 +206,7 @@ class Pool:
         self._sock = parent
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        env.pop("CORELET_TRACE", None)  # its cluster would truncate the caller's trace file
         try:
             self._host = subprocess.Popen(
                 [sys.executable, "-m", "corelet._pool_host", str(child.fileno()), str(processes), str(ring_bytes)],

@@ -48,8 +48,8 @@ std::atomic<bool> g_dump_requested{false};
 // not an fd, so that nothing of ours stays open between runs. A waker
 // changes the word after it set what the monitor is to see; the monitor reads
 // the word before it looks, so a change in between makes its wait return at
-// once (EAGAIN). Relaxed: the flags are themselves atomics the monitor reads
-// after the wait, and the futex syscall orders the rest.
+// once (EAGAIN). Relaxed: a monitor that sees the new word but not yet the
+// flag (weak memory) sees the flag one round later; nothing is lost.
 std::atomic<std::uint32_t> g_wake{0};
 
 void wake_monitor() noexcept {  // async-signal-safe
@@ -71,8 +71,11 @@ struct sigaction g_old_stall_action;
 
 void on_stall_signal(int sig, siginfo_t* info, void* uctx) {
   const int saved = errno;
-  // Not ours: the handler that was there before gets it.
-  if (!Scheduler::report_stall_here()) core::chain_signal(g_old_stall_action, sig, info, uctx);
+  // Ours come from pthread_kill in this process; anything else (a socket's
+  // out-of-band data, another runtime's signal) goes to the handler that was
+  // there before, without a look at our state.
+  const bool ours = info && info->si_code == SI_TKILL && info->si_pid == ::getpid();
+  if (!ours || !Scheduler::report_stall_here()) core::chain_signal(g_old_stall_action, sig, info, uctx);
   errno = saved;
 }
 
@@ -140,7 +143,7 @@ void monitor_main(Registry& r, std::uint64_t gen) {
         b->dump_due.store(true, std::memory_order_relaxed);
         b->sched->wake_from_outside();
       }
-      if (b->idle.load(std::memory_order_relaxed)) continue;
+      if (b->idle.load(std::memory_order_acquire)) continue;  // pairs with the release when it wakes
       any_awake = true;
       // The beat's tick is the one seen at the scheduler's last switch: it
       // has run without one for at least (tick - beat - 1) ticks.

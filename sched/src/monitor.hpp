@@ -26,8 +26,10 @@ inline constexpr std::chrono::milliseconds kTick{2};
 inline constexpr std::chrono::milliseconds kIdleTick{10};
 
 // Beat — what one scheduler publishes to the monitor. The scheduler's thread
-// writes tick/idle (relaxed: the monitor only compares values, and a stale
-// read delays or skips one stall check, nothing worse); the monitor raises
+// writes tick (relaxed: a stale read delays one stall check) and idle: when
+// it wakes it stores a fresh tick first, then idle = false with release, and
+// the monitor loads idle with acquire before the tick, so an awake scheduler
+// is never judged by the tick from before its sleep. The monitor raises
 // stall_due/dump_due, which the scheduler's thread consumes.
 struct Beat {
   alignas(64) std::atomic<std::uint32_t> tick{0};  // g_tick at its last progress point

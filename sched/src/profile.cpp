@@ -142,10 +142,14 @@ void Scheduler::run_loop() {
   beat_.thread = ::pthread_self();
   beat_.threshold_ticks = static_cast<std::uint32_t>((thr.count() + kTick.count() - 1) / kTick.count());
   seen_tick_ = g_tick.value.load(std::memory_order_relaxed);
+  tl_signal_sched = this;
   enroll(&beat_);
   struct Withdraw {
     Beat* b;
-    ~Withdraw() { withdraw(b); }
+    ~Withdraw() {
+      withdraw(b);
+      tl_signal_sched = nullptr;
+    }
   } w{&beat_};
   loop();
 }
@@ -257,6 +261,15 @@ std::string Scheduler::dump() {
 
 void Scheduler::write_dump_now() noexcept {
   beat_.dump_due.store(false, std::memory_order_relaxed);
+  // A dump of many tasklets takes a while: not a stall.
+  beat_.idle.store(true, std::memory_order_relaxed);
+  struct Awake {
+    Beat& b;
+    ~Awake() {
+      b.tick.store(g_tick.value.load(std::memory_order_relaxed), std::memory_order_relaxed);
+      b.idle.store(false, std::memory_order_release);
+    }
+  } awake{beat_};
   try {
     const std::string text = dump();
     for (std::size_t off = 0; off < text.size();) {
@@ -277,7 +290,7 @@ void Scheduler::write_dump_now() noexcept {
 // clock_gettime), no allocation.
 
 bool Scheduler::report_stall_here() noexcept {
-  Scheduler* s = this_scheduler();
+  Scheduler* s = tl_signal_sched;
   if (!s || !s->beat_.stall_due.exchange(false, std::memory_order_relaxed)) return false;
   s->report_stall();
   return true;

@@ -41,6 +41,16 @@ constexpr int kHandoffStreak = 64;
 
 thread_local Scheduler* tl_sched = nullptr;
 
+}  // namespace
+
+// The scheduler of this thread, for the stall signal's handler alone: the
+// initial-exec model makes reading it a plain load from the thread pointer,
+// where the default model in a dlopen'd module (the Python extension) may
+// call __tls_get_addr, which can allocate — not async-signal-safe.
+thread_local Scheduler* tl_signal_sched __attribute__((tls_model("initial-exec"))) = nullptr;
+
+namespace {
+
 const char* const kJoinWhat = "Task::join";
 
 }  // namespace
@@ -503,11 +513,12 @@ boost::context::fiber Scheduler::entry(Tasklet* t, boost::context::fiber&& calle
       t->error = std::current_exception();
     }
   }
-  if (accounting_) {  // its last slice, before finish() adds up its figures
+  finish(t, false);
+  if (accounting_) {  // its last slice and its finish (local destructors), then its figures join the totals
     const std::uint32_t tick = g_tick.value.load(std::memory_order_relaxed);
     if (tick != seen_tick_) tick_passed(tick); else charge(core::cycles());
+    ended(t);
   }
-  finish(t);
   zombie_ = t;  // the next context drops the scheduler's reference
   Tasklet* next = batch_ < kBatch && !next_is_stackless() ? pick() : nullptr;
   if (next) ++batch_;
@@ -519,9 +530,9 @@ boost::context::fiber Scheduler::entry(Tasklet* t, boost::context::fiber&& calle
   return std::move(*target);
 }
 
-void Scheduler::finish(Tasklet* t) noexcept {
+void Scheduler::finish(Tasklet* t, bool account) noexcept {
   t->state = State::Done;
-  if (accounting_) ended(t);
+  if (accounting_ && account) ended(t);
   --live_;
   if (t->stackless) --stackless_live_;
   if (!t->detached) --live_attached_;
@@ -564,7 +575,7 @@ void Scheduler::add(Tasklet* t) {
   t->owner = this;
   ++spawned_;
   if (current_) t->parent_id = current_->running.id;
-  t->born_at = mark_;  // the last reading: exact to a tick, and no counter read per spawn
+  if (accounting_) t->born_at = core::cycles();
   if (t->stackless) ++stackless_live_;
   t->running.id = next_id();
   t->running.name = t->name.c_str();
@@ -792,8 +803,11 @@ void Scheduler::idle_wait() {
     }
     ~Asleep() {
       if (!s.accounting_) return;
-      s.beat_.idle.store(false, std::memory_order_relaxed);
+      // The fresh beat first, then awake (release; the monitor reads idle
+      // with acquire, then the beat): it never sees the beat from before the
+      // sleep on an awake scheduler, which would look like a long stall.
       s.beat_.tick.store(g_tick.value.load(std::memory_order_relaxed), std::memory_order_relaxed);
+      s.beat_.idle.store(false, std::memory_order_release);
       const std::uint64_t to = core::cycles();
       s.idle_cycles_ += to - from;
       ++s.wakeups_;

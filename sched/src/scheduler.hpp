@@ -127,7 +127,9 @@ class Scheduler {
   void switch_to(Tasklet* next, boost::context::fiber* save);
   void after_switch(boost::context::fiber&& from) noexcept;
   boost::context::fiber entry(Tasklet* t, boost::context::fiber&& caller);
-  void finish(Tasklet* t) noexcept;
+  // finish — t ended; account: add its figures to the totals now (entry()
+  // does it itself, after finish's own time is charged).
+  void finish(Tasklet* t, bool account = true) noexcept;
 
   // Timers: a binary min-heap on Tasklet::deadline with back-indices.
   void timer_push(Tasklet* t);
@@ -219,5 +221,8 @@ class Scheduler {
 
 // The scheduler running on this thread, or nullptr.
 Scheduler* this_scheduler() noexcept;
+// The same, set while the monitor watches it; read by the stall signal's
+// handler (see scheduler.cpp).
+extern thread_local Scheduler* tl_signal_sched __attribute__((tls_model("initial-exec")));
 
 }  // namespace corelet::detail
