@@ -176,8 +176,9 @@ void enroll(Beat* b) {
   b->next = r.beats;
   r.beats = b;
   if (!r.thread.joinable()) {
-    // A dump asked for between runs is not for this one.
-    g_dump_requested.store(false, std::memory_order_relaxed);
+    // A dump asked for while no scheduler ran (a worker that got the signal
+    // before its scheduler started) is written by this one: the new monitor
+    // finds g_dump_requested set in its first round.
     // The monitor takes no signal: they go to the program's own threads.
     sigset_t all, old;
     sigfillset(&all);

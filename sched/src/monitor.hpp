@@ -22,8 +22,8 @@ struct alignas(64) Tick {
   std::atomic<std::uint32_t> value{1};
 };
 extern Tick g_tick;
-inline constexpr std::chrono::milliseconds kTick{2};
-inline constexpr std::chrono::milliseconds kIdleTick{10};
+inline constexpr std::chrono::milliseconds kTick{5};
+inline constexpr std::chrono::milliseconds kIdleTick{20};
 
 // Beat — what one scheduler publishes to the monitor. The scheduler's thread
 // writes tick (relaxed: a stale read delays one stall check) and idle: when

@@ -5,7 +5,7 @@
 //
 // Accounting is always on and cheap: a tasklet's waits are timed at park and
 // wake-up (time-stamp counter reads), and its run time is sampled: a monitor
-// thread advances a tick every 2 ms, and the first switch after a tick reads
+// thread advances a tick every 5 ms, and the first switch after a tick reads
 // the counter and charges the time since the last reading to the tasklet that
 // was running, so a tasklet's run time is exact for long runs and an unbiased
 // estimate for runs shorter than a tick. Time in the ready queue is a
