@@ -241,7 +241,15 @@ def main():
     ap.add_argument("--workers", default="1,2,4")
     ap.add_argument("--tasks", type=int, default=200)
     ap.add_argument("--png", default=str(Path(__file__).resolve().parent.parent / "docs" / "profile_loads.png"))
+    ap.add_argument("--redraw", metavar="JSON", help="draw the picture again from a run's .json, without measuring")
     args = ap.parse_args()
+    if args.redraw:
+        d = json.loads(Path(args.redraw).read_text())
+        med = {tuple(r[:4]): r[4] for r in d["medians"]}
+        speedup = {tuple(r[:3]): r[3] for r in d["speedups"]}
+        keys = sorted({k[:3] for k in med}, key=lambda k: (k[2], k[0], k[1]))
+        draw(args.png, med, speedup, d["splits"], d["workers"], keys)
+        return
     build = Path(args.build_dir).resolve()
     sys.path.insert(0, str(build / "python"))
     os.environ["PYTHONPATH"] = str(build / "python") + os.pathsep + os.environ.get("PYTHONPATH", "")
@@ -281,6 +289,13 @@ def main():
     splits = cxx("split", secs) + python_split(secs)
 
     med = {k: statistics.median(v) for k, v in rows.items()}
+    # CPU-bound speed-ups over the same language's one thread, round by round
+    # (this host's speed drifts between rounds more than within one).
+    speedup = {}
+    for (lang, rt, load, w), v in rows.items():
+        if load == "cpu":
+            base = rows[(lang, "std::thread" if lang == "C++" else "threading", "cpu", workers[0])]
+            speedup[(lang, rt, w)] = statistics.median(x / b for x, b in zip(v, base))
     print(f"{os.cpu_count()} CPUs; {tasks} I/O tasks; {secs} s per measurement; medians of {args.runs} rounds "
           "(operations per second: I/O rounds, or count chunks of ~1 ms)\n")
     print("| language | runtime | load | " + " | ".join(f"{w} workers" for w in workers) + " |")
@@ -289,6 +304,12 @@ def main():
     for lang, rt, load in keys:
         cells = " | ".join(f"{med[(lang, rt, load, w)]:,.0f}" for w in workers)
         print(f"| {lang} | {rt} | {'I/O-bound' if load == 'io' else 'CPU-bound'} | {cells} |")
+    print("\nCPU-bound: speed-up over one thread of the same language (median of the rounds' ratios):\n")
+    print("| language | runtime | " + " | ".join(f"{w} workers" for w in workers) + " |")
+    print("|---|---|" + "---:|" * len(workers))
+    for lang, rt, load in keys:
+        if load == "cpu":
+            print(f"| {lang} | {rt} | " + " | ".join(f"{speedup[(lang, rt, w)]:.2f}x" for w in workers) + " |")
     print("\nWhere the time of 100 I/O tasklets and 2 CPU tasklets sharing one scheduler goes (stats()):\n")
     print("| language | tasklets | run | I/O wait | timer wait | other waits | ready (waiting for the CPU) |")
     print("|---|---|---:|---:|---:|---:|---:|")
@@ -298,13 +319,14 @@ def main():
     print("\nAll rounds:")
     for k, v in rows.items():
         print(f"- {k[0]} {k[1]} {k[2]} {k[3]} workers: {', '.join(f'{x:,.0f}' for x in v)}")
-    draw(args.png, med, splits, workers, keys)
+    draw(args.png, med, speedup, splits, workers, keys)
     with open(Path(args.png).with_suffix(".json"), "w") as f:  # the figures behind the picture
-        json.dump({"medians": [[*k, v] for k, v in med.items()], "splits": splits}, f, indent=1)
+        json.dump({"workers": workers, "medians": [[*k, v] for k, v in med.items()],
+                   "speedups": [[*k, v] for k, v in speedup.items()], "splits": splits}, f, indent=1)
     print(f"\nwrote {args.png}")
 
 
-def draw(path, med, splits, workers, keys):
+def draw(path, med, speedup, splits, workers, keys):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -318,7 +340,7 @@ def draw(path, med, splits, workers, keys):
         "multiprocessing": "tab:brown",
     }
     styles = {"C++": "-", "Python": "--"}
-    fig, axes = plt.subplots(1, 3, figsize=(17, 5.2))
+    fig, axes = plt.subplots(1, 3, figsize=(17, 6.2))
     ax = axes[0]
     for lang, rt, load in keys:
         if load == "io":
@@ -332,8 +354,7 @@ def draw(path, med, splits, workers, keys):
     ax = axes[1]
     for lang, rt, load in keys:
         if load == "cpu":
-            base = med[(lang, "std::thread" if lang == "C++" else "threading", "cpu", workers[0])]
-            ax.plot(workers, [med[(lang, rt, load, w)] / base for w in workers], styles[lang], color=colors[rt],
+            ax.plot(workers, [speedup[(lang, rt, w)] for w in workers], styles[lang], color=colors[rt],
                     marker="o", label=f"{lang}: {rt}")
     ax.set_title("CPU-bound: count")
     ax.set_ylabel("speed-up over one thread")
@@ -341,7 +362,7 @@ def draw(path, med, splits, workers, keys):
         ax.set_xlabel("workers (threads, processes or schedulers)")
         ax.set_xticks(workers)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
     ax = axes[2]
     labels = [f"{s['lang']}\n{s['tasklets']} {s['split']}" for s in splits]
     parts = (("run", "running", "tab:blue"), ("io", "I/O wait", "tab:orange"), ("timer", "timer wait", "tab:green"),
