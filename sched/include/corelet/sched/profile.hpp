@@ -10,12 +10,18 @@
 // was running, so a tasklet's run time is exact for long runs and an unbiased
 // estimate for runs shorter than a tick. Time in the ready queue is a
 // tasklet's life less its run time and waits. Worker busy, polling and idle
-// time are exact to within a tick. Environment variables, read when a scheduler
-// starts:
+// time are exact to within a tick. Environment variables (the first three read
+// once, when the first scheduler of the process starts; CORELET_TRACE at every
+// start):
 //   CORELET_ACCOUNTING=0     no accounting and no stall detection
 //   CORELET_STALL_MS=N       the stall threshold in ms (default 20; 0: off)
 //   CORELET_DUMP_SIGNAL=SIG  QUIT (default), USR1, USR2, or 0 for none
-//   CORELET_TRACE=out.json   write a Chrome trace-event file (see below)
+//   CORELET_TRACE=out.json   each run writes a Chrome trace-event file that
+//                            Perfetto opens: a track per scheduler (worker)
+//                            with a slice per tasklet run and per sleep, an
+//                            async slice per wait, and a flow per message
+//                            between workers. For looking, not production:
+//                            it reads the clock on every switch.
 
 #include <chrono>
 #include <cstdint>
