@@ -294,12 +294,10 @@ class _Client:
     that completes the Futures of its replies."""
 
     def __init__(self, processes):
-        import socket
-        import subprocess
-        import sys
         import threading
 
         from ._actor_host import CALL, REPLY
+        from ._host import start_host
 
         self._call, self._reply = CALL, REPLY
         self.processes = processes
@@ -307,17 +305,7 @@ class _Client:
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._send_lock = threading.Lock()
-        parent, child = socket.socketpair()
-        self._sock = parent
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-        env.pop("CORELET_TRACE", None)  # its cluster would truncate the caller's trace file
-        try:
-            self._host = subprocess.Popen(
-                [sys.executable, "-m", "corelet._actor_host", str(child.fileno()), str(processes)],
-                pass_fds=[child.fileno()], env=env, stdin=subprocess.DEVNULL,
-            )
-        finally:
-            child.close()
+        self._sock, self._host = start_host("corelet._actor_host", processes)
         self._reader = threading.Thread(target=self._read, name="corelet actor replies", daemon=True)
         self._reader.start()
 

@@ -21,12 +21,11 @@ import multiprocessing
 import os
 import socket as _socket
 import struct
-import subprocess
-import sys
 import threading
 import types
 
 from ._corelet import num_workers, spawn, this_worker
+from ._host import start_host
 from ._wire import dumps, dumps_call, loads, pack_exception, raise_remote
 
 __all__ = ["Pool", "AsyncResult", "TimeoutError"]
@@ -202,20 +201,7 @@ class Pool:
         self._next_job = itertools.count()
         self._send_lock = threading.Lock()
         self._lock = threading.Lock()
-        parent, child = _socket.socketpair()
-        self._sock = parent
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-        env.pop("CORELET_TRACE", None)  # its cluster would truncate the caller's trace file
-        try:
-            self._host = subprocess.Popen(
-                [sys.executable, "-m", "corelet._pool_host", str(child.fileno()), str(processes), str(ring_bytes)],
-                pass_fds=[child.fileno()],
-                env=env,
-                stdin=subprocess.DEVNULL,
-            )
-        finally:
-            child.close()
+        self._sock, self._host = start_host("corelet._pool_host", processes, ring_bytes)
         self._reader = threading.Thread(target=self._read_results, name="corelet.Pool results", daemon=True)
         self._reader.start()
 

@@ -33,6 +33,7 @@ from ._corelet import ShmLock, ShmQueue, ShmRLock, SharedMemory, UsageError, cur
 from ._corelet import _lock_acquire, _lock_enter, _lock_release, _shmq_get, _shmq_put, _shmq_put_tagged, _shmq_try_get
 from ._corelet import instancemethod
 from ._queues import Empty, Full
+from ._sync import _AsyncWith
 from ._wire import dumps as _wire_dumps, loads as _wire_loads
 
 __all__ = [
@@ -345,7 +346,7 @@ def Pipe(duplex=True, *, buffer=_DEFAULT_BUFFER):  # noqa: N802 - multiprocessin
 # ---- locks and friends ----------------------------------------------------------------
 
 
-class SharedLock:
+class SharedLock(_AsyncWith):
     """multiprocessing.Lock: acquire(block=True, timeout=None), release();
     any process may release it. In a tasklet acquire is an operation.
     acquire, release, __enter__ and __exit__ are C functions."""
@@ -369,12 +370,6 @@ class SharedLock:
     def locked(self):
         return self._core.locked()
 
-    async def __aenter__(self):
-        await self.acquire()
-
-    async def __aexit__(self, *exc):
-        self.release()
-
     # Condition's protocol
     def _release_save(self):
         self.release()
@@ -389,7 +384,7 @@ class SharedLock:
         return f"<corelet.Lock (shared) {'locked' if self.locked() else 'unlocked'}>"
 
 
-class SharedRLock:
+class SharedRLock(_AsyncWith):
     """multiprocessing.RLock: its holder (process and thread, or tasklet) may
     acquire it again; it is free after as many releases."""
 
@@ -428,12 +423,6 @@ class SharedRLock:
     def __exit__(self, *exc):
         self.release()
 
-    async def __aenter__(self):
-        await self.acquire()
-
-    async def __aexit__(self, *exc):
-        self.release()
-
     def _release_save(self):
         try:
             return self._core.release_all()
@@ -456,7 +445,7 @@ class SharedRLock:
         return self._core.owned()
 
 
-class SharedSemaphore:
+class SharedSemaphore(_AsyncWith):
     """multiprocessing.Semaphore: a counter in shared memory."""
 
     def __init__(self, value=1):
@@ -518,12 +507,6 @@ class SharedSemaphore:
         return self.acquire()
 
     def __exit__(self, *exc):
-        self.release()
-
-    async def __aenter__(self):
-        await self.acquire()
-
-    async def __aexit__(self, *exc):
         self.release()
 
 

@@ -42,6 +42,8 @@ struct Registry {
 };
 Registry* g_reg = new Registry;  // never freed (a fork()ed child drops it, see below)
 
+// Set by the dump signal's handler, taken by the monitor (relaxed: the flag is
+// the whole message; see g_wake for how the monitor learns of it in time).
 std::atomic<bool> g_dump_requested{false};
 
 // Wakes the monitor early (a dump signal, the last withdraw): a futex word,

@@ -30,7 +30,9 @@ inline constexpr std::chrono::milliseconds kIdleTick{20};
 // it wakes it stores a fresh tick first, then idle = false with release, and
 // the monitor loads idle with acquire before the tick, so an awake scheduler
 // is never judged by the tick from before its sleep. The monitor raises
-// stall_due/dump_due, which the scheduler's thread consumes.
+// stall_due/dump_due, which the scheduler's thread consumes (exchange / load,
+// relaxed: each flag is the whole message; the report and the dump read only
+// the scheduler's own state, on its own thread).
 struct Beat {
   alignas(64) std::atomic<std::uint32_t> tick{0};  // g_tick at its last progress point
   std::atomic<bool> idle{false};                   // asleep in idle_wait

@@ -18,7 +18,10 @@
 namespace corelet {
 
 namespace {
-// Process-wide settings, read from the environment at first use.
+// Process-wide settings, read from the environment at first use. Relaxed:
+// each is a value of its own, read when a scheduler starts; nothing else is
+// published through it (two threads reading the environment at once store
+// the same value).
 std::atomic<int> g_stall_ms{-1};    // -1: not read yet
 std::atomic<int> g_accounting{-1};
 
@@ -264,12 +267,12 @@ void Scheduler::write_dump_now() noexcept {
   // A dump of many tasklets takes a while: not a stall.
   beat_.idle.store(true, std::memory_order_relaxed);
   struct Awake {
-    Beat& b;
+    Scheduler& s;
     ~Awake() {
-      b.tick.store(g_tick.value.load(std::memory_order_relaxed), std::memory_order_relaxed);
-      b.idle.store(false, std::memory_order_release);
+      s.refresh_beat();
+      s.beat_.idle.store(false, std::memory_order_release);
     }
-  } awake{beat_};
+  } awake{*this};
   try {
     const std::string text = dump();
     for (std::size_t off = 0; off < text.size();) {

@@ -278,6 +278,15 @@ void Scheduler::create_fiber(Tasklet* next) {
 // the counter, so waits are exact. A stackless tasklet's step counts as a
 // switch in and a switch out, with the same rule.
 
+// sample_tick — true if the tick moved since the last switch that looked;
+// the time since the last reading is then charged to the context current_.
+CORELET_HOT bool Scheduler::sample_tick() noexcept {
+  const std::uint32_t tick = g_tick.value.load(std::memory_order_relaxed);
+  if (__builtin_expect(tick == seen_tick_, 1)) return false;
+  tick_passed(tick);
+  return true;
+}
+
 // on_switch — every switch: counted, and the first one after the tick moved
 // samples (tick_passed). A tasklet's time in the ready queue (woken or
 // yielded, and before its first run) is not timed here: it is the rest of its
@@ -286,8 +295,7 @@ CORELET_HOT void Scheduler::on_switch(Tasklet* next) noexcept {
   if (!accounting_) return;
   ++switches_;
   if (next) ++next->resumes;
-  const std::uint32_t tick = g_tick.value.load(std::memory_order_relaxed);
-  if (__builtin_expect(tick != seen_tick_, 0)) tick_passed(tick);
+  sample_tick();
   if (__builtin_expect(tracer_ != nullptr, 0)) {
     const std::uint64_t ts = Tracer::now_ns();
     if (next) tracer_->run_begin(next, ts); else tracer_->run_end(ts);
@@ -440,13 +448,7 @@ CORELET_HOT bool Scheduler::next_is_stackless() const noexcept {
 }
 
 void Scheduler::run_stackless(Tasklet* t) noexcept {
-  if (accounting_) {  // a step is a switch for accounting: no reading unless the tick moved
-    ++switches_;
-    ++t->resumes;
-    const std::uint32_t tick = g_tick.value.load(std::memory_order_relaxed);
-    if (__builtin_expect(tick != seen_tick_, 0)) tick_passed(tick);
-    if (tracer_) tracer_->run_begin(t, Tracer::now_ns());
-  }
+  on_switch(t);  // a step is a switch in (and its end one out) for accounting and the trace
   current_ = t;
   t->state = State::Running;
   core::tl_running_stack = nullptr;
@@ -466,12 +468,7 @@ void Scheduler::run_stackless(Tasklet* t) noexcept {
       t->error = std::current_exception();
     }
   }
-  if (accounting_) {  // and so is the step's end
-    ++switches_;
-    const std::uint32_t tick = g_tick.value.load(std::memory_order_relaxed);
-    if (__builtin_expect(tick != seen_tick_, 0)) tick_passed(tick);
-    if (tracer_) tracer_->run_end(Tracer::now_ns());
-  }
+  on_switch(nullptr);
   current_ = nullptr;
   if (done) {
     finish(t);
@@ -515,8 +512,7 @@ boost::context::fiber Scheduler::entry(Tasklet* t, boost::context::fiber&& calle
   }
   finish(t, false);
   if (accounting_) {  // its last slice and its finish (local destructors), then its figures join the totals
-    const std::uint32_t tick = g_tick.value.load(std::memory_order_relaxed);
-    if (tick != seen_tick_) tick_passed(tick); else charge(core::cycles());
+    if (!sample_tick()) charge(core::cycles());
     ended(t);
   }
   zombie_ = t;  // the next context drops the scheduler's reference
@@ -557,10 +553,7 @@ CORELET_HOT void Scheduler::suspend() {
   Tasklet* next = batch_ < kBatch && !next_is_stackless() ? pick() : nullptr;
   if (next == self) {  // yield with nobody else ready
     ++batch_;
-    if (accounting_) {  // a yield all the same: progress for the stall detector
-      const std::uint32_t tick = g_tick.value.load(std::memory_order_relaxed);
-      if (tick != seen_tick_) tick_passed(tick);
-    }
+    if (accounting_) sample_tick();  // a yield all the same: progress for the stall detector
     self->state = State::Running;
     return;
   }
@@ -806,7 +799,7 @@ void Scheduler::idle_wait() {
       // The fresh beat first, then awake (release; the monitor reads idle
       // with acquire, then the beat): it never sees the beat from before the
       // sleep on an awake scheduler, which would look like a long stall.
-      s.beat_.tick.store(g_tick.value.load(std::memory_order_relaxed), std::memory_order_relaxed);
+      s.refresh_beat();
       s.beat_.idle.store(false, std::memory_order_release);
       const std::uint64_t to = core::cycles();
       s.idle_cycles_ += to - from;
@@ -902,7 +895,7 @@ std::string Scheduler::describe_blocked() const {
 void Scheduler::loop() {
   for (;;) {
     if (accounting_) {
-      beat_.tick.store(g_tick.value.load(std::memory_order_relaxed), std::memory_order_relaxed);
+      refresh_beat();
       if (__builtin_expect(beat_.dump_due.load(std::memory_order_relaxed), 0)) write_dump_now();
     }
     if (reactor_) reactor_->poll();  // submit this batch's I/O, take completions

@@ -142,7 +142,12 @@ class Scheduler {
 
   // Accounting (see "Accounting" in scheduler.cpp).
   void on_switch(Tasklet* next) noexcept;
+  bool sample_tick() noexcept;
   void tick_passed(std::uint32_t tick) noexcept;
+  // refresh_beat — tells the monitor this scheduler is making progress.
+  void refresh_beat() noexcept {
+    beat_.tick.store(g_tick.value.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  }
   void charge(std::uint64_t now) noexcept;
   void exclude(std::uint64_t from, std::uint64_t to) noexcept;
   void ended(Tasklet* t) noexcept;
@@ -163,6 +168,7 @@ class Scheduler {
   std::uint64_t switches_ = 0;      // context switches (to tasklets and to the loop)
   std::uint64_t mark_ = 0;          // cycles() up to which time is charged
   std::uint64_t mark_switches_ = 0; // switches_ when mark_ was taken
+  std::unique_ptr<Tracer> tracer_;  // CORELET_TRACE; checked on every switch, so here
   ReadyQueue ready_;
   Tasklet* handoff_ = nullptr;      // LIFO stack of hand-offs (next_ready links)
   int handoff_streak_ = 0;          // hand-offs run since the FIFO was last served
@@ -208,7 +214,6 @@ class Scheduler {
   std::uint64_t done_ready_ = 0;
   Beat beat_;
   TaskletDescriber* describer_ = nullptr;
-  std::unique_ptr<Tracer> tracer_;  // CORELET_TRACE
 
   std::unique_ptr<Reactor> reactor_;  // after wake_fd_: destroyed first
   std::string io_fallback_reason_;

@@ -11,7 +11,7 @@
 
 #include <cstdio>
 #include <cstdlib>
-#include <ctime>
+#include <chrono>
 
 namespace corelet::detail {
 namespace {
@@ -44,9 +44,9 @@ void put_u64(std::string& b, const char* key, std::uint64_t v) {
 }  // namespace
 
 std::uint64_t Tracer::now_ns() noexcept {
-  timespec ts{};
-  ::clock_gettime(CLOCK_MONOTONIC, &ts);  // steady_clock's clock: one time base for every process
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000u + static_cast<std::uint64_t>(ts.tv_nsec);
+  // steady_clock is CLOCK_MONOTONIC: one time base for every process of a cluster.
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count());
 }
 
 Tracer::Tracer(const char* path, bool own_file, const std::string& label) : own_file_(own_file) {
