@@ -5,10 +5,14 @@
 #include <corelet/ipc/cluster.hpp>
 #include <corelet/ipc/codec.hpp>
 #include <corelet/ipc/mailbox.hpp>
+#include <corelet/ipc/mapping.hpp>
 #include <corelet/ipc/pool.hpp>
+#include <corelet/ipc/queue.hpp>
 #include <corelet/ipc/remote.hpp>
 #include <corelet/ipc/ring.hpp>
+#include <corelet/ipc/robust_mutex.hpp>
 #include <corelet/ipc/shared_memory.hpp>
+#include <corelet/ipc/sync.hpp>
 #include <corelet/sched/barrier.hpp>
 #include <corelet/sched/blocking.hpp>
 #include <corelet/sched/channel.hpp>
@@ -16,6 +20,7 @@
 #include <corelet/sched/errors.hpp>
 #include <corelet/sched/event.hpp>
 #include <corelet/sched/file.hpp>
+#include <corelet/sched/futex.hpp>
 #include <corelet/sched/generator.hpp>
 #include <corelet/sched/io.hpp>
 #include <corelet/sched/local.hpp>

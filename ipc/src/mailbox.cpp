@@ -43,26 +43,8 @@ void send_mail_parts(const Address& to, const std::string_view* parts, std::size
 
 namespace {
 
-// The registry's lock: robust, so a holder's death is survivable.
-class NamesLock {
- public:
-  explicit NamesLock(ControlBlock& c) : m_(&c.names_lock) {
-    int r = pthread_mutex_lock(m_);
-    if (r == EOWNERDEAD) {
-      // The holder died inside the (tiny) critical section: each entry is
-      // written name first and `used` last, so the table is usable as is.
-      pthread_mutex_consistent(m_);
-      r = 0;
-    }
-    if (r != 0) throw std::system_error(r, std::generic_category(), "corelet: name registry lock");
-  }
-  ~NamesLock() { pthread_mutex_unlock(m_); }
-  NamesLock(const NamesLock&) = delete;
-  NamesLock& operator=(const NamesLock&) = delete;
-
- private:
-  pthread_mutex_t* m_;
-};
+// The registry's lock (see ControlBlock::names_lock).
+using NamesLock = std::lock_guard<RobustMutex>;
 
 void check_name(std::string_view name) {
   if (name.empty() || name.size() >= sizeof(NameEntry::name) || name.find('\0') != std::string_view::npos)
@@ -82,7 +64,7 @@ bool register_name(std::string_view name, const Address& a) {
   check_name(name);
   check_address(a, "register_name");
   ControlBlock& c = *g_cluster->ctl;
-  NamesLock lock(c);
+  NamesLock lock(c.names_lock);
   NameEntry* free_entry = nullptr;
   for (NameEntry& e : c.names) {
     if (same(e, name)) {
@@ -105,7 +87,7 @@ bool unregister_name(std::string_view name) {
   check_worker(0, "unregister_name");
   check_name(name);
   ControlBlock& c = *g_cluster->ctl;
-  NamesLock lock(c);
+  NamesLock lock(c.names_lock);
   for (NameEntry& e : c.names)
     if (same(e, name)) {
       e.used = false;
@@ -119,7 +101,7 @@ std::optional<Address> whereis(std::string_view name) {
   check_worker(0, "whereis");
   check_name(name);
   ControlBlock& c = *g_cluster->ctl;
-  NamesLock lock(c);
+  NamesLock lock(c.names_lock);
   for (const NameEntry& e : c.names)
     if (same(e, name)) {
       if (!g_cluster->address_alive(e.addr)) return std::nullopt;

@@ -6,8 +6,7 @@
 #include <corelet/ipc/cluster.hpp>
 #include <corelet/ipc/mailbox.hpp>
 #include <corelet/ipc/ring.hpp>
-
-#include <pthread.h>
+#include <corelet/ipc/robust_mutex.hpp>
 
 #include <atomic>
 #include <cstddef>
@@ -49,15 +48,18 @@ inline constexpr std::size_t kMaxNames = 1024;
 struct ControlBlock {
   std::uint32_t magic = 0;
   std::int32_t workers = 0;
-  // The name registry: a robust process-shared mutex (a worker that dies
-  // holding it does not lock the others out: EOWNERDEAD) over a small table.
-  pthread_mutex_t names_lock;
+  // The name registry: a robust mutex (a worker that dies holding it does
+  // not lock the others out) over a small table. Each entry is written name
+  // first and `used` last, so the table is usable as a dead holder left it.
+  RobustMutex names_lock;
   NameEntry names[kMaxNames];
   // Bumped (release) by the supervisor after every change of a slot's state
   // or of `shutdown`; workers compare it with the last value they handled.
   alignas(kCacheLine) std::atomic<std::uint64_t> epoch{0};
   std::atomic<std::uint32_t> shutdown{0};  // 1: stop (see Worker::begin_stop)
 };
+static_assert(std::is_standard_layout_v<NameEntry> && std::is_standard_layout_v<ControlBlock>);
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free && std::atomic<std::int32_t>::is_always_lock_free);
 
 // Cluster — the mapping and where things are in it. Made by the supervisor
 // before it forks; each worker uses its inherited copy.

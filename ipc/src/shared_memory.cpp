@@ -3,14 +3,13 @@
 // One MAP_SHARED | MAP_ANONYMOUS mapping of 1 GiB (reserved, not committed:
 // MAP_NORESERVE, pages appear as used), made once per process tree before
 // any worker is forked, so every worker has it at the same address. Its
-// header holds a robust process-shared mutex, a bump pointer and free lists
-// by power-of-two size class.
+// header holds a SharedLock, a bump pointer and free lists by power-of-two
+// size class.
 
 #include <corelet/ipc/shared_memory.hpp>
 #include <corelet/sched/detail/tasklet.hpp>
 #include <corelet/sched/task.hpp>
 
-#include <pthread.h>
 #include <sys/mman.h>
 
 #include <cerrno>
@@ -19,62 +18,6 @@
 #include <system_error>
 
 namespace corelet {
-
-static_assert(sizeof(pthread_mutex_t) <= 64);
-
-struct SharedLockInit {
-  static void init(SharedLock* l) {
-    auto* m = reinterpret_cast<pthread_mutex_t*>(l->storage_);
-    pthread_mutexattr_t attr;
-    pthread_mutexattr_init(&attr);
-    pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
-    pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
-    pthread_mutex_init(m, &attr);
-    pthread_mutexattr_destroy(&attr);
-  }
-  static pthread_mutex_t* get(SharedLock* l) { return reinterpret_cast<pthread_mutex_t*>(l->storage_); }
-};
-
-namespace {
-
-// take — a pthread result as "acquired": EOWNERDEAD (the holder died) makes
-// the mutex consistent and counts as acquired.
-bool take(pthread_mutex_t* m, int r, const char* what) {
-  if (r == 0) return true;
-  if (r == EOWNERDEAD) {
-    pthread_mutex_consistent(m);
-    return true;
-  }
-  if (r == EBUSY) return false;
-  throw std::system_error(r, std::generic_category(), what);
-}
-
-}  // namespace
-
-void SharedLock::lock() {
-  pthread_mutex_t* m = SharedLockInit::get(this);
-  if (!corelet::detail::current()) {
-    take(m, pthread_mutex_lock(m), "corelet::SharedLock::lock");
-    return;
-  }
-  // In a tasklet: never block the thread. The holder is another process (or
-  // another tasklet of ours that parked holding it): let others run.
-  for (unsigned tries = 0;; ++tries) {
-    if (take(m, pthread_mutex_trylock(m), "corelet::SharedLock::lock")) return;
-    if (tries < 64) {
-      this_tasklet::yield();
-    } else {
-      this_tasklet::sleep_for(std::chrono::microseconds(50));
-    }
-  }
-}
-
-bool SharedLock::try_lock() {
-  pthread_mutex_t* m = SharedLockInit::get(this);
-  return take(m, pthread_mutex_trylock(m), "corelet::SharedLock::try_lock");
-}
-
-void SharedLock::unlock() { pthread_mutex_unlock(SharedLockInit::get(this)); }
 
 namespace ipc::detail {
 
@@ -104,7 +47,7 @@ ArenaHeader* arena() {
   void* p = ::mmap(nullptr, kArenaBytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) throw std::system_error(errno, std::generic_category(), "corelet: mmap of the shared arena");
   auto* h = static_cast<ArenaHeader*>(p);
-  SharedLockInit::init(&h->lock);
+  new (&h->lock) SharedLock;
   h->bump = (sizeof(ArenaHeader) + 63) / 64 * 64;
   g_arena = h;
   return h;
@@ -146,9 +89,7 @@ void* shared_alloc(std::size_t bytes, bool with_lock, SharedLock** lock) {
   bh->has_lock = with_lock;
   std::byte* p = base + off + sizeof(BlockHeader);
   if (with_lock) {
-    auto* l = reinterpret_cast<SharedLock*>(p);
-    SharedLockInit::init(l);
-    *lock = l;
+    *lock = new (p) SharedLock;
     p += sizeof(SharedLock);
   } else {
     *lock = nullptr;

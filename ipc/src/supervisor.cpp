@@ -87,12 +87,6 @@ void map_cluster(Cluster& c) {
   c.ctl = new (bytes) ControlBlock;
   c.ctl->magic = kControlMagic;
   c.ctl->workers = c.n;
-  pthread_mutexattr_t attr;
-  pthread_mutexattr_init(&attr);
-  pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
-  pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
-  pthread_mutex_init(&c.ctl->names_lock, &attr);
-  pthread_mutexattr_destroy(&attr);
   c.slots = reinterpret_cast<WorkerSlot*>(bytes + head);
   for (int w = 0; w < c.n; ++w) new (&c.slots[w]) WorkerSlot;
   c.rings = bytes + rings_off;

@@ -12,11 +12,12 @@ corelet.Queue(), corelet.Lock() and the others give these when they are made
 in plain code (outside any tasklet), and the in-process versions (faster: no
 pickling, exact wake-ups) when made inside a tasklet.
 
-Their waiting methods block the calling thread in plain code (the GIL
-released), as multiprocessing's do. Inside a tasklet they are operations
-(``item = yield q.get()``) that look again after 0, 20 us, 40 us, ... up to
-1 ms: a tasklet never blocks its scheduler, at the price of up to a
-millisecond of latency once the other side has gone quiet.
+Each is the Python face of one of corelet's C++ cross-process primitives
+(<corelet/ipc/queue.hpp>, <corelet/ipc/sync.hpp>), so C++ processes can share
+them too. Their waiting methods block the calling thread in plain code (the
+GIL released), as multiprocessing's do. Inside a tasklet they are operations
+(``item = yield q.get()``) that park the tasklet alone until the other side's
+change wakes it: no polling, no CPU while it waits.
 """
 
 import ctypes
@@ -29,8 +30,9 @@ import traceback
 import types
 import weakref
 
-from ._corelet import ShmLock, ShmQueue, ShmRLock, SharedMemory, UsageError, current_id, ready, sleep, wait_readable
-from ._corelet import _lock_acquire, _lock_enter, _lock_release, _shmq_get, _shmq_put, _shmq_put_tagged, _shmq_try_get
+from ._corelet import ShmBarrier, ShmCondition, ShmEvent, ShmLock, ShmQueue, ShmRLock, ShmSemaphore, SharedMemory
+from ._corelet import UsageError, current_id, ready, wait_readable
+from ._corelet import _lock_acquire, _lock_enter, _lock_release, _shmq_get, _shmq_put, _shmq_try_get
 from ._corelet import instancemethod
 from ._queues import Empty, Full
 from ._sync import _AsyncWith
@@ -82,36 +84,6 @@ def _not_picklable(self, *_):
     )
 
 
-@types.coroutine
-def _poll(attempt, timeout):
-    """Tries attempt() -> (done, value) until done, sleeping 0, 20 us, 40 us ...
-    up to 1 ms between tries; raises TimeoutError after timeout seconds."""
-    deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
-    delay = 0.0
-    while True:
-        done, value = attempt()
-        if done:
-            return value
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError
-            yield sleep(min(delay, left))
-        else:
-            yield sleep(delay)
-        delay = 2e-5 if delay == 0 else min(delay * 2, 1e-3)
-
-
-@types.coroutine
-def _until(cond, timeout):
-    """Operation giving True once cond() is true, False after timeout seconds
-    (polling as _poll does)."""
-    try:
-        return (yield _poll(lambda: (cond(), True), timeout))
-    except TimeoutError:
-        return False
-
-
 def _timeout(timeout):
     if timeout is None or timeout == -1:
         return None
@@ -133,7 +105,7 @@ class SharedQueue:
     pickle protocol 5 (cloudpickle where pickle fails). In plain code they
     wait with the GIL released; in a tasklet put is done at once when there
     is room and get gives a complete operation when an item is there, and
-    otherwise both give operations that poll (see the module docstring)."""
+    otherwise both give operations that wait (see the module docstring)."""
 
     def __init__(self, maxsize=0, *, buffer=_DEFAULT_BUFFER):
         if maxsize < 0:
@@ -146,20 +118,6 @@ class SharedQueue:
 
     put = instancemethod(_shmq_put)
     get = instancemethod(_shmq_get)
-
-    @types.coroutine
-    def _put_wait(self, tag, payload, timeout):
-        try:
-            yield _poll(lambda: (_shmq_put_tagged(self, tag, payload), None), timeout)
-        except TimeoutError:
-            raise Full from None
-
-    @types.coroutine
-    def _get_wait(self, timeout):
-        try:
-            return (yield _poll(lambda: _shmq_try_get(self), timeout))
-        except TimeoutError:
-            raise Empty from None
 
     def put_nowait(self, obj):
         """Puts obj now, or raises queue.Full."""
@@ -191,7 +149,7 @@ class SharedQueue:
         """Waits until every item put was marked task_done() (an operation in
         a tasklet)."""
         if _in_tasklet():
-            return _poll(lambda: (self._q.unfinished <= 0, None), None)
+            return self._q.join_op()
         self._q.join(None)
 
     def close(self):
@@ -280,13 +238,8 @@ class Connection:
         raises EOFError)."""
         q = self._check("r")._q
         if _in_tasklet():
-            if q.poll(0):
-                return ready(True)
-            return self._poll_op(q, timeout)
+            return q.poll_op(timeout)
         return q.poll(timeout)
-
-    def _poll_op(self, q, timeout):
-        return _until(lambda: q.poll(0), timeout)
 
     def close(self):
         """Closes this process's handle of this end. As with a pipe's file
@@ -364,9 +317,6 @@ class SharedLock(_AsyncWith):
     __enter__ = instancemethod(_lock_enter)
     __exit__ = instancemethod(_lock_release)  # takes and ignores the exception arguments
 
-    def _acquire_op(self, timeout):
-        return _until(self._core.try_acquire, _timeout(timeout))
-
     def locked(self):
         return self._core.locked()
 
@@ -401,11 +351,8 @@ class SharedRLock(_AsyncWith):
                 return _TRUE
             if not block:
                 return _FALSE
-            return self._acquire_op(_timeout(timeout))
+            return self._core.acquire_op(_timeout(timeout))
         return self._core.acquire(block, _timeout(timeout))
-
-    def _acquire_op(self, timeout):
-        return _until(self._core.try_acquire, timeout)
 
     def release(self):
         try:
@@ -431,77 +378,45 @@ class SharedRLock(_AsyncWith):
 
     def _acquire_restore(self, depth):
         if _in_tasklet():
-            return self._restore_op(depth)
-        self._core.acquire(True, None)
-        self._core.set_depth(depth)
+            return self._core.restore_op(depth)
+        self._core.restore(depth)
         return None
-
-    @types.coroutine
-    def _restore_op(self, depth):
-        yield _poll(lambda: (self._core.try_acquire(), None), None)
-        self._core.set_depth(depth)
 
     def _is_owned(self):
         return self._core.owned()
 
 
 class SharedSemaphore(_AsyncWith):
-    """multiprocessing.Semaphore: a counter in shared memory."""
+    """multiprocessing.Semaphore: an ipc::Semaphore in shared memory."""
+
+    _bounded = False
 
     def __init__(self, value=1):
         if value < 0:
             raise ValueError("semaphore initial value must be >= 0")
-        self._mem = SharedMemory(64)
-        self._mem.store(0, value)
+        self._core = ShmSemaphore(value, self._bounded)
 
     __reduce__ = _not_picklable
-
-    def _try(self):
-        m = self._mem
-        while True:
-            v = m.load(0)
-            if v == 0:
-                return False
-            if m.cas(0, v, v - 1):
-                return True
 
     def acquire(self, block=True, timeout=None):
         timeout = _timeout(timeout)
         if _in_tasklet():
-            return self._acquire_op(block, timeout)
-        if self._try():
-            return True
-        if not block:
-            return False
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                return False
-            self._mem.wait(0, 0, left)  # while the counter is 0
-            if self._try():
-                return True
-
-    @types.coroutine
-    def _acquire_op(self, block, timeout):
-        if self._try():
-            return True
-        if not block:
-            return False
-        return (yield _until(self._try, timeout))
+            if not block:
+                return _TRUE if self._core.try_acquire() else _FALSE
+            return self._core.acquire_op(timeout)
+        return self._core.acquire(block, timeout)
 
     def release(self, n=1):
         if n < 1:
             raise ValueError("n must be one or more")
-        self._mem.add(0, n)
-        self._mem.wake(0, n)
+        self._core.release(n)
 
     def get_value(self):
-        return self._mem.load(0)
+        return self._core.value
 
     def __enter__(self):
         if _in_tasklet():
-            if not self._try():
+            if not self._core.try_acquire():
                 raise UsageError("corelet: `with` on an exhausted Semaphore cannot wait in a tasklet")
             return True
         return self.acquire()
@@ -511,48 +426,34 @@ class SharedSemaphore(_AsyncWith):
 
 
 class SharedBoundedSemaphore(SharedSemaphore):
-    def __init__(self, value=1):
-        super().__init__(value)
-        self._initial = value
+    """multiprocessing.BoundedSemaphore: a release past the initial value
+    raises ValueError."""
 
-    def release(self, n=1):
-        if self._mem.load(0) + n > self._initial:
-            raise ValueError("semaphore or lock released too many times")
-        super().release(n)
+    _bounded = True
 
 
 class SharedEvent:
-    """multiprocessing.Event: a flag in shared memory."""
+    """multiprocessing.Event: an ipc::Event in shared memory."""
 
     def __init__(self):
-        self._mem = SharedMemory(64)
+        self._core = ShmEvent()
 
     __reduce__ = _not_picklable
 
     def is_set(self):
-        return self._mem.load(0) == 1
+        return self._core.is_set()
 
     def set(self):
-        self._mem.store(0, 1)
-        self._mem.wake(0)
+        self._core.set()
 
     def clear(self):
-        self._mem.store(0, 0)
+        self._core.clear()
 
     def wait(self, timeout=None):
         timeout = _timeout(timeout)
         if _in_tasklet():
-            return self._wait_op(timeout)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not self.is_set():
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                return False
-            self._mem.wait(0, 0, left)
-        return True
-
-    def _wait_op(self, timeout):
-        return _until(self.is_set, timeout)
+            return self._core.wait_op(timeout)
+        return self._core.wait(timeout)
 
 
 class SharedCondition:
@@ -560,7 +461,7 @@ class SharedCondition:
 
     def __init__(self, lock=None):
         self._lock = SharedRLock() if lock is None else lock
-        self._mem = SharedMemory(64)  # word 0: notifications so far
+        self._core = ShmCondition()
         self.acquire = self._lock.acquire
         self.release = self._lock.release
 
@@ -576,19 +477,19 @@ class SharedCondition:
         timeout = _timeout(timeout)
         if not self._lock._is_owned():
             raise RuntimeError("cannot wait on un-acquired lock")
-        seen = self._mem.load(0)
+        seen = self._core.prepare()
         saved = self._lock._release_save()
         if _in_tasklet():
             return self._wait_op(seen, saved, timeout)
         try:
-            return self._mem.wait(0, seen, timeout)
+            return self._core.wait(seen, timeout)
         finally:
             self._lock._acquire_restore(saved)
 
     @types.coroutine
     def _wait_op(self, seen, saved, timeout):
         try:
-            return (yield _until(lambda: self._mem.load(0) != seen, timeout))
+            return (yield self._core.wait_op(seen, timeout))
         finally:
             r = self._lock._acquire_restore(saved)
             if r is not None:
@@ -610,14 +511,12 @@ class SharedCondition:
     def notify(self, n=1):
         if not self._lock._is_owned():
             raise RuntimeError("cannot notify on un-acquired lock")
-        self._mem.add(0, 1)
-        self._mem.wake(0, n)
+        self._core.notify(n)
 
     def notify_all(self):
         if not self._lock._is_owned():
             raise RuntimeError("cannot notify on un-acquired lock")
-        self._mem.add(0, 1)
-        self._mem.wake(0)
+        self._core.notify(0xFFFFFFFF)
 
     notifyAll = notify_all
 
@@ -923,55 +822,15 @@ atexit.register(_at_exit)
 
 class SharedBarrier:
     """multiprocessing.Barrier: parties processes (or threads, or tasklets)
-    wait until all have come. Words in shared memory: 0 arrived, 4 generation,
-    8 broken; a ShmLock orders the arrivals. In a tasklet wait is an operation
-    that polls."""
+    wait until all have come; the last to come runs the action first. An
+    ipc::Barrier in shared memory. In a tasklet wait is an operation."""
 
     def __init__(self, parties, action=None, timeout=None):
-        if parties < 1:
-            raise ValueError("parties must be > 0")
-        self._parties = parties
+        self._core = ShmBarrier(parties)  # ValueError unless parties >= 1
         self._action = action
         self._timeout = timeout
-        self._lock = ShmLock()
-        self._mem = SharedMemory(64)
 
     __reduce__ = _not_picklable
-
-    def _arrive(self):
-        """Under the lock: (index, generation, released)."""
-        m = self._mem
-        if m.load(8):
-            self._lock.release()
-            raise BrokenBarrierError
-        index = m.load(0)
-        gen = m.load(4)
-        if index + 1 == self._parties:
-            try:
-                if self._action:
-                    self._action()
-            except BaseException:
-                m.store(8, 1)
-                m.add(4, 1)
-                self._lock.release()
-                m.wake(4)
-                raise
-            m.store(0, 0)
-            m.add(4, 1)
-            self._lock.release()
-            m.wake(4)
-            return index, gen, True
-        m.store(0, index + 1)
-        self._lock.release()
-        return index, gen, False
-
-    def _passed(self, gen):
-        m = self._mem
-        if m.load(4) == gen:
-            return False
-        if m.load(8):
-            raise BrokenBarrierError
-        return True
 
     def wait(self, timeout=None):
         if timeout is None:
@@ -979,59 +838,44 @@ class SharedBarrier:
         timeout = _timeout(timeout)
         if _in_tasklet():
             return self._wait_op(timeout)
-        self._lock.acquire(True, None)
-        index, gen, released = self._arrive()
-        if released:
-            return index
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not self._passed(gen):
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                self.abort()
-                raise BrokenBarrierError
-            self._mem.wait(4, gen, left)
-        return index
+        return self._core.wait(timeout, self._action)
 
     @types.coroutine
     def _wait_op(self, timeout):
-        yield _poll(lambda: (self._lock.try_acquire(), None), None)
-        index, gen, released = self._arrive()
-        if released:
-            return index
+        index, gen, last = yield self._core.arrive_op(timeout)
+        if not last:
+            return (yield self._core.wait_passed_op(index, gen, timeout))
         try:
-            yield _poll(lambda: (self._passed(gen), None), timeout)
-        except TimeoutError:
-            self.abort()
-            raise BrokenBarrierError from None
+            if self._action is not None:
+                self._action()
+        except BaseException:
+            try:
+                self._core.complete(index, gen, False)
+            except BrokenBarrierError:
+                pass  # reset meanwhile: the action's error is the one to report
+            raise
+        self._core.complete(index, gen, True)
         return index
 
     def abort(self):
         """Breaks the barrier: waiters raise BrokenBarrierError."""
-        self._mem.store(8, 1)
-        self._mem.add(4, 1)
-        self._mem.wake(4)
+        self._core.abort()
 
     def reset(self):
         """Waiters raise BrokenBarrierError; the barrier is usable again."""
-        self._lock.acquire(True, None)
-        self._mem.store(8, 1)
-        self._mem.add(4, 1)
-        self._mem.wake(4)
-        self._mem.store(0, 0)
-        self._mem.store(8, 0)
-        self._lock.release()
+        self._core.reset()
 
     @property
     def parties(self):
-        return self._parties
+        return self._core.parties
 
     @property
     def n_waiting(self):
-        return self._mem.load(0)
+        return self._core.n_waiting
 
     @property
     def broken(self):
-        return self._mem.load(8) == 1
+        return self._core.broken
 
 
 import threading as _threading  # noqa: E402

@@ -63,7 +63,8 @@ class FiberOp : public Op {
   virtual bool prepare(PyTasklet&) { return true; }
   // In the fiber (no GIL use): the call.
   virtual long run() = 0;
-  // Under the GIL, after a successful run: the value for the tasklet.
+  // Under the GIL, after a successful run: the value for the tasklet, or
+  // nullptr with a Python error set (the tasklet raises it).
   virtual PyObject* value(long result) { return PyLong_FromLong(result); }
   // Under the GIL, for an exception of run() other than Cancelled: raise it
   // in t (true), or leave it to the standard translation (false).
@@ -84,8 +85,10 @@ class FiberOp : public Op {
     fiber_->joined = true;  // its error is ours to report
     if (!fiber_->error) {
       if (cancelled_) t.cancel_pending = true;  // the result came in anyway: keep it, cancel at the next wait
-      PyObject* v = value(result_);
-      if (v) t.give(v); else t.raise_new(PyExc_MemoryError, "corelet: " + what_);
+      PyObject* v = value(result_);  // nullptr: value() set the error
+      if (v) t.give(v);
+      else if (PyErr_Occurred()) t.raise(fetch_exception());
+      else t.raise_new(PyExc_MemoryError, "corelet: " + what_);
       return;
     }
     if (cancelled_) {  // an error after our cancellation (the fd closed meanwhile...): cancelled wins
@@ -97,18 +100,9 @@ class FiberOp : public Op {
       std::rethrow_exception(fiber_->error);
     } catch (const Cancelled&) {
       t.raise_cancelled();
-    } catch (const std::system_error& e) {
-      const int err = e.code().value();
-      if (e.code() == std::errc::timed_out) {
-        t.raise_new(PyExc_TimeoutError, e.what());
-        return;
-      }
-      PyObject* exc = PyObject_CallFunction(PyExc_OSError, "is", err, e.what());
-      if (exc) t.raise(exc); else t.raise_new(PyExc_OSError, e.what());
-    } catch (const UsageError& e) {
-      t.raise_new(g_exc.usage, e.what());
-    } catch (const std::exception& e) {
-      t.raise_new(PyExc_RuntimeError, e.what());
+    } catch (...) {
+      set_python_error();
+      t.raise(fetch_exception());
     }
   }
 

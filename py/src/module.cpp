@@ -36,17 +36,13 @@ PYBIND11_MODULE(_corelet, m) {
   g_exc.usage = new_exception(m, "UsageError", PyExc_RuntimeError,
                               "A corelet call used where it cannot work (outside corelet.run, ...).");
 
+  // Every C++ exception that reaches Python through pybind11 is translated
+  // as the C functions and operations translate theirs (set_python_error).
   pyb::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
-    } catch (const corelet::UsageError& e) {
-      PyErr_SetString(g_exc.usage, e.what());
-    } catch (const corelet::Deadlock& e) {
-      PyErr_SetString(g_exc.deadlock, e.what());
-    } catch (const corelet::ChannelClosed& e) {
-      PyErr_SetString(g_exc.channel_closed, e.what());
-    } catch (const corelet::Cancelled& e) {
-      PyErr_SetString(g_exc.cancelled, e.what());
+    } catch (...) {
+      set_python_error();
     }
   });
 

@@ -9,7 +9,10 @@
 
 #include <chrono>
 #include <cmath>
+#include <new>
+#include <stdexcept>
 #include <string>
+#include <system_error>
 #include <vector>
 
 namespace corelet::py {
@@ -364,12 +367,63 @@ bool PyTasklet::step() {
   }
 }
 
-Clock::time_point deadline_from(const pyb::object& timeout, const char* call) {
-  if (timeout.is_none()) return Clock::time_point::max();
-  const double s = timeout.cast<double>();
+Clock::time_point deadline_from(PyObject* timeout, const char* call) {
+  if (timeout == Py_None) return Clock::time_point::max();
+  const double s = PyFloat_AsDouble(timeout);
+  if (s == -1.0 && PyErr_Occurred()) throw pyb::error_already_set();
   if (std::isnan(s) || s < 0) throw pyb::value_error(std::string(call) + ": timeout must be a non-negative number of seconds");
   if (s > 1e9) return Clock::time_point::max();
   return detail::deadline_after(std::chrono::duration<double>(s));
+}
+
+Clock::time_point deadline_from(const pyb::object& timeout, const char* call) {
+  return deadline_from(timeout.ptr(), call);
+}
+
+PyObject* set_python_error() noexcept {
+  try {
+    throw;
+  } catch (pyb::error_already_set& e) {
+    e.restore();
+  } catch (const pyb::builtin_exception& e) {
+    e.set_error();
+  } catch (const Cancelled& e) {
+    PyErr_SetString(g_exc.cancelled, e.what());
+  } catch (const UsageError& e) {
+    PyErr_SetString(g_exc.usage, e.what());
+  } catch (const ChannelClosed& e) {
+    PyErr_SetString(g_exc.channel_closed, e.what());
+  } catch (const Deadlock& e) {
+    PyErr_SetString(g_exc.deadlock, e.what());
+  } catch (const BrokenBarrier& e) {
+    PyObject* threading = PyImport_ImportModule("threading");
+    PyObject* type = threading ? PyObject_GetAttrString(threading, "BrokenBarrierError") : nullptr;
+    Py_XDECREF(threading);
+    if (type) {
+      PyErr_SetNone(type);
+      Py_DECREF(type);
+    }
+  } catch (const std::system_error& e) {
+    if (e.code() == std::errc::timed_out) {
+      PyErr_SetString(PyExc_TimeoutError, e.what());
+    } else if (PyObject* exc = PyObject_CallFunction(PyExc_OSError, "is", e.code().value(), e.what())) {
+      PyErr_SetObject(PyExc_OSError, exc);
+      Py_DECREF(exc);
+    }
+  } catch (const std::invalid_argument& e) {
+    PyErr_SetString(PyExc_ValueError, e.what());
+  } catch (const std::length_error& e) {
+    PyErr_SetString(PyExc_ValueError, e.what());
+  } catch (const std::out_of_range& e) {
+    PyErr_SetString(PyExc_IndexError, e.what());
+  } catch (const std::bad_alloc&) {
+    PyErr_NoMemory();
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+  } catch (...) {
+    PyErr_SetString(PyExc_RuntimeError, "corelet: an unknown C++ exception");
+  }
+  return nullptr;
 }
 
 bool park(PyTasklet& t, Op& op, const void* obj, Clock::time_point deadline) {
@@ -589,16 +643,9 @@ PyObject* spawn_fast(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObjec
     auto ref = std::make_unique<TaskRef>(t);  // the creator's reference
     detail::start(t, "corelet.spawn");
     return pyb::cast(ref.release(), pyb::return_value_policy::take_ownership).release().ptr();
-  } catch (pyb::error_already_set& e) {
-    e.restore();
-  } catch (const UsageError& e) {
-    PyErr_SetString(g_exc.usage, e.what());
-  } catch (const pyb::builtin_exception& e) {
-    e.set_error();
-  } catch (const std::exception& e) {
-    PyErr_SetString(PyExc_RuntimeError, e.what());
+  } catch (...) {
+    return set_python_error();
   }
-  return nullptr;
 }
 
 const char* state_name(const detail::Tasklet* t) {

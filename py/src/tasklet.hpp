@@ -172,8 +172,20 @@ class RunScope {
 // Makes a tasklet for fn(*args) named `name` (None: fn.__qualname__).
 PyTasklet* make_tasklet(const pyb::object& fn, const pyb::args& args, const pyb::object& name);
 
-// Deadline for a Python timeout argument (None: none; negative: ValueError).
+// Deadline for a Python timeout argument (None: none; negative or NaN:
+// ValueError naming `call`), the one conversion of py/.
 Clock::time_point deadline_from(const pyb::object& timeout, const char* call);
+Clock::time_point deadline_from(PyObject* timeout, const char* call);
+
+// set_python_error — inside a catch block: the C++ exception in flight as the
+// Python error (the one translation of py/): error_already_set as it was,
+// pybind11's builtin exceptions as theirs, UsageError / ChannelClosed /
+// Deadlock / Cancelled as corelet's, BrokenBarrier as threading's
+// BrokenBarrierError, std::system_error as OSError (errno) or
+// TimeoutError, invalid_argument / length_error as ValueError, out_of_range
+// as IndexError, bad_alloc as MemoryError, anything else as RuntimeError.
+// Returns nullptr, for `return set_python_error();` in C functions.
+PyObject* set_python_error() noexcept;
 
 // park — park_stackless for an Op; false (with Cancelled given to t) if a
 // cancellation was pending.

@@ -59,6 +59,7 @@ long io_syscall(const IoRequest& r) noexcept {
     case IoOp::SendMsg: rc = ::sendmsg(r.fd, static_cast<const msghdr*>(r.buf), r.flags | MSG_DONTWAIT); break;
     case IoOp::PollIn:
     case IoOp::PollOut: rc = 0; break;
+    case IoOp::FutexWait: rc = -ENOSYS; break;  // never a plain call: see Reactor::wait_word
   }
   return rc < 0 ? -errno : rc;
 }

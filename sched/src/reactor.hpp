@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
@@ -32,6 +33,7 @@ enum class IoOp : std::uint8_t {
   Open, Fsync,
   Accept, Connect, Recv, Send, RecvMsg, SendMsg,
   PollIn, PollOut,   // wait_readable / wait_writable
+  FutexWait,         // buf: the word, len: the value expected (io_uring only; see wait_word)
 };
 
 // Whether op waits for room to write (else for data to read).
@@ -53,6 +55,7 @@ struct IoRequest {
   sockaddr* addr = nullptr;          // accept (out), connect (in)
   socklen_t* addrlen = nullptr;      // accept
   socklen_t addrlen_in = 0;          // connect
+  WaitKind kind = WaitKind::Io;      // what accounting files the wait under
 };
 
 // One fd's entry in the reactor's table. Entries never move (the table grows
@@ -116,6 +119,15 @@ class Reactor {
   // Sleeps until a completion, a write to the scheduler's wake eventfd, or
   // the timeout (nullptr: none), then dispatches what came.
   virtual void wait(const timespec* timeout) = 0;
+  // wait_word — parks the current (fiber) tasklet while *word == expected,
+  // until a futex wake on it, the deadline or cancellation: 0 (woken, or the
+  // word differed), -ETIMEDOUT, or throws Cancelled (see futex.hpp). This
+  // default hands the wait to a proxy thread (futex.cpp); the io_uring
+  // backend waits on its ring where the kernel can.
+  virtual long wait_word(const std::atomic<std::uint32_t>& word, std::uint32_t expected,
+                         Clock::time_point deadline, const char* what, WaitKind kind);
+  virtual const char* word_wait_mechanism() const noexcept { return "proxy thread"; }
+
   // Operations in flight: while there are any, the scheduler cannot be
   // deadlocked, something can still wake a tasklet.
   virtual std::size_t in_flight() const noexcept = 0;

@@ -42,6 +42,12 @@ namespace {
 constexpr std::uint64_t kIgnore = 0;  // cancel requests: their own CQEs carry nothing
 constexpr std::uint64_t kWake = 1;    // the POLL_ADD on the scheduler's eventfd
 
+// IORING_OP_FUTEX_WAIT (Linux 6.7), newer than liburing 2.3's headers: the
+// opcode and futex2 flag values of the kernel's uapi.
+constexpr int kOpFutexWait = 51;
+constexpr int kFutex2SizeU32 = 0x02;
+constexpr __u64 kFutexBitsetAny = 0xffffffffu;
+
 constexpr unsigned kSqEntries = 1024;
 constexpr unsigned kCqEntries = 4096;
 
@@ -80,6 +86,9 @@ class UringReactor final : public Reactor {
   void poll() override;
   void wait(const timespec* timeout) override;
   std::size_t in_flight() const noexcept override { return in_flight_; }
+  long wait_word(const std::atomic<std::uint32_t>& word, std::uint32_t expected, Clock::time_point deadline,
+                 const char* what, WaitKind kind) override;
+  const char* word_wait_mechanism() const noexcept override { return futex_ok_ ? "io_uring" : "proxy thread"; }
 
  private:
   io_uring_sqe* sqe();  // a free SQE, flushing the queue to the kernel if full; may throw
@@ -99,6 +108,7 @@ class UringReactor final : public Reactor {
   bool wake_armed_ = false;
   bool wake_by_read_ = true;  // see arm_wake
   bool poll_first_ = false;    // the kernel knows IORING_RECVSEND_POLL_FIRST
+  bool futex_ok_ = false;      // the kernel knows IORING_OP_FUTEX_WAIT
   std::size_t in_flight_ = 0;  // operations whose CQE has not arrived (not cancels)
 };
 
@@ -150,6 +160,8 @@ bool UringReactor::init(std::string* why_not) {
   }
   // IORING_RECVSEND_POLL_FIRST came with Linux 5.19, as did IORING_OP_SOCKET.
   poll_first_ = io_uring_opcode_supported(probe, IORING_OP_SOCKET);
+  // The probe covers opcodes up to probe->last_op; later ones read as absent.
+  futex_ok_ = probe->last_op >= kOpFutexWait && io_uring_opcode_supported(probe, kOpFutexWait);
   io_uring_free_probe(probe);
   return true;
 }
@@ -229,6 +241,15 @@ void UringReactor::prep(io_uring_sqe* s, const IoRequest& r) noexcept {
     case IoOp::SendMsg: io_uring_prep_sendmsg(s, r.fd, static_cast<const msghdr*>(r.buf), static_cast<unsigned>(r.flags)); break;
     case IoOp::PollIn: io_uring_prep_poll_add(s, r.fd, POLLIN | POLLRDHUP); break;
     case IoOp::PollOut: io_uring_prep_poll_add(s, r.fd, POLLOUT); break;
+    case IoOp::FutexWait:
+      // liburing 2.3 has no helper: the kernel reads the futex2 flags from
+      // fd, the word from addr, the value from addr2 (off) and the bit mask
+      // from addr3; futex_flags (rw_flags), len and buf_index must be 0,
+      // which prep_rw leaves them. Not FUTEX2_PRIVATE: the word is shared
+      // with other processes.
+      io_uring_prep_rw(kOpFutexWait, s, kFutex2SizeU32, r.buf, 0, static_cast<__u64>(r.len));
+      s->addr3 = kFutexBitsetAny;
+      break;
   }
 }
 
@@ -317,12 +338,12 @@ long UringReactor::perform(IoRequest& req, Clock::time_point deadline, bool* clo
     ++in_flight_;
     Wake w;
     try {
-      w = detail::park(req.name, &op, deadline, WaitKind::Io);  // may throw bad_alloc (the timer heap)
+      w = detail::park(req.name, &op, deadline, req.kind);  // may throw bad_alloc (the timer heap)
     } catch (...) {
       // The SQE is queued and points at op, on this stack: it must be
       // cancelled and its CQE seen before the exception may unwind.
       cancel(&op);
-      while (!op.done) detail::park(req.name, &op, Clock::time_point::max(), WaitKind::Io);  // allocates nothing
+      while (!op.done) detail::park(req.name, &op, Clock::time_point::max(), req.kind);  // allocates nothing
       if (on_fd) unlink(&op, req.fd);
       throw;
     }
@@ -333,7 +354,7 @@ long UringReactor::perform(IoRequest& req, Clock::time_point deadline, bool* clo
       cancel(&op);
       if (w == Wake::Cancelled) cancelled = true; else timed_out = true;
       while (!op.done)
-        if (detail::park(req.name, &op, Clock::time_point::max(), WaitKind::Io) == Wake::Cancelled) cancelled = true;
+        if (detail::park(req.name, &op, Clock::time_point::max(), req.kind) == Wake::Cancelled) cancelled = true;
     }
     if (on_fd) unlink(&op, req.fd);
     int res = op.res;
@@ -368,6 +389,19 @@ long UringReactor::perform(IoRequest& req, Clock::time_point deadline, bool* clo
     }
     return res;
   }
+}
+
+long UringReactor::wait_word(const std::atomic<std::uint32_t>& word, std::uint32_t expected,
+                             Clock::time_point deadline, const char* what, WaitKind kind) {
+  if (!futex_ok_) return Reactor::wait_word(word, expected, deadline, what, kind);
+  IoRequest r{IoOp::FutexWait, what};
+  r.buf = const_cast<std::atomic<std::uint32_t>*>(&word);  // the kernel only reads it
+  r.len = expected;
+  r.kind = kind;
+  bool closed = false;
+  // 0: woken; -EAGAIN: the word differed already (both "look again").
+  const long rc = perform(r, deadline, &closed);
+  return rc == -EAGAIN ? 0 : rc;
 }
 
 void UringReactor::closing(int fd) noexcept {

@@ -377,3 +377,150 @@ def test_barrier_between_processes_and_its_timeout():
     assert lonely.broken
     lonely.reset()
     assert not lonely.broken and lonely.n_waiting == 0
+
+
+# ---- tasklets waiting on cross-process primitives -----------------------------------
+#
+# A tasklet parks until the other process's change wakes it (no polling). Each
+# test has the other side wait for the tasklet to be parked first (a message
+# or an event of its own), so that the wake, not a first look, is what lets
+# the tasklet go on.
+
+
+def wake_each_later(ready, lock, sem, ev, cond_lock, cond, q, conn, rounds):
+    for i in range(rounds):
+        ready.get(timeout=30)  # the tasklets are parked
+        lock.release()
+        sem.release()
+        ev.set()
+        with cond_lock:
+            cond.notify_all()
+        q.put(i)
+        conn.send(i)
+
+
+def test_tasklets_park_on_every_cross_process_primitive():
+    rounds = 20
+    ready = corelet.Queue()
+    lock, sem, ev = corelet.Lock(), corelet.Semaphore(0), corelet.Event()
+    cond_lock = corelet.Lock()
+    cond = corelet.Condition(cond_lock)
+    q = corelet.Queue()
+    a, b = corelet.Pipe()
+    lock.acquire()
+    p = corelet.Process(target=wake_each_later, args=(ready, lock, sem, ev, cond_lock, cond, q, b, rounds))
+    p.start()
+    got = []
+
+    def waiting(make_op):
+        def tasklet():
+            return (yield make_op())
+
+        return corelet.spawn(tasklet)
+
+    def main():
+        for i in range(rounds):
+            waits = [
+                waiting(lambda: lock.acquire(timeout=30)),
+                waiting(lambda: sem.acquire(timeout=30)),
+                waiting(lambda: ev.wait(30)),
+                waiting(lambda: q.get(timeout=30)),
+                waiting(lambda: a.recv()),
+            ]
+
+            async def cond_wait():
+                async with cond_lock:
+                    return await cond.wait(30)
+
+            waits.append(corelet.spawn(cond_wait))
+            yield corelet.sleep(0.005)  # all parked (not asserted: the wake must do it either way)
+            ready.put("parked")
+            results = []
+            for t in waits:
+                results.append((yield t.join()))
+            got.append(results)
+            ev.clear()
+
+    corelet.run(main)
+    p.join(30)
+    assert p.exitcode == 0
+    assert got == [[True, True, True, i, i, True] for i in range(rounds)]
+
+
+def tasklet_barrier_party(b, n, out):
+    for _ in range(n):
+        out.put(b.wait(30))
+
+
+def test_barrier_of_tasklets_and_processes_runs_its_action_once_per_round():
+    rounds = 30
+    actions = corelet.Value("i", 0)
+
+    def action():
+        with actions.get_lock():
+            actions.value += 1
+
+    b = corelet.Barrier(3, action=action)
+    out = corelet.Queue()
+    p = corelet.Process(target=tasklet_barrier_party, args=(b, rounds, out))
+    p.start()
+
+    def main():
+        def party():
+            for _ in range(rounds):
+                out.put((yield b.wait(30)))
+
+        t1, t2 = corelet.spawn(party), corelet.spawn(party)
+        yield t1.join()
+        yield t2.join()
+
+    corelet.run(main)
+    p.join(30)
+    indexes = sorted(out.get(timeout=10) for _ in range(3 * rounds))
+    assert indexes == sorted(list(range(3)) * rounds)
+    assert actions.value == rounds
+
+
+def test_barrier_reset_breaks_the_waiters_of_that_round_only():
+    # Regression: a reset used to let a waiter of the broken round through
+    # now and then (it read the broken flag after the next round had cleared it).
+    for _ in range(50):
+        b = corelet.Barrier(2)
+        errors = []
+
+        def waiter():
+            try:
+                b.wait(30)
+            except corelet.BrokenBarrierError:
+                errors.append("broken")
+
+        t = threading.Thread(target=waiter)
+        t.start()
+        while b.n_waiting == 0:
+            time.sleep(0.001)
+        b.reset()
+        t.join(30)
+        assert errors == ["broken"]
+        assert not b.broken
+        # The barrier works again afterwards.
+        t2 = threading.Thread(target=b.wait, args=(30,))
+        t2.start()
+        assert b.wait(30) in (0, 1)
+        t2.join(30)
+
+
+def test_lock_of_a_killed_holder_is_taken_over():
+    lock = corelet.Lock()
+    p = corelet.Process(target=hold_and_hang, args=(lock,))
+    p.start()
+    while not lock.locked():
+        time.sleep(0.001)
+    p.kill()
+    assert lock.acquire(timeout=30)  # the holder is gone: ours (after at most one look, 200 ms)
+    lock.release()
+    p.join(30)
+
+
+def hold_and_hang(lock):
+    lock.acquire()
+    time.sleep(3600)

@@ -21,13 +21,14 @@
 // not be used after it) or when the process tree ends. T must be trivially
 // copyable (no pointers into one process's heap).
 //
-// get_lock(): a robust process-shared mutex. lock() parks-and-retries
-// inside a tasklet (it yields while another process holds it; never blocks
-// the thread), blocks the thread outside one. If a worker dies holding it,
-// the next locker gets it (the data may be half-updated, as with any lock
-// whose holder was killed). Without the lock (`lock = false`) the memory is
-// raw: use std::atomic_ref or your own protocol.
+// get_lock(): a process-shared lock (an ipc::Mutex, <corelet/ipc/sync.hpp>).
+// lock() parks only the tasklet inside one (woken by the unlock itself, never
+// blocking the thread), blocks the thread outside one. If a worker dies
+// holding it, the next locker gets it (the data may be half-updated, as with
+// any lock whose holder was killed). Without the lock (`lock = false`) the
+// memory is raw: use std::atomic_ref or your own protocol.
 
+#include <corelet/ipc/sync.hpp>
 #include <corelet/sched/errors.hpp>
 
 #include <cstddef>
@@ -38,17 +39,18 @@
 
 namespace corelet {
 
-// SharedLock — a process-shared, robust mutex (BasicLockable/Lockable).
-class SharedLock {
+// SharedLock — a process-shared mutex (BasicLockable/Lockable), on a cache
+// line of its own so that the data after it stays 64-aligned.
+class alignas(64) SharedLock {
  public:
-  void lock();
-  bool try_lock();
-  void unlock();
+  void lock() { m_.lock(); }
+  bool try_lock() noexcept { return m_.try_lock(); }
+  void unlock() { m_.unlock(); }
 
  private:
-  friend struct SharedLockInit;
-  alignas(64) unsigned char storage_[64];  // a pthread_mutex_t (40 bytes on x86-64)
+  ipc::Mutex m_;
 };
+static_assert(sizeof(SharedLock) == 64 && std::is_standard_layout_v<SharedLock>);
 
 namespace ipc::detail {
 // shared_alloc — `bytes` zeroed bytes from the arena (64-aligned), and a lock

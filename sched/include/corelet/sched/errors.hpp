@@ -44,11 +44,12 @@ class BrokenBarrier : public std::runtime_error {
   BrokenBarrier() : std::runtime_error("corelet: barrier broken") {}
 };
 
-// QueueShutDown — put on a queue after shutdown(), or get on one that was shut
-// down and is empty (Python 3.13's queue.ShutDown).
+// QueueShutDown — put on a queue after shutdown() (ipc::Queue: close()), or
+// get on one that was shut down and is empty (Python 3.13's queue.ShutDown).
 class QueueShutDown : public std::runtime_error {
  public:
   QueueShutDown() : std::runtime_error("corelet: queue shut down") {}
+  using std::runtime_error::runtime_error;
 };
 
 }  // namespace corelet

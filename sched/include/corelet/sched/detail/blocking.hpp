@@ -23,10 +23,14 @@ struct BlockingJob {
   ~BlockingJob() = default;
 };
 
+// Which helpers run a job: run_blocking's (a bounded pool), or the proxies
+// of futex waits (one per concurrent wait; futex.hpp).
+enum class JobPool : std::uint8_t { Calls, Waits };
+
 // Hands `job` to the helper pool for the calling tasklet, which it unparks
 // when done (job.finished set). A stackless tasklet parks itself after this
 // (park_stackless) until `finished`; run_job does all of it for the others.
-void submit_job(BlockingJob& job, const char* call);
+void submit_job(BlockingJob& job, const char* call, JobPool which = JobPool::Calls);
 // Hands `job` to the helper pool and parks the calling tasklet until it has run.
 // Cancellation requests stop on the job's stop_source and keeps waiting (a
 // thread cannot be interrupted safely); when the job is done it throws Cancelled.

@@ -1,0 +1,207 @@
+// perf/ipc_wait.cpp — what a wait on a cross-process primitive costs.
+//
+//   ipc_wait [--rounds N] [--pings N] [--idle-ms N] [--msgs N]
+//
+// Each round measures, side by side:
+//   wake latency: a ping-pong of small messages over two ipc::Queues between
+//     this process and a forked echo process (a plain thread there). On our
+//     side the receiver is (a) a plain thread blocked in get, (b) a fiber
+//     tasklet parked in get on the io_uring backend (IORING_OP_FUTEX_WAIT),
+//     (c) the same on the epoll backend (a proxy thread's futex_waitv). The
+//     round trip's median, in microseconds.
+//   idle cost: a process whose only tasklet is parked in get on an empty
+//     queue for --idle-ms: its CPU time (all its threads: the scheduler, the
+//     monitor, any proxy) as a share of one core.
+//   throughput: 256-byte messages from a producer process (a plain thread) to
+//     a consumer thread, messages per second.
+// Medians over the rounds are printed last, with every round's figures.
+
+#include <corelet/ipc/mapping.hpp>
+#include <corelet/ipc/queue.hpp>
+#include <corelet/sched/io.hpp>
+#include <corelet/sched/task.hpp>
+
+#include "bench_support.hpp"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+using corelet::Clock;
+using corelet::ipc::Queue;
+using corelet::ipc::Shared;
+
+namespace {
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+struct Pair {
+  Shared<Queue> to_echo = Shared<Queue>::make(1u << 16);
+  Shared<Queue> from_echo = Shared<Queue>::make(1u << 16);
+};
+
+pid_t start_echo(Pair& p) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    try {
+      for (;;) {
+        auto m = p.to_echo->get();
+        if (!m) continue;
+        p.from_echo->put(m->bytes.data(), m->bytes.size());
+      }
+    } catch (...) {
+    }
+    ::_exit(0);
+  }
+  return pid;
+}
+
+void stop(pid_t pid, Pair& p) {
+  p.to_echo->close();
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+}
+
+// The median round trip in microseconds, of `pings` pings, measured by `recv`.
+template <class Body>
+double ping_pong(int pings, Body&& body) {
+  Pair p;
+  const pid_t pid = start_echo(p);
+  std::vector<double> rtt;
+  rtt.reserve(static_cast<std::size_t>(pings));
+  body(p, pings, rtt);
+  stop(pid, p);
+  return median(rtt);
+}
+
+void pings_here(Pair& p, int pings, std::vector<double>& rtt) {
+  const char msg[16] = "ping";
+  for (int i = 0; i < pings + 50; ++i) {
+    const auto t0 = Clock::now();
+    p.to_echo->put(msg, sizeof msg);
+    auto m = p.from_echo->get();
+    const auto t1 = Clock::now();
+    if (!m) std::abort();
+    if (i >= 50) rtt.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());  // 50 warm-up
+  }
+}
+
+double thread_rtt(int pings) { return ping_pong(pings, pings_here); }
+
+double tasklet_rtt(int pings, const char* backend) {
+  ::setenv("CORELET_IO", backend, 1);
+  const double r = ping_pong(pings, [](Pair& p, int n, std::vector<double>& rtt) {
+    corelet::run([&] { pings_here(p, n, rtt); });
+  });
+  ::unsetenv("CORELET_IO");
+  return r;
+}
+
+// The share of a core a process with one tasklet parked on an empty queue
+// uses, over idle_ms.
+double idle_share(int idle_ms, const char* backend) {
+  auto q = Shared<Queue>::make(4096u);
+  int fds[2];
+  if (::pipe(fds) != 0) std::abort();
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::setenv("CORELET_IO", backend, 1);
+    ::close(fds[0]);
+    corelet::run([&] {
+      auto waiter = corelet::spawn([&] { (void)q->get(); });
+      corelet::this_tasklet::sleep_for(std::chrono::milliseconds(50));  // settle: the waiter parks
+      const double c0 = perf::cpu_ms();
+      const auto t0 = Clock::now();
+      // The main tasklet waits too, on the same queue, for the measured span.
+      (void)q->get(t0 + std::chrono::milliseconds(idle_ms));
+      const double c1 = perf::cpu_ms();
+      const double wall = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+      const double share = (c1 - c0) / wall;
+      if (::write(fds[1], &share, sizeof share) != sizeof share) std::abort();
+      q->close();
+      try {
+        waiter.join();
+      } catch (...) {
+      }
+    });
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  double share = -1;
+  if (::read(fds[0], &share, sizeof share) != sizeof share) share = -1;
+  ::close(fds[0]);
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  return share;
+}
+
+double throughput(int msgs) {
+  auto q = Shared<Queue>::make(1u << 22);
+  const pid_t pid = ::fork();
+  char msg[256];
+  std::memset(msg, 'x', sizeof msg);
+  if (pid == 0) {
+    for (int i = 0; i < msgs; ++i) q->put(msg, sizeof msg);
+    ::_exit(0);
+  }
+  const auto t0 = Clock::now();
+  std::size_t bytes = 0;
+  for (int i = 0; i < msgs; ++i)
+    q->get_with([&](std::uint8_t, std::span<const std::byte> a, std::span<const std::byte> b) {
+      bytes += a.size() + b.size();
+    });
+  const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  if (bytes != static_cast<std::size_t>(msgs) * sizeof msg) std::abort();
+  return msgs / s;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  perf::uniform_fp_status();
+  int rounds = 5, pings = 2000, idle_ms = 2000, msgs = 500000;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string a = argv[i];
+    const int v = std::atoi(argv[i + 1]);
+    if (a == "--rounds") rounds = v;
+    else if (a == "--pings") pings = v;
+    else if (a == "--idle-ms") idle_ms = v;
+    else if (a == "--msgs") msgs = v;
+    else {
+      std::fprintf(stderr, "usage: ipc_wait [--rounds N] [--pings N] [--idle-ms N] [--msgs N]\n");
+      return 2;
+    }
+  }
+  std::vector<double> th, tu, te, iu, ie, tp;
+  for (int r = 0; r < rounds; ++r) {
+    th.push_back(thread_rtt(pings));
+    tu.push_back(tasklet_rtt(pings, "io_uring"));
+    te.push_back(tasklet_rtt(pings, "epoll"));
+    iu.push_back(idle_share(idle_ms, "io_uring") * 100);
+    ie.push_back(idle_share(idle_ms, "epoll") * 100);
+    tp.push_back(throughput(msgs));
+    std::printf("round %d: rtt thread %.1f us, tasklet io_uring %.1f us (%.2fx), tasklet epoll %.1f us (%.2fx); "
+                "idle %.3f%% (io_uring) %.3f%% (epoll) of a core; %.0f msgs/s of 256 B\n",
+                r + 1, th.back(), tu.back(), tu.back() / th.back(), te.back(), te.back() / th.back(), iu.back(),
+                ie.back(), tp.back());
+    std::fflush(stdout);
+  }
+  std::printf("median: rtt thread %.1f us, tasklet io_uring %.1f us (%.2fx), tasklet epoll %.1f us (%.2fx); "
+              "idle %.3f%% (io_uring) %.3f%% (epoll) of a core; %.0f msgs/s of 256 B\n",
+              median(th), median(tu), median(tu) / median(th), median(te), median(te) / median(th), median(iu),
+              median(ie), median(tp));
+  return 0;
+}
