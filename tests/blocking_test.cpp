@@ -53,6 +53,10 @@ TEST_F(BlockingTest, ExceptionsAreRethrown) {
 TEST_F(BlockingTest, ManyConcurrentCalls) {
   corelet::run([] {
     std::atomic<int> in_flight{0}, peak{0};
+    // Each call stays until two calls have been in flight at once (all give
+    // up 30 s after the start): the overlap is waited for, not left to the
+    // timing of short sleeps. Calls serialized on one helper never overlap.
+    const auto give_up = std::chrono::steady_clock::now() + 30s;
     std::vector<corelet::Task<int>> ts;
     for (int i = 0; i < 32; ++i)
       ts.push_back(corelet::spawn([&, i] {
@@ -60,7 +64,7 @@ TEST_F(BlockingTest, ManyConcurrentCalls) {
           const int now = ++in_flight;
           int p = peak.load();
           while (now > p && !peak.compare_exchange_weak(p, now)) {}
-          std::this_thread::sleep_for(2ms);
+          while (peak.load() < 2 && std::chrono::steady_clock::now() < give_up) std::this_thread::sleep_for(1ms);
           --in_flight;
           return i;
         });

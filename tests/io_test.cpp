@@ -10,6 +10,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -218,18 +219,20 @@ TEST_P(Io, CloseWithMoreWaitersThanTheSubmissionQueueHolds) {
   run_io([] {
     Pipe p;
     constexpr int kWaiters = 1500;
-    int closed = 0;
+    int closed = 0, reading = 0;
     std::vector<corelet::Task<void>> readers;
     for (int i = 0; i < kWaiters; ++i)
       readers.push_back(corelet::spawn({.stack_size = 16 * 1024}, [&] {
         char c;
+        ++reading;
         try {
           io::read(p.r, &c, 1);
         } catch (const std::system_error& e) {
           if (e.code().value() == EBADF) ++closed;
         }
       }));
-    corelet::this_tasklet::sleep_for(5ms);  // every reader is waiting in the kernel
+    while (reading < kWaiters) corelet::this_tasklet::yield();  // every reader has issued its read
+    corelet::this_tasklet::sleep_for(1ms);  // a trip through the reactor: the reads are submitted
     io::close(std::exchange(p.r, -1));
     for (auto& r : readers) r.join();
     EXPECT_EQ(closed, kWaiters);
@@ -271,10 +274,21 @@ TEST_P(Io, AQueuedFileJobNeverActsOnAReusedNumber) {
   run_io([] {
     const std::string old_path = temp_path("reuse_old"), new_path = temp_path("reuse_new");
     const int fd = io::open(old_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    // Sixteen calls hold every helper the pool may start until released (or
+    // 30 s, so that a failure does not hang): the write's job must wait in
+    // the queue, whatever the machine's speed.
+    std::atomic<int> busy{0};
+    std::atomic<bool> release{false};
     std::vector<corelet::Task<void>> sleepers;
     for (int i = 0; i < 16; ++i)
-      sleepers.push_back(corelet::spawn([] { corelet::run_blocking([] { ::usleep(50000); }); }));
-    corelet::this_tasklet::sleep_for(5ms);
+      sleepers.push_back(corelet::spawn([&] {
+        corelet::run_blocking([&] {
+          ++busy;
+          const auto give_up = std::chrono::steady_clock::now() + 30s;
+          while (!release.load() && std::chrono::steady_clock::now() < give_up) ::usleep(200);
+        });
+      }));
+    while (busy.load() < 16) corelet::this_tasklet::sleep_for(1ms);
     auto writer = corelet::spawn([&] {
       try {
         io::write(fd, "SECRET", 6);
@@ -284,7 +298,11 @@ TEST_P(Io, AQueuedFileJobNeverActsOnAReusedNumber) {
     });
     corelet::this_tasklet::yield();
     io::close(fd);
+    // Only now may the helpers go on (the open below may itself queue for
+    // one, behind the write: the releaser runs once it parks).
+    auto releaser = corelet::spawn([&] { release = true; });
     const int again = io::open(new_path.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0600);
+    releaser.join();
     ASSERT_EQ(again, fd) << "the number was not reused; the test proves nothing";
     writer.join();
     for (auto& s : sleepers) s.join();

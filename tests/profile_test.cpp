@@ -9,12 +9,15 @@
 
 #include <corelet/corelet.hpp>
 
+#include "../sched/src/monitor.hpp"  // the accounting tick (see settle below)
+
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -33,6 +36,21 @@ void spin_for(std::chrono::milliseconds d) {
   const auto end = Clock::now() + d;
   while (Clock::now() < end) {
   }
+}
+
+// settle — lets the sampled run time catch up: spins, without a switch,
+// until the monitor's tick moves, then yields. The first switch after the
+// tick moved charges all the time since the last reading to the context it
+// leaves (scheduler.cpp, "Accounting"), here the caller. The tick comes from
+// the monitor thread, which a loaded machine may hold back well past its
+// 5 ms: this waits for it instead of assuming it came (up to 30 s).
+void settle() {
+  const auto& tick = corelet::detail::g_tick.value;
+  const std::uint32_t seen = tick.load(std::memory_order_relaxed);
+  const auto give_up = Clock::now() + std::chrono::seconds(30);
+  while (tick.load(std::memory_order_relaxed) == seen && Clock::now() < give_up) {
+  }
+  corelet::this_tasklet::yield();
 }
 
 const corelet::TaskletStats* find(const corelet::Stats& st, const std::string& name) {
@@ -94,22 +112,36 @@ class ProfileTest : public CoreletTest {
 TEST_F(ProfileTest, RunTimeAndWaitsAreChargedByKind) {
   corelet::run([] {
     corelet::Channel<int> ch;
-    auto sleeper = corelet::spawn(SpawnOptions{.name = "sleeper"}, [] { corelet::this_tasklet::sleep_for(60ms); });
+    // The sleeper and the blocking call wait until main has taken the stats
+    // (main cancels the one, releases the other), whatever the machine's
+    // speed: the figures below are read while all three still wait.
+    std::atomic<bool> release{false};
+    auto sleeper = corelet::spawn(SpawnOptions{.name = "sleeper"}, [] { corelet::this_tasklet::sleep_for(1h); });
     auto receiver = corelet::spawn(SpawnOptions{.name = "receiver"}, [&] { return ch.recv(); });
-    auto blocking = corelet::spawn(SpawnOptions{.name = "blocking"}, [] {
-      return corelet::run_blocking([] {
-        std::this_thread::sleep_for(60ms);
+    auto blocking = corelet::spawn(SpawnOptions{.name = "blocking"}, [&] {
+      return corelet::run_blocking([&] {
+        const auto give_up = Clock::now() + 30s;
+        while (!release.load() && Clock::now() < give_up) std::this_thread::sleep_for(1ms);
         return 1;
       });
     });
     // Spawned last, so that the others park first; under the stall threshold.
-    auto cpu = corelet::spawn(SpawnOptions{.name = "cpu"}, [] { spin_for(15ms); });
-    corelet::this_tasklet::sleep_for(40ms);  // cpu has spun 15 ms; the others waited 40
+    auto cpu = corelet::spawn(SpawnOptions{.name = "cpu"}, [] {
+      spin_for(15ms);
+      settle();  // the 15 ms are charged to this tasklet before it ends
+    });
+    corelet::this_tasklet::sleep_for(40ms);  // the others waited 40 ms at least
+    cpu.join();
+    // The loop has slept at least once (a wakeup to count): main's short
+    // sleeps give it the chance until it has, however late the machine let
+    // it run (up to 30 s).
+    for (const auto give_up = Clock::now() + 30s; corelet::stats(false).worker.wakeups == 0 && Clock::now() < give_up;)
+      corelet::this_tasklet::sleep_for(1ms);
     const corelet::Stats st = corelet::stats();
     ch.send(7);
     EXPECT_EQ(receiver.join(), 7);
-    cpu.join();
-    sleeper.join();
+    EXPECT_TRUE(cancel_and_join(sleeper));
+    release = true;
     EXPECT_EQ(blocking.join(), 1);
 
     ASSERT_TRUE(st.worker.accounting);
@@ -158,6 +190,7 @@ TEST_F(ProfileTest, RunTimeOfTaskletsThatYieldIsSampled) {
         spin_for(2ms);
         corelet::this_tasklet::yield();
       }
+      settle();  // the last slices too are sampled before the stats are read
       st = corelet::stats();
       stop = true;
     });
@@ -178,14 +211,23 @@ TEST_F(ProfileTest, RunTimeOfTaskletsThatYieldIsSampled) {
 TEST_F(ProfileTest, ReadyTimeStartsAtTheSpawn) {
   corelet::set_stall_threshold(0ms);
   corelet::Stats st;
+  std::uint64_t since_spawn_ns = 0;
   corelet::run([&] {
     spin_for(200ms);
-    auto child = corelet::spawn(SpawnOptions{.name = "child"}, [&] { st = corelet::stats(); });
+    const auto spawned = Clock::now();
+    auto child = corelet::spawn(SpawnOptions{.name = "child"}, [&] {
+      st = corelet::stats();
+      since_spawn_ns = static_cast<std::uint64_t>(std::chrono::nanoseconds(Clock::now() - spawned).count());
+    });
     child.join();
   });
   const auto* c = find(st, "child");
   ASSERT_NE(c, nullptr);
-  EXPECT_LT(c->ready_ns, 100 * kMs) << "the parent's 200 ms before the spawn are not the child's";
+  // The child cannot have been ready for longer than it has existed, however
+  // long the machine held the thread back; counting from the parent's spin
+  // would add its 200 ms. (100 ms of slack for the two clocks' readings.)
+  EXPECT_LT(c->ready_ns, since_spawn_ns + 100 * kMs)
+      << "the parent's 200 ms before the spawn are not the child's (the child has existed " << since_spawn_ns << " ns)";
 }
 
 // Time spent ending a tasklet (its tasklet-local values' destructors) is
@@ -199,6 +241,7 @@ TEST_F(ProfileTest, TimeSpentEndingATaskletIsCharged) {
   corelet::run([&] {
     static corelet::TaskletLocal<SlowToDestroy> local;
     corelet::spawn([] { (void)local.get(); }).join();
+    settle();  // the 60 ms are charged (to whichever context) before the stats are read
     w = corelet::stats(false).worker;
   });
   EXPECT_GE(w.busy_ns + w.poll_ns + w.idle_ns, 55 * kMs);
@@ -262,7 +305,15 @@ TEST_F(ProfileTest, StallIsReportedOnceWithNameAndBacktrace) {
   StderrCapture cap;
   std::uint64_t stalls = 0;
   corelet::run([&] {
-    auto hog = corelet::spawn(SpawnOptions{.name = "hog"}, [] { spin_for(100ms); });
+    // The hog runs without a switch until its stall has been reported (the
+    // report runs on this thread, in a signal handler, so the count has moved
+    // once the hog sees it), not for a guessed time: the monitor thread that
+    // detects it may itself be held back on a loaded machine. stats() reads
+    // the counters without marking progress. Gives up after 30 s.
+    auto hog = corelet::spawn(SpawnOptions{.name = "hog"}, [] {
+      const auto give_up = Clock::now() + 30s;
+      while (corelet::stats(false).worker.stalls == 0 && Clock::now() < give_up) spin_for(1ms);
+    });
     hog.join();
     stalls = corelet::stats(false).worker.stalls;
   });
@@ -289,12 +340,18 @@ TEST_F(ProfileTest, StallThresholdZeroTurnsTheDetectorOff) {
 }
 
 TEST_F(ProfileTest, YieldingTaskletsAreNotStalls) {
+  // 1.5 s of spinning in 2 ms slices, each followed by a yield, against a 1 s
+  // threshold: the yields must restart the detector's clock. (The detector
+  // measures steady time, so a thread the machine held back for longer than
+  // the threshold would be reported: hence a threshold far above any such
+  // pause, and a spin longer than it.)
+  corelet::set_stall_threshold(1000ms);
   StderrCapture cap;
   std::uint64_t stalls = 1;
   corelet::run([&] {
     auto a = corelet::spawn([] {
-      for (int i = 0; i < 60; ++i) {
-        spin_for(1ms);
+      for (int i = 0; i < 750; ++i) {
+        spin_for(2ms);
         corelet::this_tasklet::yield();
       }
     });

@@ -209,7 +209,10 @@ void run_threads(std::size_t cap, std::uint64_t messages, std::uint32_t max_size
 }
 
 TEST(RingThreads, SmallFramesThroughABigRing) { run_threads(1 << 16, 200'000, 64, 1); }
-TEST(RingThreads, MixedFramesThroughATinyRing) { run_threads(256, 50'000, 56, 2); }
+// A tiny ring: a full ring every few frames, each a yield away from the other
+// side, which on a loaded machine costs a time slice; thousands of wraps
+// still, but a run far inside the ctest timeout there.
+TEST(RingThreads, MixedFramesThroughATinyRing) { run_threads(256, 20'000, 56, 2); }
 TEST(RingThreads, LargeFrames) { run_threads(1 << 14, 20'000, 4000, 3); }
 
 }  // namespace
@@ -218,10 +221,12 @@ namespace {
 
 // The producer sleeps whenever the ring is full (no polling) and relies on
 // the consumer's release_and_check_waiter to wake it: a lost wakeup would
-// hang here (and fail by the ctest timeout).
+// hang here (and fail by the ctest timeout). Every sleep costs a wakeup's
+// scheduling latency, milliseconds on a loaded machine: the message count
+// (thousands of sleeps) keeps the run far inside the ctest timeout there.
 TEST(RingThreads, SleepingProducerIsNeverLeftAsleep) {
   Region r(512);
-  constexpr std::uint64_t kMessages = 100'000;
+  constexpr std::uint64_t kMessages = 25'000;
   std::atomic<std::uint32_t> wakeups{0};
   std::atomic<std::uint64_t> sleeps{0};
   std::thread producer([&] {
@@ -247,17 +252,22 @@ TEST(RingThreads, SleepingProducerIsNeverLeftAsleep) {
   bool in_order = true;
   Frame f;
   while (seq < kMessages) {
+    bool got = false;
     while (rd.peek(f)) {
       std::uint64_t s;
       std::memcpy(&s, f.data, sizeof s);
       in_order &= s == seq;
       ++seq;
       rd.pop(f);
+      got = true;
     }
     if (rd.release_and_check_waiter()) {
       wakeups.fetch_add(1, std::memory_order_release);
       wakeups.notify_one();
     }
+    // Nothing there: give the CPU up (on a busy machine, a consumer that
+    // spins flat out keeps the producer it just woke from running).
+    if (!got) std::this_thread::yield();
   }
   producer.join();
   EXPECT_TRUE(in_order);

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 
 def start_host(module, *args):
@@ -29,3 +30,18 @@ def start_host(module, *args):
     finally:
         child.close()
     return parent, proc
+
+
+def join_thread(thread, timeout=None):
+    """Joins thread, then waits (up to 30 s more) until its OS thread is gone
+    too: Thread.join returns once the thread's Python state is released, a
+    moment before the OS thread exits — longer on a loaded machine — and a
+    cluster started right after (corelet.run with workers) counts the threads
+    of the process in /proc/self/task and would refuse to fork."""
+    thread.join(timeout)
+    if thread.is_alive() or thread.native_id is None:
+        return
+    task = "/proc/self/task/%d" % thread.native_id
+    deadline = time.monotonic() + 30
+    while os.path.exists(task) and time.monotonic() < deadline:
+        time.sleep(0.0005)

@@ -25,7 +25,7 @@ import threading
 import types
 
 from ._corelet import num_workers, spawn, this_worker
-from ._host import start_host
+from ._host import join_thread, start_host
 from ._wire import dumps, dumps_call, loads, pack_exception, raise_remote
 
 __all__ = ["Pool", "AsyncResult", "TimeoutError"]
@@ -350,13 +350,13 @@ class Pool:
             self._host.kill()  # the workers die with it (they watch their parent)
         self._host.wait()
         self._sock.close()
-        self._reader.join(timeout=5)
+        join_thread(self._reader, timeout=5)
 
     def join(self):
         if self._state == "run":
             raise ValueError("Pool is still running")
         self._host.wait()
-        self._reader.join()
+        join_thread(self._reader)
         self._sock.close()
 
     def __enter__(self):
