@@ -9,9 +9,10 @@
 //     tasklet parked in get on the io_uring backend (IORING_OP_FUTEX_WAIT),
 //     (c) the same on the epoll backend (a proxy thread's futex_waitv). The
 //     round trip's median, in microseconds.
-//   idle cost: a process whose only tasklet is parked in get on an empty
-//     queue for --idle-ms: its CPU time (all its threads: the scheduler, the
-//     monitor, any proxy) as a share of one core.
+//   idle cost: a process whose tasklets are parked in get on an empty queue
+//     for --idle-ms: its CPU time (all its threads: the scheduler, the
+//     monitor, any proxy) as a share of one core; beside it, the same process
+//     with its tasklet asleep on a timer (what an idle scheduler costs).
 //   throughput: 256-byte messages from a producer process (a plain thread) to
 //     a consumer thread, messages per second.
 // Medians over the rounds are printed last, with every round's figures.
@@ -19,10 +20,12 @@
 #include <corelet/ipc/mapping.hpp>
 #include <corelet/ipc/queue.hpp>
 #include <corelet/sched/io.hpp>
+#include <corelet/sched/profile.hpp>
 #include <corelet/sched/task.hpp>
 
 #include "bench_support.hpp"
 
+#include <dirent.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -108,9 +111,29 @@ double tasklet_rtt(int pings, const char* backend) {
   return r;
 }
 
+// The CPU time all of this process's threads have used, in ms, from each
+// thread's /proc schedstat (nanoseconds; getrusage counts in scheduler ticks,
+// too coarse for a process that uses a few ms a second).
+double process_cpu_ms() {
+  double ns = 0;
+  if (DIR* d = ::opendir("/proc/self/task")) {
+    while (dirent* e = ::readdir(d)) {
+      if (e->d_name[0] == '.') continue;
+      const std::string path = std::string("/proc/self/task/") + e->d_name + "/schedstat";
+      if (FILE* f = std::fopen(path.c_str(), "r")) {
+        unsigned long long run = 0;
+        if (std::fscanf(f, "%llu", &run) == 1) ns += static_cast<double>(run);
+        std::fclose(f);
+      }
+    }
+    ::closedir(d);
+  }
+  return ns / 1e6;
+}
+
 // The share of a core a process with one tasklet parked on an empty queue
-// uses, over idle_ms.
-double idle_share(int idle_ms, const char* backend) {
+// uses, over idle_ms (all its threads: the scheduler, the monitor, proxies).
+double idle_share(int idle_ms, const char* backend, bool on_queue = true, bool accounting = true) {
   auto q = Shared<Queue>::make(4096u);
   int fds[2];
   if (::pipe(fds) != 0) std::abort();
@@ -118,14 +141,17 @@ double idle_share(int idle_ms, const char* backend) {
   if (pid == 0) {
     ::setenv("CORELET_IO", backend, 1);
     ::close(fds[0]);
+    corelet::set_accounting(accounting);  // off: no monitor thread
     corelet::run([&] {
       auto waiter = corelet::spawn([&] { (void)q->get(); });
       corelet::this_tasklet::sleep_for(std::chrono::milliseconds(50));  // settle: the waiter parks
-      const double c0 = perf::cpu_ms();
+      const double c0 = process_cpu_ms();
       const auto t0 = Clock::now();
-      // The main tasklet waits too, on the same queue, for the measured span.
-      (void)q->get(t0 + std::chrono::milliseconds(idle_ms));
-      const double c1 = perf::cpu_ms();
+      // The main tasklet waits too, for the measured span: on the same queue,
+      // or (the baseline: a scheduler with nothing to do) on a timer.
+      if (on_queue) (void)q->get(t0 + std::chrono::milliseconds(idle_ms));
+      else corelet::this_tasklet::sleep_for(std::chrono::milliseconds(idle_ms));
+      const double c1 = process_cpu_ms();
       const double wall = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
       const double share = (c1 - c0) / wall;
       if (::write(fds[1], &share, sizeof share) != sizeof share) std::abort();
@@ -185,23 +211,27 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  std::vector<double> th, tu, te, iu, ie, tp;
+  std::vector<double> th, tu, te, iu, ie, it, ina, tp;
   for (int r = 0; r < rounds; ++r) {
     th.push_back(thread_rtt(pings));
     tu.push_back(tasklet_rtt(pings, "io_uring"));
     te.push_back(tasklet_rtt(pings, "epoll"));
     iu.push_back(idle_share(idle_ms, "io_uring") * 100);
     ie.push_back(idle_share(idle_ms, "epoll") * 100);
+    it.push_back(idle_share(idle_ms, "io_uring", false) * 100);
+    ina.push_back(idle_share(idle_ms, "io_uring", true, false) * 100);
     tp.push_back(throughput(msgs));
     std::printf("round %d: rtt thread %.1f us, tasklet io_uring %.1f us (%.2fx), tasklet epoll %.1f us (%.2fx); "
-                "idle %.3f%% (io_uring) %.3f%% (epoll) of a core; %.0f msgs/s of 256 B\n",
+                "idle %.3f%% (io_uring) %.3f%% (epoll) of a core, %.3f%% asleep on a timer, %.3f%% without accounting "
+                "(no monitor); %.0f msgs/s of 256 B\n",
                 r + 1, th.back(), tu.back(), tu.back() / th.back(), te.back(), te.back() / th.back(), iu.back(),
-                ie.back(), tp.back());
+                ie.back(), it.back(), ina.back(), tp.back());
     std::fflush(stdout);
   }
   std::printf("median: rtt thread %.1f us, tasklet io_uring %.1f us (%.2fx), tasklet epoll %.1f us (%.2fx); "
-              "idle %.3f%% (io_uring) %.3f%% (epoll) of a core; %.0f msgs/s of 256 B\n",
+              "idle %.3f%% (io_uring) %.3f%% (epoll) of a core, %.3f%% asleep on a timer, %.3f%% without accounting "
+              "(no monitor); %.0f msgs/s of 256 B\n",
               median(th), median(tu), median(tu) / median(th), median(te), median(te) / median(th), median(iu),
-              median(ie), median(tp));
+              median(ie), median(it), median(ina), median(tp));
   return 0;
 }

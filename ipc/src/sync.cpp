@@ -83,9 +83,22 @@ bool process_gone(std::uint32_t pid) noexcept {
 
 }  // namespace detail
 
+namespace {
+// The calling thread's id, cached: gettid is a system call, and RLock asks
+// for it on every acquire and release. A forked child's thread has a new
+// id: the child handler clears the forking thread's cache (the only thread
+// there).
+thread_local std::uint64_t tl_tid = 0;
+}  // namespace
+
 std::uint64_t this_owner() noexcept {
   if (const corelet::detail::Tasklet* t = corelet::detail::current()) return (1ull << 63) | t->running.id;
-  return static_cast<std::uint64_t>(::syscall(SYS_gettid));
+  if (tl_tid == 0) {
+    static std::once_flag once;
+    std::call_once(once, [] { ::pthread_atfork(nullptr, nullptr, [] { tl_tid = 0; }); });
+    tl_tid = static_cast<std::uint64_t>(::syscall(SYS_gettid));
+  }
+  return tl_tid;
 }
 
 // ---- Mutex ----
@@ -109,15 +122,18 @@ bool Mutex::lock_slow(Clock::time_point deadline) {
     const Clock::time_point slice = deadline - now > kHolderCheck ? now + kHolderCheck : deadline;
     // The holder is gone: the lock is ours, as a robust mutex's would be.
     if (futex_wait(word_, v, slice, "corelet::ipc::Mutex::lock", WaitKind::Sync) == FutexWait::TimedOut &&
-        word_.load(std::memory_order_relaxed) == v && take_from_dead(v))
+        word_.load(std::memory_order_relaxed) == v && take_from_dead(v, true))
       return true;
   }
 }
 
-bool Mutex::take_from_dead(std::uint32_t seen) noexcept {
+bool Mutex::take_from_dead(std::uint32_t seen, bool zombies_too) noexcept {
   const std::uint32_t holder = seen & kOwner;
   const std::uint32_t me = detail::self_pid();
-  if (holder == 0 || holder == me || !detail::process_gone(holder)) return false;
+  if (holder == 0 || holder == me) return false;
+  const bool gone = zombies_too ? detail::process_gone(holder)
+                                : ::kill(static_cast<pid_t>(holder), 0) < 0 && errno == ESRCH;
+  if (!gone) return false;
   if (!word_.compare_exchange_strong(seen, me | (seen & kWaiters), std::memory_order_acquire,
                                      std::memory_order_relaxed))
     return false;

@@ -20,6 +20,7 @@
 
 #include "worker.hpp"
 
+#include <corelet/sched/futex.hpp>
 #include <corelet/sched/task.hpp>
 
 #include <corelet/core/cycles.hpp>
@@ -59,9 +60,6 @@ constexpr std::uint32_t kOnFutex = 2;
 constexpr std::uint32_t kWakeDue = 3;
 
 namespace {
-void futex_wake(const std::atomic<std::uint32_t>& word) noexcept {
-  ::syscall(SYS_futex, reinterpret_cast<const std::uint32_t*>(&word), FUTEX_WAKE, 1, nullptr, nullptr, 0);
-}
 void write_eventfd(int fd) noexcept {
   const std::uint64_t one = 1;
   ssize_t r = ::write(fd, &one, sizeof one);
@@ -91,7 +89,7 @@ void wake(const Cluster& c, int w) noexcept {
   WorkerSlot& s = c.slot(w);
   const std::uint32_t was = s.sleeping.exchange(kWakeDue, std::memory_order_seq_cst);
   if (was == kOnFutex) {
-    futex_wake(s.sleeping);
+    corelet::futex_wake(s.sleeping, 1);
   } else {
     write_eventfd(s.event_fd);  // for a reactor sleep (a pending read, or poll)
   }
@@ -103,7 +101,7 @@ bool wake_if_sleeping(const Cluster& c, int w) noexcept {
   while (was == kOnEventfd || was == kOnFutex) {
     if (s.sleeping.compare_exchange_weak(was, 0, std::memory_order_relaxed)) {
       if (was == kOnFutex) {
-        futex_wake(s.sleeping);
+        corelet::futex_wake(s.sleeping, 1);
       } else {
         write_eventfd(s.event_fd);
       }

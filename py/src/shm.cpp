@@ -522,11 +522,10 @@ class ShmLock {
   ShmLock() : m_(ipc::Shared<ipc::Mutex>::make()) {}
   bool try_acquire() noexcept { return m_->try_lock(); }
   bool acquire(bool blocking, const pyb::object& timeout) {
-    if (m_->try_lock()) return true;
-    if (!blocking) return false;
+    if (!blocking) return m_->try_lock();
     const Clock::time_point d = deadline_from(timeout, "Lock.acquire");
     PlainWaits w;
-    return m_->try_lock_until(d);
+    return m_->try_lock_until(d);  // the free lock first, without a look at its holder
   }
   void release() {
     if (!m_->locked()) throw pyb::value_error("release unlocked lock");
@@ -553,8 +552,7 @@ class ShmRLock {
   bool try_acquire() noexcept { return r_->try_lock(ipc::this_owner()); }
   bool acquire(bool blocking, const pyb::object& timeout) {
     const std::uint64_t me = ipc::this_owner();
-    if (r_->try_lock(me)) return true;
-    if (!blocking) return false;
+    if (!blocking) return r_->try_lock(me);
     const Clock::time_point d = deadline_from(timeout, "RLock.acquire");
     PlainWaits w;
     return r_->try_lock_until(d, me);

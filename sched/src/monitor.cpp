@@ -6,7 +6,8 @@
 // with one thread, and fork() copies only the caller). Each round it
 // advances g_tick, asks a scheduler whose beat is older than its
 // stall threshold for a report (SIGURG to its thread), and passes a dump
-// request that arrived by signal on to every scheduler.
+// request that arrived by signal on to every scheduler. Once every scheduler
+// has slept for kDeepSleepAfter it stops ticking until one wakes.
 
 #include "monitor.hpp"
 #include "scheduler.hpp"
@@ -58,6 +59,13 @@ void wake_monitor() noexcept {  // async-signal-safe
   g_wake.fetch_add(1, std::memory_order_relaxed);
   ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&g_wake), FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
 }
+
+}  // namespace
+
+std::atomic<bool> g_monitor_deep{false};
+void wake_deep_monitor() noexcept { wake_monitor(); }
+
+namespace {
 
 // Stall reports: at most kReportsPerSecond a second in the process.
 constexpr int kReportsPerSecond = 10;
@@ -124,12 +132,31 @@ void monitor_main(Registry& r, std::uint64_t gen) {
   auto window_start = std::chrono::steady_clock::now();
   int reports = 0;
   bool any_awake = true;
+  int idle_rounds = 0;  // rounds in a row with every scheduler asleep
+  constexpr int kDeepRounds = static_cast<int>(kDeepSleepAfter / kIdleTick);
   for (;;) {
     const auto period = any_awake ? kTick : kIdleTick;
     const timespec ts{0, static_cast<long>(std::chrono::nanoseconds(period).count())};
     const std::uint32_t seen = g_wake.load(std::memory_order_relaxed);
+    idle_rounds = any_awake ? 0 : idle_rounds + 1;
+    bool deep = false;
+    if (idle_rounds >= kDeepRounds) {
+      // Everyone has slept for a while: sleep until one wakes (see
+      // monitor_note_awake for the pairing), unless one woke meanwhile.
+      g_monitor_deep.store(true, std::memory_order_relaxed);
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+      std::lock_guard<std::mutex> lock(r.mu);
+      if (r.gen != gen) return;
+      deep = true;
+      for (Beat* b = r.beats; b && deep; b = b->next) deep = b->idle.load(std::memory_order_relaxed);
+    }
     if (!g_dump_requested.load(std::memory_order_relaxed))
-      ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&g_wake), FUTEX_WAIT_PRIVATE, seen, &ts, nullptr, 0);
+      ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&g_wake), FUTEX_WAIT_PRIVATE, seen, deep ? nullptr : &ts,
+                nullptr, 0);
+    if (idle_rounds >= kDeepRounds) {
+      g_monitor_deep.store(false, std::memory_order_relaxed);
+      idle_rounds = 0;
+    }
     g_tick.value.store(++tick, std::memory_order_relaxed);
     const bool dump = g_dump_requested.exchange(false, std::memory_order_relaxed);
     const auto now = std::chrono::steady_clock::now();
@@ -177,6 +204,7 @@ void enroll(Beat* b) {
   b->tick.store(g_tick.value.load(std::memory_order_relaxed), std::memory_order_relaxed);
   b->next = r.beats;
   r.beats = b;
+  if (r.thread.joinable() && g_monitor_deep.load(std::memory_order_relaxed)) wake_monitor();  // a new beat to watch
   if (!r.thread.joinable()) {
     // A dump asked for while no scheduler ran (a worker that got the signal
     // before its scheduler started) is written by this one: the new monitor

@@ -24,6 +24,25 @@ struct alignas(64) Tick {
 extern Tick g_tick;
 inline constexpr std::chrono::milliseconds kTick{5};
 inline constexpr std::chrono::milliseconds kIdleTick{20};
+// After this long with every scheduler asleep the monitor stops ticking and
+// sleeps until a scheduler wakes (monitor_note_awake): an idle process then
+// costs no CPU at all.
+inline constexpr std::chrono::milliseconds kDeepSleepAfter{1000};
+
+// Set by the monitor while it sleeps without a timeout; see monitor_note_awake.
+extern std::atomic<bool> g_monitor_deep;
+void wake_deep_monitor() noexcept;
+
+// monitor_note_awake — a scheduler that has just stored idle = false: wakes
+// the monitor if it sleeps deeply. Dekker with the monitor, which stores
+// g_monitor_deep = true, issues a seq_cst fence and then reads every idle
+// flag: with the fence here between our idle store and this load, either the
+// monitor sees us awake (and does not sleep) or we see its flag (and wake
+// it). A fence per wakeup from the idle wait, which costs a system call anyway.
+inline void monitor_note_awake() noexcept {
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (g_monitor_deep.load(std::memory_order_relaxed)) wake_deep_monitor();
+}
 
 // Beat — what one scheduler publishes to the monitor. The scheduler's thread
 // writes tick (relaxed: a stale read delays one stall check) and idle: when

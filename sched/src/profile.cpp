@@ -271,6 +271,7 @@ void Scheduler::write_dump_now() noexcept {
     ~Awake() {
       s.refresh_beat();
       s.beat_.idle.store(false, std::memory_order_release);
+      monitor_note_awake();
     }
   } awake{*this};
   try {

@@ -801,6 +801,7 @@ void Scheduler::idle_wait() {
       // sleep on an awake scheduler, which would look like a long stall.
       s.refresh_beat();
       s.beat_.idle.store(false, std::memory_order_release);
+      monitor_note_awake();
       const std::uint64_t to = core::cycles();
       s.idle_cycles_ += to - from;
       ++s.wakeups_;

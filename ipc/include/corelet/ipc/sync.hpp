@@ -68,16 +68,17 @@ class Mutex {
   // Cancelled if the tasklet is cancelled while it waits.
   void lock() { (void)try_lock_until(Clock::time_point::max()); }
   // try_lock — takes it if free, or if its holder is another process that
-  // has ended (as a robust mutex's trylock would); never waits.
+  // has ended and been reaped (as a robust mutex's trylock would); never
+  // waits. (A waiting lock also takes it from a holder that is a zombie.)
   bool try_lock() noexcept {
-    std::uint32_t free = 0;
-    // acquire: the holder's writes before its unlock (release) are visible.
-    return word_.compare_exchange_strong(free, detail::self_pid(), std::memory_order_acquire,
-                                         std::memory_order_relaxed) ||
-           take_from_dead(free);
+    std::uint32_t seen = 0;
+    return take_free(seen) || take_from_dead(seen, false);
   }
   // try_lock_until — lock(), giving up at the deadline (false).
-  bool try_lock_until(Clock::time_point deadline) { return try_lock() || lock_slow(deadline); }
+  bool try_lock_until(Clock::time_point deadline) {
+    std::uint32_t seen = 0;
+    return take_free(seen) || lock_slow(deadline);
+  }
   template <class Rep, class Period>
   bool try_lock_for(std::chrono::duration<Rep, Period> d) {
     return try_lock_until(corelet::detail::deadline_after(d));
@@ -93,10 +94,17 @@ class Mutex {
   friend class RecursiveMutex;
   static constexpr std::uint32_t kWaiters = 1u << 31;  // somebody may be in futex_wait
   static constexpr std::uint32_t kOwner = kWaiters - 1;
+  // take_free — the fast path: 0 → our pid; else `seen` is the word found.
+  bool take_free(std::uint32_t& seen) noexcept {
+    // acquire: the holder's writes before its unlock (release) are visible.
+    return word_.compare_exchange_strong(seen, detail::self_pid(), std::memory_order_acquire,
+                                         std::memory_order_relaxed);
+  }
   bool lock_slow(Clock::time_point deadline);
   // take_from_dead — seen: the word as found; takes it if its holder is a
-  // process other than ours that has ended.
-  bool take_from_dead(std::uint32_t seen) noexcept;
+  // process other than ours that has ended: reaped (a kill(pid, 0) away), or
+  // with zombies too (a read of /proc: only after a waiter's 200 ms look).
+  bool take_from_dead(std::uint32_t seen, bool zombies_too) noexcept;
 
   // The word: the holder's pid (0: free) | kWaiters.
   std::atomic<std::uint32_t> word_{0};
