@@ -68,7 +68,12 @@ from ._cluster import call_on, spawn_on
 from ._wire import RemoteError, RemoteTraceback
 from ._pool import AsyncResult, Pool
 from ._actors import ActorProxy, actor_processes, register, sender, spawn_actor, stop_actor, whereis
-from ._shared import Array, Connection, Pipe, Process, Value, active_children
+# The cross-process primitives; importing _shared_sync and _shared_queue also
+# makes them what Lock(), Queue() and the others give in plain code.
+from . import _shared_sync  # noqa: F401
+from ._shared_queue import Connection, Pipe
+from ._shared_values import Array, Value
+from ._process import Process, active_children
 
 __all__ = [
     "ActorProxy",

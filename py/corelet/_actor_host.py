@@ -8,15 +8,12 @@ owner closes its side the cluster stops (and the actors with it).
 """
 
 import socket
-import struct
 import sys
 
 import corelet
 from corelet import _corelet
+from corelet._actors import CALL, REPLY
 from corelet._wire import dumps, pack_exception
-
-CALL = struct.Struct("<QIQ")   # call id, worker, payload length
-REPLY = struct.Struct("<QQ")   # call id, reply length
 
 
 def _relay(fd):

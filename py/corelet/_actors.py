@@ -26,11 +26,18 @@ there one at a time.
   later calls raise LookupError.
 """
 
+import atexit
+import concurrent.futures
 import itertools
 import os
+import struct
+import threading
 
+from ._cluster import _call_payload, _check_worker, call_on
 from ._corelet import current_id, num_workers, spawn, this_worker
-from ._wire import dumps_call, is_tasklet_body
+from ._host import start_host
+from ._sync import Event, Lock
+from ._wire import dumps_call, is_tasklet_body, loads, raise_remote
 
 __all__ = ["spawn_actor", "ActorProxy", "sender", "register", "whereis", "stop_actor", "actor_processes"]
 
@@ -49,6 +56,10 @@ _registry = {}
 
 _ids = itertools.count(1)
 _turn = itertools.count()
+
+# The frames between plain code and its actor cluster (_actor_host).
+CALL = struct.Struct("<QIQ")   # call id, worker, payload length
+REPLY = struct.Struct("<QQ")   # call id, reply length
 
 
 class _Hosted:
@@ -101,8 +112,6 @@ class _Method:
         self._name = name
 
     def __call__(self, *args, **kwargs):
-        from ._cluster import _call_payload, _check_worker
-
         p = self._proxy
         if num_workers() == 0:  # plain code: through the actor cluster of this process
             payload = dumps_call(_actor_call, (p._id, self._name, args, kwargs, None), {}, by_value=True)
@@ -116,16 +125,12 @@ class _Method:
 
 
 def _local_event():
-    from ._sync import Event
-
     e = object.__new__(Event)  # in-process whatever the context
     Event.__init__(e)
     return e
 
 
 def _local_lock():
-    from ._sync import Lock
-
     lk = object.__new__(Lock)
     Lock.__init__(lk)
     return lk
@@ -201,8 +206,6 @@ def spawn_actor(cls, *args, worker=None, **kwargs):
     this process starts at its first spawn_actor (one worker per CPU;
     actor_processes() sets another number first), and a method call gives a
     concurrent.futures.Future."""
-    from ._cluster import _call_payload, _check_worker
-
     n = num_workers()
     if n == 0:
         client = _client()
@@ -228,8 +231,6 @@ def spawn_actor(cls, *args, worker=None, **kwargs):
 def stop_actor(proxy):
     """The actor ends after the calls queued before; gives True if it was there
     (an operation in a tasklet, a Future in plain code)."""
-    from ._cluster import call_on
-
     if num_workers() == 0:
         return _client().call(proxy._worker, dumps_call(_actor_stop, (proxy._id,), {}))
     return call_on(proxy._worker, _actor_stop, proxy._id)
@@ -252,8 +253,6 @@ def _reg_get(name):
 def register(name, proxy):
     """Operation: names proxy in the registry (kept by worker 0); a second
     register of the name replaces it."""
-    from ._cluster import call_on
-
     if not isinstance(proxy, ActorProxy):
         raise TypeError(f"corelet.register: {proxy!r} is not an actor proxy")
     if num_workers() == 0:
@@ -264,8 +263,6 @@ def register(name, proxy):
 def whereis(name):
     """The proxy registered under name, or None (an operation in a tasklet,
     a Future in plain code)."""
-    from ._cluster import call_on
-
     if num_workers() == 0:
         return _client().call(0, dumps_call(_reg_get, (str(name),), {}))
     return call_on(0, _reg_get, str(name))
@@ -294,11 +291,6 @@ class _Client:
     that completes the Futures of its replies."""
 
     def __init__(self, processes):
-        import threading
-
-        from ._actor_host import CALL, REPLY
-        from ._host import start_host
-
         self._call, self._reply = CALL, REPLY
         self.processes = processes
         self._futures = {}
@@ -310,8 +302,6 @@ class _Client:
         self._reader.start()
 
     def call(self, worker, payload):
-        import concurrent.futures
-
         f = concurrent.futures.Future()
         f.set_running_or_notify_cancel()
         with self._lock:
@@ -327,8 +317,6 @@ class _Client:
         return f
 
     def _read(self):
-        from ._wire import loads, raise_remote
-
         f = self._sock.makefile("rb", buffering=1 << 16)
         try:
             while True:
@@ -373,9 +361,6 @@ class _Client:
 def _client():
     global _the_client, _client_lock
     if _the_client is None:
-        import atexit
-        import threading
-
         if _client_lock is None:
             _client_lock = threading.Lock()
         with _client_lock:

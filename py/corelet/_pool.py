@@ -19,12 +19,15 @@ the remote traceback (as __cause__).
 import itertools
 import multiprocessing
 import os
+import queue
 import socket as _socket
 import struct
 import threading
+import traceback
 import types
 
-from ._corelet import num_workers, spawn, this_worker
+from ._cluster import _call_payload
+from ._corelet import Channel, num_workers, spawn, this_worker
 from ._host import join_thread, start_host
 from ._wire import dumps, dumps_call, loads, pack_exception, raise_remote
 
@@ -146,8 +149,6 @@ class AsyncResult:
             elif self._error is not None and self._error_callback:
                 self._error_callback(self._error)
         except Exception:  # noqa: BLE001 - as multiprocessing: a failing callback is reported, not raised
-            import traceback
-
             traceback.print_exc()
 
     def _value(self):
@@ -324,7 +325,7 @@ class Pool:
         """Results as chunks finish, in any order."""
         items = list(iterable)
         chunks = _chunks(items, chunksize, self._processes)
-        done = _queue_module().SimpleQueue()
+        done = queue.SimpleQueue()
         results = [self._submit(func, [c], False, False, callback=done.put, error_callback=done.put) for c in chunks]
         for _ in results:
             v = done.get()
@@ -377,12 +378,6 @@ class Pool:
         return f"<corelet.Pool state={self._state} processes={self._processes}>"
 
 
-def _queue_module():
-    import queue
-
-    return queue
-
-
 class _Kw:
     """fn with keyword arguments, as one picklable callable (apply with kwds)."""
 
@@ -425,8 +420,6 @@ class ClusterPool(Pool):
         cursor = [0]
 
         def feeder(worker):
-            from ._cluster import _call_payload
-
             while cursor[0] < len(payloads):
                 i = cursor[0]
                 cursor[0] += 1
@@ -499,9 +492,6 @@ class ClusterPool(Pool):
         return self._imap(func, iterable, chunksize, False)
 
     def _imap(self, func, iterable, chunksize, ordered):
-        from ._cluster import _call_payload
-        from ._corelet import Channel
-
         if self._state != "run":
             raise ValueError("Pool not running")
         items = list(iterable)

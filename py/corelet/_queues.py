@@ -8,6 +8,11 @@ and queue.Full, as the standard library's do.
 Hand-offs keep the order and the bound exact: an item put while a getter
 waits goes straight to that getter, and a slot freed by get() is reserved for
 the first waiting putter.
+
+Made in plain code (outside any tasklet), Queue() and JoinableQueue() give
+their cross-process subclass of corelet._shared_queue, as multiprocessing's
+(see corelet._common); LifoQueue and PriorityQueue are in-process wherever
+they are made.
 """
 
 import heapq
@@ -15,27 +20,18 @@ import queue as _stdlib_queue
 import types
 from collections import deque
 
-from ._corelet import WaitQueue, current_id, ready
+from ._common import _NONE, _PlainCodeShared
+from ._corelet import WaitQueue, ready
 
 __all__ = ["Queue", "LifoQueue", "PriorityQueue", "JoinableQueue", "Empty", "Full"]
 
 Empty = _stdlib_queue.Empty
 Full = _stdlib_queue.Full
 
-_NONE = ready(None)
 
-
-class Queue:
+class Queue(_PlainCodeShared):
     """queue.Queue for tasklets (FIFO). Made in plain code (outside any
-    tasklet) it is the cross-process queue of corelet._shared, as
-    multiprocessing.Queue."""
-
-    def __new__(cls, *args, **kwargs):
-        if current_id() == 0 and cls in (Queue, JoinableQueue):
-            from ._shared import SharedQueue
-
-            return SharedQueue(*args, **kwargs)
-        return object.__new__(cls)
+    tasklet) it is the cross-process SharedQueue, as multiprocessing.Queue."""
 
     def __init__(self, maxsize=0):
         self.maxsize = maxsize

@@ -12,47 +12,22 @@ one, naming what to write instead.
 
 Wake-ups are hand-offs: a released Lock or Semaphore unit goes to the first
 waiter directly, so a tasklet that did not wait cannot barge in ahead of it.
+
+Made in plain code (outside any tasklet), Lock() and the others but Timer
+give their cross-process subclass of corelet._shared_sync, as
+multiprocessing's (see corelet._common).
 """
 
 import threading
 import time
 import types
 
-from ._corelet import Cancelled, UsageError, WaitQueue, current_id, ready, spawn
+from ._common import _FALSE, _TRUE, _AsyncWith, _PlainCodeShared, _timeout
+from ._corelet import Cancelled, UsageError, WaitQueue, current_id, spawn
 
 __all__ = ["Lock", "RLock", "Condition", "Semaphore", "BoundedSemaphore", "Event", "Barrier", "Timer"]
 
-# Operations complete at once. One instance each serves every caller: such an
-# operation finishes before its tasklet gives up the CPU.
-_TRUE = ready(True)
-_FALSE = ready(False)
-_NONE = ready(None)
-
 BrokenBarrierError = threading.BrokenBarrierError
-
-
-def _shared_in_plain_code(shared_name):
-    """__new__ for a primitive that, made in plain code (outside any
-    tasklet), is the cross-process one of corelet._shared (as
-    multiprocessing's), and inside a tasklet this in-process one."""
-
-    def __new__(cls, *args, **kwargs):
-        if current_id() == 0 and cls.__name__ == shared_name.removeprefix("Shared") and cls.__module__ == __name__:
-            from . import _shared
-
-            return getattr(_shared, shared_name)(*args, **kwargs)
-        return object.__new__(cls)
-
-    return staticmethod(__new__)
-
-
-def _timeout(timeout, call):
-    """threading's timeouts: None or -1 wait forever; other negatives are errors."""
-    if timeout is None or timeout == -1:
-        return None
-    if timeout < 0:
-        raise ValueError(f"corelet: {call}: timeout value must be a non-negative number")
-    return timeout
 
 
 def _cannot_wait(obj, how):
@@ -62,24 +37,8 @@ def _cannot_wait(obj, how):
     )
 
 
-class _AsyncWith:
-    """``async with x:`` for primitives whose acquire() returns an operation."""
-
-    __slots__ = ()
-
-    async def __aenter__(self):
-        await self.acquire()
-        return None
-
-    async def __aexit__(self, *exc):
-        self.release()
-        return False
-
-
-class Lock(_AsyncWith):
+class Lock(_PlainCodeShared, _AsyncWith):
     """threading.Lock for tasklets: ``yield lock.acquire()``, ``lock.release()``."""
-
-    __new__ = _shared_in_plain_code("SharedLock")
 
     __slots__ = ("_locked", "_waiters", "__weakref__")
 
@@ -132,11 +91,9 @@ class Lock(_AsyncWith):
         return f"<corelet.Lock {'locked' if self._locked else 'unlocked'}, {len(self._waiters)} waiting>"
 
 
-class RLock(_AsyncWith):
+class RLock(_PlainCodeShared, _AsyncWith):
     """threading.RLock for tasklets: the owning tasklet may acquire it again;
     it is free after as many releases."""
-
-    __new__ = _shared_in_plain_code("SharedRLock")
 
     __slots__ = ("_owner", "_count", "_waiters", "__weakref__")
 
@@ -209,11 +166,9 @@ class RLock(_AsyncWith):
         return f"<corelet.RLock owner={owner} count={self._count}, {len(self._waiters)} waiting>"
 
 
-class Condition:
+class Condition(_PlainCodeShared):
     """threading.Condition for tasklets: ``yield cond.wait()`` releases the lock,
     waits for notify(), and takes the lock again (also when cancelled)."""
-
-    __new__ = _shared_in_plain_code("SharedCondition")
 
     def __init__(self, lock=None):
         self._lock = RLock() if lock is None else lock
@@ -282,10 +237,8 @@ class Condition:
         return f"<corelet.Condition({self._lock!r}), {len(self._waiters)} waiting>"
 
 
-class Semaphore(_AsyncWith):
+class Semaphore(_PlainCodeShared, _AsyncWith):
     """threading.Semaphore for tasklets."""
-
-    __new__ = _shared_in_plain_code("SharedSemaphore")
 
     __slots__ = ("_value", "_waiters", "__weakref__")
 
@@ -329,8 +282,6 @@ class Semaphore(_AsyncWith):
 class BoundedSemaphore(Semaphore):
     """A Semaphore whose release() past its initial value raises ValueError."""
 
-    __new__ = _shared_in_plain_code("SharedBoundedSemaphore")
-
     __slots__ = ("_initial",)
 
     def __init__(self, value=1):
@@ -345,10 +296,8 @@ class BoundedSemaphore(Semaphore):
         super().release(n)
 
 
-class Event:
+class Event(_PlainCodeShared):
     """threading.Event for tasklets: ``yield event.wait()``."""
-
-    __new__ = _shared_in_plain_code("SharedEvent")
 
     __slots__ = ("_flag", "_waiters", "__weakref__")
 
@@ -378,13 +327,11 @@ class Event:
         return f"<corelet.Event {'set' if self._flag else 'unset'}, {len(self._waiters)} waiting>"
 
 
-class Barrier:
+class Barrier(_PlainCodeShared):
     """threading.Barrier for tasklets: ``index = yield barrier.wait()``.
 
     A wait that times out or is cancelled breaks the barrier, as a timeout does
     in threading: the other waiters raise BrokenBarrierError."""
-
-    __new__ = _shared_in_plain_code("SharedBarrier")
 
     def __init__(self, parties, action=None, timeout=None):
         if parties < 1:

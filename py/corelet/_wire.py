@@ -11,6 +11,7 @@ stream instead of being copied into it; memoryviews (with their format and
 shape) and arrays arrive as read-only views of the received message.
 """
 
+import io
 import pickle
 import struct
 import traceback
@@ -97,8 +98,6 @@ if cloudpickle is not None:
 
 
 def _pickle(obj, cls, buffers):
-    import io
-
     out = io.BytesIO()
     cls(out, protocol=5, buffer_callback=buffers.append).dump(obj)
     return out.getbuffer()

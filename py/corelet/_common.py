@@ -1,0 +1,106 @@
+"""What the primitive modules share: the in-process/cross-process switch of
+their constructors, threading's timeout rule, ready operations, ``async
+with`` and the refusal to pickle. A leaf: of the package it imports only
+the extension, so every other module may import it.
+
+One name, two kinds of object. ``corelet.Lock()`` (and Queue, JoinableQueue,
+RLock, Semaphore, BoundedSemaphore, Event, Condition, Barrier) made in plain
+code is the cross-process primitive, as multiprocessing's; made inside a
+tasklet it is the in-process one (faster: no pickling, exact hand-offs).
+Each cross-process class is a subclass of the in-process class of its name
+(``class SharedLock(Lock, plain_code_of=Lock)``), so
+``isinstance(corelet.Lock(), corelet.Lock)`` holds wherever the lock was
+made, and code that checks types or subclasses keeps working. The
+in-process class's ``__new__`` (from _PlainCodeShared below) returns an
+uninitialised instance of the cross-process subclass when called in plain
+code; ``type.__call__`` then runs that subclass's ``__init__`` once, as the
+result is an instance of the class called. A subclass of the in-process
+class (LifoQueue, or a user's ``class MyQueue(corelet.Queue)``) is not
+switched: it is in-process wherever it is made.
+
+Why this and not a factory function or a common abstract base: the public
+names must stay classes (subclassed, used in isinstance), and the in-process
+class must stay the implementation that a user's subclass extends (queue's
+``_put``/``_get`` hooks). The cross-process class therefore overrides every
+method of the in-process one; those with no cross-process meaning (the
+in-process storage hooks and helpers) are _in_process_only, which raises,
+so no in-process method runs on shared state. The registration goes from
+the subclass to its base (``__init_subclass__``), so the in-process modules
+import nothing of the cross-process ones.
+"""
+
+from ._corelet import UsageError, current_id, ready
+
+# Operations complete at once. One instance each serves every caller: such an
+# operation finishes before its tasklet gives up the CPU.
+_TRUE = ready(True)
+_FALSE = ready(False)
+_NONE = ready(None)
+
+
+def _in_tasklet():
+    return current_id() != 0
+
+
+def _timeout(timeout, call):
+    """threading's timeouts: None or -1 wait forever; other negatives are errors."""
+    if timeout is None or timeout == -1:
+        return None
+    if timeout < 0:
+        raise ValueError(f"corelet: {call}: timeout value must be a non-negative number")
+    return timeout
+
+
+def _not_picklable(self, *_):
+    """__reduce__ of a cross-process primitive."""
+    raise RuntimeError(
+        f"corelet.{type(self).__name__.removeprefix('Shared')} objects are shared between processes by "
+        "inheritance: make them before starting the processes (as with multiprocessing)"
+    )
+
+
+def _in_process_only(self, *_args, **_kwargs):
+    """What a cross-process primitive has in place of an in-process method
+    that has no meaning for it (an in-process storage hook or helper)."""
+    raise UsageError(
+        f"corelet: {type(self).__name__} is shared between processes; this method of the in-process "
+        f"{type(self).__name__.removeprefix('Shared')} does not apply to it"
+    )
+
+
+class _PlainCodeShared:
+    """Base of an in-process primitive whose own name, called in plain code,
+    makes its cross-process subclass (see the module docstring).
+
+    ``class SharedX(X, plain_code_of=X)`` declares SharedX as what X() gives
+    outside any tasklet. Only X itself switches: its subclasses (other than
+    SharedX) are made as they are called."""
+
+    __slots__ = ()
+
+    def __init_subclass__(cls, plain_code_of=None, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if plain_code_of is not None:
+            if not issubclass(cls, plain_code_of) or "_plain_code_class" in plain_code_of.__dict__:
+                raise TypeError(f"corelet: {cls.__name__} cannot be what {plain_code_of.__name__}() makes")
+            plain_code_of._plain_code_class = cls
+
+    def __new__(cls, *_args, **_kwargs):
+        shared = cls.__dict__.get("_plain_code_class")
+        if shared is not None and current_id() == 0:
+            return object.__new__(shared)
+        return object.__new__(cls)
+
+
+class _AsyncWith:
+    """``async with x:`` for primitives whose acquire() returns an operation."""
+
+    __slots__ = ()
+
+    async def __aenter__(self):
+        await self.acquire()
+        return None
+
+    async def __aexit__(self, *exc):
+        self.release()
+        return False

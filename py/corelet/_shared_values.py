@@ -1,0 +1,148 @@
+"""Value and Array, as multiprocessing's: ctypes objects in anonymous shared
+memory (corelet._corelet.SharedMemory), by default with a cross-process
+RLock that their .value and items are read and written under.
+
+They reach the processes forked after they are made (corelet.Process
+children and the workers of corelet.run(main, workers=N)): share them by
+inheritance, as with multiprocessing; pickling a synchronized one raises
+RuntimeError.
+"""
+
+import ctypes
+
+from ._common import _not_picklable
+from ._corelet import SharedMemory
+from ._shared_sync import SharedRLock
+
+__all__ = ["Value", "Array", "Synchronized", "SynchronizedArray"]
+
+_TYPECODES = {
+    "c": ctypes.c_char, "u": ctypes.c_wchar, "b": ctypes.c_byte, "B": ctypes.c_ubyte,
+    "h": ctypes.c_short, "H": ctypes.c_ushort, "i": ctypes.c_int, "I": ctypes.c_uint,
+    "l": ctypes.c_long, "L": ctypes.c_ulong, "q": ctypes.c_longlong, "Q": ctypes.c_ulonglong,
+    "f": ctypes.c_float, "d": ctypes.c_double,
+}
+
+
+def _ctype(typecode_or_type):
+    if isinstance(typecode_or_type, str):
+        try:
+            return _TYPECODES[typecode_or_type]
+        except KeyError:
+            raise ValueError(f"corelet: unknown typecode {typecode_or_type!r}") from None
+    return typecode_or_type
+
+
+def _raw(ctype):
+    mem = SharedMemory(max(ctypes.sizeof(ctype), 8))
+    obj = ctype.from_buffer(mem)
+    obj._corelet_memory = mem  # the mapping lives as long as the object
+    return obj
+
+
+def _lock_for(lock):
+    if lock is True:
+        return SharedRLock()
+    if lock is False:
+        return None
+    if not hasattr(lock, "acquire"):
+        raise AttributeError(f"{lock!r} has no method 'acquire'")
+    return lock
+
+
+class Synchronized:
+    """A Value with its lock: .value reads and writes under the lock."""
+
+    def __init__(self, obj, lock):
+        self._obj = obj
+        self._lock = lock
+        self.acquire = lock.acquire
+        self.release = lock.release
+
+    __reduce__ = _not_picklable
+
+    def get_lock(self):
+        return self._lock
+
+    def get_obj(self):
+        return self._obj
+
+    def __enter__(self):
+        return self._lock.__enter__()
+
+    def __exit__(self, *exc):
+        return self._lock.__exit__(*exc)
+
+    @property
+    def value(self):
+        with self._lock:
+            return self._obj.value
+
+    @value.setter
+    def value(self, v):
+        with self._lock:
+            self._obj.value = v
+
+    def __repr__(self):
+        return f"<corelet.Value {type(self._obj).__name__}({self._obj.value!r})>"
+
+
+class SynchronizedArray(Synchronized):
+    """An Array with its lock: items and slices read and write under it."""
+
+    def __len__(self):
+        return len(self._obj)
+
+    def __getitem__(self, i):
+        with self._lock:
+            return self._obj[i]
+
+    def __setitem__(self, i, v):
+        with self._lock:
+            self._obj[i] = v
+
+    @property
+    def value(self):  # 'c' arrays: the bytes up to the first NUL, as multiprocessing's
+        with self._lock:
+            return self._obj.value
+
+    @value.setter
+    def value(self, v):
+        with self._lock:
+            self._obj.value = v
+
+    @property
+    def raw(self):
+        with self._lock:
+            return self._obj.raw
+
+    def __repr__(self):
+        return f"<corelet.Array {type(self._obj).__name__} of {len(self)}>"
+
+
+def Value(typecode_or_type, *args, lock=True):  # noqa: N802 - multiprocessing's name
+    """A ctypes object in shared memory, as multiprocessing.Value: with a
+    lock (lock=True: a new RLock; a lock object: that one) its .value is read
+    and written under it; lock=False gives the raw ctypes object."""
+    ctype = _ctype(typecode_or_type)
+    obj = _raw(ctype)
+    if args:
+        if len(args) == 1 and not issubclass(ctype, ctypes.Structure):
+            obj.value = args[0]
+        else:
+            ctypes.memmove(ctypes.addressof(obj), ctypes.addressof(ctype(*args)), ctypes.sizeof(ctype))
+    lk = _lock_for(lock)
+    return obj if lk is None else Synchronized(obj, lk)
+
+
+def Array(typecode_or_type, size_or_initializer, *, lock=True):  # noqa: N802
+    """A ctypes array in shared memory, as multiprocessing.Array."""
+    ctype = _ctype(typecode_or_type)
+    if isinstance(size_or_initializer, int):
+        obj = _raw(ctype * size_or_initializer)
+    else:
+        init = list(size_or_initializer) if not isinstance(size_or_initializer, (bytes, str)) else size_or_initializer
+        obj = _raw(ctype * len(init))
+        obj[:] = init
+    lk = _lock_for(lock)
+    return obj if lk is None else SynchronizedArray(obj, lk)
