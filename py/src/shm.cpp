@@ -1,7 +1,7 @@
 // The Python face of corelet's cross-process primitives: the binding of
 // <corelet/ipc/queue.hpp> and <corelet/ipc/sync.hpp> (ShmQueue, ShmLock,
-// ShmRLock, ShmSemaphore, ShmEvent, ShmCondition), and SharedMemory, raw
-// words for what is written in Python (Value, Array, Barrier).
+// ShmRLock, ShmSemaphore, ShmEvent, ShmCondition, ShmBarrier), and
+// SharedMemory: memory for Value and Array, and raw words.
 //
 // Each object lives in its own ipc::Mapping, inherited by the processes
 // forked after it is made (corelet.Process, corelet.run(workers=N)). The
@@ -681,7 +681,7 @@ class ShmCondition {
 // ShmBarrier — multiprocessing.Barrier: an ipc::Barrier. In plain code
 // wait() runs the action itself (under the GIL, between the two halves of
 // the C++ wait); in a tasklet the Python side runs the halves as operations
-// and the action between them (_shared.py's SharedBarrier._wait_op).
+// and the action between them (SharedBarrier._wait_op in _shared_sync.py).
 class ShmBarrier {
  public:
   explicit ShmBarrier(std::uint32_t parties) {
@@ -821,10 +821,9 @@ void bind_shm(pyb::module_& m) {
                                 {static_cast<pyb::ssize_t>(s.size())}, {1});
       })
       .def("__len__", &SharedMemory::size)
-      // seq_cst throughout: these words carry the Python-level protocols of
-      // Barrier and Value (_shared.py), written as if every operation
-      // happened in one order; futex_wait compares in the kernel, so a
-      // change between a load and a wait is never missed.
+      // seq_cst throughout: raw words for protocols written in Python, as
+      // if every operation happened in one order; futex_wait compares in the
+      // kernel, so a change between a load and a wait is never missed.
       .def(
           "load", [](SharedMemory& s, std::size_t off) { return s.word(off).load(std::memory_order_seq_cst); },
           pyb::arg("offset"))
