@@ -395,8 +395,8 @@ TEST_F(FaultTest, ReceiverStaysQueuedWhenCopyingTheValueThrows) {
 // the process goes on, and from then on no overflow is reported either.
 
 TEST_F(FaultTest, SigsegvSentByKillIsNotSwallowed) {
-#if defined(__SANITIZE_ADDRESS__)
-  GTEST_SKIP() << "under ASan the previous handler is ASan's, not the default action";
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "under ASan or TSan the previous handler is the sanitizer's, not the default action";
 #endif
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   auto scenario = [] {

@@ -364,6 +364,13 @@ TEST_F(ProfileTest, YieldingTaskletsAreNotStalls) {
 // The dump signal, in a child process: a program hung on a socket nobody
 // writes to dumps its tasklets on SIGQUIT and goes on.
 TEST_F(ProfileTest, DumpOnSignalInAHungProgram) {
+#if defined(__SANITIZE_THREAD__)
+  // TSan runs a signal's handler only when the thread that got it reaches an
+  // intercepted call; this program's only thread sleeps in io_uring_enter,
+  // which liburing makes as a raw syscall TSan does not intercept, so the
+  // dump is deferred for good (the test hung in 5 of 15 runs here).
+  GTEST_SKIP() << "TSan defers the handler of a signal to a thread blocked in a raw syscall";
+#endif
   int ready[2], err[2];
   ASSERT_EQ(::pipe(ready), 0);
   ASSERT_EQ(::pipe(err), 0);

@@ -22,11 +22,6 @@
 #include <thread>
 #include <typeinfo>
 
-#if defined(__SANITIZE_ADDRESS__)
-#include <sanitizer/common_interface_defs.h>
-#define CORELET_ASAN 1
-#endif
-
 namespace corelet::detail {
 namespace {
 
@@ -69,21 +64,6 @@ static void uniform_fp_status() noexcept {
   _mm_setcsr(_mm_getcsr() | _MM_EXCEPT_INEXACT);
 #endif
 }
-
-// ---------------------------------------------------------------------------
-// Stacks: boost::context's StackAllocator concept over our pool.
-
-struct Scheduler::StackAlloc {
-  Scheduler* sched;
-  core::Stack stack;
-  boost::context::stack_context allocate() {
-    boost::context::stack_context sc;
-    sc.sp = stack.top();
-    sc.size = stack.size;
-    return sc;
-  }
-  void deallocate(boost::context::stack_context&) noexcept { sched->stacks_.release(stack); }
-};
 
 namespace {
 thread_local std::size_t tl_tasklet_objects = 0;
@@ -201,17 +181,7 @@ Scheduler::Scheduler(LoopHook* hook, int wake_fd) : hook_(hook) {
     wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (wake_fd_ < 0) throw std::system_error(errno, std::generic_category(), "corelet: eventfd");
   }
-#if CORELET_ASAN
-  pthread_attr_t attr;
-  if (pthread_getattr_np(pthread_self(), &attr) == 0) {
-    void* addr = nullptr;
-    std::size_t size = 0;
-    pthread_attr_getstack(&attr, &addr, &size);
-    pthread_attr_destroy(&attr);
-    main_stack_bottom_ = addr;
-    main_stack_size_ = size;
-  }
-#endif
+  main_.bind_thread();  // the loop runs on this thread's own context
 }
 
 Scheduler::~Scheduler() {
@@ -225,11 +195,12 @@ Scheduler::~Scheduler() {
 // ---------------------------------------------------------------------------
 // Switching.
 //
-// Tasklets switch directly to one another; the loop's own context (main_ctx_)
+// Tasklets switch directly to one another; the loop's own context (main_)
 // runs only between batches and when nothing is ready. Every switch passes the
 // continuation of the context it leaves through save_slot_: the context that
 // resumes stores it there (after_switch), so each suspended context is owned by
-// exactly one Tasklet::ctx or by main_ctx_.
+// exactly one Tasklet::fiber or by main_. The jump itself, the stack and the
+// sanitizer annotations are core::Fiber's (core/fiber.hpp).
 
 // The switch path is kept free of calls: after a switch every `ret` of the
 // resumed context mispredicts (the return-stack buffer holds the other
@@ -243,24 +214,9 @@ void Scheduler::create_fiber(Tasklet* next) {
   next->started = true;
   core::Stack st = stacks_.allocate(next->stack_size);
   next->running.stack = st;
-#if CORELET_ASAN
-  // Boost's constructor jumps into the new context and straight back (to set
-  // it up) without telling ASan; announce both jumps, or the new fiber's
-  // first frame lands on the creator's fake stack, which dies with it.
-  void* fake = nullptr;
-  const void* bottom = nullptr;
-  std::size_t size = 0;
-  __sanitizer_start_switch_fiber(&fake, reinterpret_cast<const void*>(st.base), st.size);
-#endif
-  next->ctx = boost::context::fiber(std::allocator_arg, StackAlloc{this, st},
-                                    [this, next](boost::context::fiber&& caller) {
-                                      return entry(next, std::move(caller));
-                                    });
-#if CORELET_ASAN
-  __sanitizer_finish_switch_fiber(nullptr, &bottom, &size);
-  __sanitizer_start_switch_fiber(nullptr, bottom, size);
-  __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
-#endif
+  next->fiber.create(stacks_, st, [this, next](core::Continuation&& caller) -> core::Fiber& {
+    return entry(next, std::move(caller));
+  });
 }
 
 // ---------------------------------------------------------------------------
@@ -347,21 +303,21 @@ void Scheduler::ended(Tasklet* t) noexcept {
 
 // prepare — makes `next` (a tasklet, or nullptr for the loop) the current
 // context and returns the continuation to resume.
-CORELET_HOT boost::context::fiber* Scheduler::prepare(Tasklet* next) {
+CORELET_HOT core::Fiber* Scheduler::prepare(Tasklet* next) {
   on_switch(next);
   current_ = next;
   if (!next) {
     core::tl_running_stack = nullptr;
-    return &main_ctx_;
+    return &main_;
   }
   next->state = State::Running;
   core::tl_running_stack = &next->running;
-  return &next->ctx;  // pick() gave it a stack and a context already
+  return &next->fiber;  // pick() gave it a stack and a context already
 }
 
-CORELET_HOT void Scheduler::after_switch(boost::context::fiber&& from) noexcept {
+CORELET_HOT void Scheduler::after_switch(core::Continuation&& from) noexcept {
   if (save_slot_) {
-    *save_slot_ = std::move(from);
+    save_slot_->keep(std::move(from));
     save_slot_ = nullptr;
   }
   if (__builtin_expect(zombie_ != nullptr, 0)) {
@@ -371,30 +327,10 @@ CORELET_HOT void Scheduler::after_switch(boost::context::fiber&& from) noexcept 
   }
 }
 
-#if CORELET_ASAN
-// Announces a switch to `next` (nullptr: the loop's own stack) to ASan; a
-// context that ends passes fake == nullptr so that its fake stack is freed.
-void Scheduler::announce_switch(void** fake, const Tasklet* next) const noexcept {
-  if (next)
-    __sanitizer_start_switch_fiber(fake, reinterpret_cast<const void*>(next->running.stack.base),
-                                   next->running.stack.size);
-  else
-    __sanitizer_start_switch_fiber(fake, main_stack_bottom_, main_stack_size_);
-}
-#endif
-
-CORELET_HOT void Scheduler::switch_to(Tasklet* next, boost::context::fiber* save) {
-  boost::context::fiber* target = prepare(next);
+CORELET_HOT void Scheduler::switch_to(Tasklet* next, core::Fiber* save) {
+  core::Fiber* target = prepare(next);
   save_slot_ = save;
-#if CORELET_ASAN
-  void* fake = nullptr;
-  announce_switch(&fake, next);
-  boost::context::fiber from = std::move(*target).resume();
-  __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
-#else
-  boost::context::fiber from = std::move(*target).resume();
-#endif
-  after_switch(std::move(from));
+  after_switch(target->resume());
 }
 
 CORELET_HOT void Scheduler::make_ready(Tasklet* t) noexcept {
@@ -492,10 +428,9 @@ bool Scheduler::start_fiber(Tasklet* t) noexcept {
 }
 
 
-boost::context::fiber Scheduler::entry(Tasklet* t, boost::context::fiber&& caller) {
-#if CORELET_ASAN
-  __sanitizer_finish_switch_fiber(nullptr, nullptr, nullptr);
-#endif
+// entry — a fiber tasklet's body, on its own stack (core::Fiber::create's
+// contract): returns the fiber to switch to when it ends.
+core::Fiber& Scheduler::entry(Tasklet* t, core::Continuation&& caller) {
   after_switch(std::move(caller));
   if (t->cancel_pending) {
     // Cancelled before it ever ran: the body does not run at all.
@@ -504,8 +439,8 @@ boost::context::fiber Scheduler::entry(Tasklet* t, boost::context::fiber&& calle
   } else {
     try {
       t->invoke();
-    } catch (const boost::context::detail::forced_unwind&) {
-      throw;  // the fiber is being destroyed; boost must see this
+    } catch (const core::FiberUnwind&) {
+      throw;  // the fiber is being destroyed (core::Fiber's contract)
     } catch (...) {
       t->error = std::current_exception();
     }
@@ -518,12 +453,9 @@ boost::context::fiber Scheduler::entry(Tasklet* t, boost::context::fiber&& calle
   zombie_ = t;  // the next context drops the scheduler's reference
   Tasklet* next = batch_ < kBatch && !next_is_stackless() ? pick() : nullptr;
   if (next) ++batch_;
-  boost::context::fiber* target = prepare(next);
+  core::Fiber* target = prepare(next);
   save_slot_ = nullptr;  // this context ends; nothing to keep
-#if CORELET_ASAN
-  announce_switch(nullptr, next);
-#endif
-  return std::move(*target);
+  return *target;
 }
 
 void Scheduler::finish(Tasklet* t, bool account) noexcept {
@@ -558,7 +490,7 @@ CORELET_HOT void Scheduler::suspend() {
     return;
   }
   if (next) ++batch_;
-  switch_to(next, &self->ctx);
+  switch_to(next, &self->fiber);
 }
 
 // ---------------------------------------------------------------------------
@@ -911,7 +843,7 @@ void Scheduler::loop() {
         if (!t) break;
         ++batch_;
       }
-      if (t) switch_to(t, &main_ctx_);
+      if (t) switch_to(t, &main_);
       continue;
     }
     if (live_ == 0) return;

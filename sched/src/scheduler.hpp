@@ -6,6 +6,7 @@
 
 #include <corelet/sched/detail/loop_hook.hpp>
 #include <corelet/sched/detail/tasklet.hpp>
+#include <corelet/core/fiber.hpp>
 #include <corelet/core/stack.hpp>
 
 #include <concurrentqueue/concurrentqueue.h>
@@ -110,7 +111,6 @@ class Scheduler {
       return t;
     }
   };
-  struct StackAlloc;
 
   void loop();
   Tasklet* pick() noexcept;         // the next tasklet to run, with its fiber made
@@ -121,12 +121,13 @@ class Scheduler {
   bool begin_park(Tasklet* t, const char* what, const void* obj, Clock::time_point deadline, WaitKind kind);
   bool start_fiber(Tasklet* t) noexcept;
 
-  // Switching. `save` receives the continuation of the context we leave.
+  // Switching (the fiber itself, its stack and the sanitizer annotations are
+  // core::Fiber's). `save` receives the continuation of the context we leave.
   void create_fiber(Tasklet* next);
-  boost::context::fiber* prepare(Tasklet* next);
-  void switch_to(Tasklet* next, boost::context::fiber* save);
-  void after_switch(boost::context::fiber&& from) noexcept;
-  boost::context::fiber entry(Tasklet* t, boost::context::fiber&& caller);
+  core::Fiber* prepare(Tasklet* next);
+  void switch_to(Tasklet* next, core::Fiber* save);
+  void after_switch(core::Continuation&& from) noexcept;
+  core::Fiber& entry(Tasklet* t, core::Continuation&& caller);
   // finish — t ended; account: add its figures to the totals now (entry()
   // does it itself, after finish's own time is charged).
   void finish(Tasklet* t, bool account = true) noexcept;
@@ -154,9 +155,6 @@ class Scheduler {
   std::uint64_t ready_of(const Tasklet* t, std::uint64_t now) const noexcept;
   void write_dump_now() noexcept;
   void report_stall() noexcept;
-#if defined(__SANITIZE_ADDRESS__)
-  void announce_switch(void** fake, const Tasklet* next) const noexcept;
-#endif
   void idle_wait();
   void make_reactor_now();
   std::string describe_blocked() const;
@@ -174,8 +172,8 @@ class Scheduler {
   int handoff_streak_ = 0;          // hand-offs run since the FIFO was last served
   int batch_ = 0;
   std::uint64_t parks_ = 0;
-  boost::context::fiber main_ctx_;
-  boost::context::fiber* save_slot_ = nullptr;
+  core::Fiber main_;                // the loop's own context (the thread's)
+  core::Fiber* save_slot_ = nullptr;
   Tasklet* zombie_ = nullptr;
   Tasklet* all_ = nullptr;          // live tasklets (not yet done)
   std::size_t live_ = 0;            // tasklets not yet done
@@ -217,11 +215,6 @@ class Scheduler {
 
   std::unique_ptr<Reactor> reactor_;  // after wake_fd_: destroyed first
   std::string io_fallback_reason_;
-
-#if defined(__SANITIZE_ADDRESS__)
-  const void* main_stack_bottom_ = nullptr;
-  std::size_t main_stack_size_ = 0;
-#endif
 };
 
 // The scheduler running on this thread, or nullptr.

@@ -21,6 +21,7 @@
 #include <cstddef>
 #include <deque>
 #include <optional>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 

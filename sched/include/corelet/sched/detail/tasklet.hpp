@@ -2,12 +2,11 @@
 // Internal: the tasklet control block, wait queues and the scheduler entry points
 // that the header-only primitives use. Not part of the public API.
 
+#include <corelet/core/fiber.hpp>
 #include <corelet/core/overflow.hpp>
 #include <corelet/core/stack.hpp>
 #include <corelet/sched/errors.hpp>
 #include <corelet/sched/profile.hpp>
-
-#include <boost/context/fiber.hpp>
 
 #include <chrono>
 #include <cstddef>
@@ -108,7 +107,7 @@ struct Tasklet {
 
   core::RunningStack running;       // stack, name, id: for the overflow report
   std::string name;
-  boost::context::fiber ctx;        // the suspended context (empty while running)
+  core::Fiber fiber;                // its context and stack, made at its first run (not for stackless ones)
   std::size_t stack_size = core::kDefaultStackSize;
 
   State state = State::Ready;
