@@ -8,7 +8,7 @@ BUILD_DIR holds perf/ipc_corelet and perf/ipc_ref (and perf/macro_cpu for
 --macro). Every program pins its two processes to the first two CPUs of the
 affinity mask. Each round runs every measurement once, in a fixed interleaved
 order; the table shows the median of the rounds and the ratios the targets of
-issue #4 are stated in:
+the multicore work are stated in:
   throughput, 64 B / 1 KiB / 64 KiB: corelet mailbox messages (and corelet's
       ring alone) against the reference ring (64-byte slots, one release store
       per message, no cached indices) and a pipe;

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """profile_loads — which loads are CPU-bound and which I/O-bound, and what
-each way of running them makes of them (issue #6).
+each way of running them makes of them.
 
 Usage: /usr/bin/python3 perf/profile_loads.py BUILD_DIR [--seconds S] [--runs N]
                                               [--workers 1,2,4] [--tasks T] [--png PATH]

@@ -1,4 +1,4 @@
-// profile_targets — the targets of issue #6 that are not a micro-benchmark
+// profile_targets — the profiling targets that are not a micro-benchmark
 // (the yield round trip with and without accounting is in yield_bench):
 //
 //   cpu      count in 1 ms chunks for ~0.5 s, one scheduler running two

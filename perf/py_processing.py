@@ -179,7 +179,7 @@ def main():
     print()
     q = med[("Queue objects/s", "corelet")] / med[("Queue objects/s", "multiprocessing")]
     p = med[("Pipe objects/s", "corelet")] / med[("Pipe objects/s", "multiprocessing")]
-    print("| target (issue #5) | measured | met? |")
+    print("| target | measured | met? |")
     print("|---|---|---|")
     print(f"| cross-process Queue >= 10x multiprocessing.Queue objects/s | **{q:.2f}x** | {'yes' if q >= 10 else 'no'} |")
     print(f"| Pipe >= 3x multiprocessing.Pipe | **{p:.2f}x** | {'yes' if p >= 3 else 'no'} |")

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""py_profile — issue #6's targets for Python tasklets.
+"""py_profile — the profiling targets for Python tasklets.
 
 Usage: /usr/bin/python3 perf/py_profile.py BUILD_DIR [--runs N] [--scale F]
 

@@ -5,8 +5,8 @@ Usage: /usr/bin/python3 perf/py_tasklets.py BUILD_DIR [--runs N] [--scale F]
 
 BUILD_DIR/python holds the corelet package. Each round runs every measurement
 once, in a fixed interleaved order, in this one process; the table shows the
-median of the rounds (ns per operation) and the ratios the targets of issue
-#5 are stated in:
+median of the rounds (ns per operation) and the ratios the Python targets
+are stated in:
   switch round trip: two tasklets handing the CPU back and forth; one round
       trip is both of them running once (corelet: a bare `yield` in each;
       greenlet: g.switch() and the switch back; gevent: gevent.sleep(0) in
@@ -212,7 +212,7 @@ def main():
     sw = med["corelet switch"] / med["greenlet switch"]
     sj = med["corelet spawn+join (generator)"]
     sja = med["corelet spawn+join (async def)"]
-    print("| target (issue #5) | measured | met? |")
+    print("| target | measured | met? |")
     print("|---|---|---|")
     print(f"| switch round trip <= greenlet's | {med['corelet switch']:,.0f} / {med['greenlet switch']:,.0f} ns "
           f"= **{sw:.2f}x** | {'yes' if sw <= 1 else 'no'} |")

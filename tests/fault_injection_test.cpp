@@ -1,4 +1,4 @@
-// Regression tests for defects found in the review of issue #2, most of them
+// Regression tests for defects found in reviews of the scheduler, most of them
 // on failure paths: each comment quotes the contract the defect broke.
 // Failures the code cannot be made to meet on demand (an allocation, a thread
 // start, a preemption) are injected by the small shims below, which is why
@@ -669,7 +669,7 @@ TEST_F(FaultTest, StackAllocationFailureDoesNotEscapeAnotherTaskletsYield) {
 }
 
 // ---------------------------------------------------------------------------
-// I/O (issue #3 review)
+// I/O (defects found in review)
 
 // "No completion ever lands in freed memory": park() may throw bad_alloc (the
 // timer heap grows) after the io_uring SQE naming the operation on the

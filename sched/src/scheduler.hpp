@@ -68,7 +68,7 @@ class Scheduler {
   void yield_to_loop();
   const std::string& deadlock_report() const noexcept { return deadlock_report_; }
 
-  // Profiling (profile.hpp; stats.cpp). The monitor is enrolled for the
+  // Profiling (profile.hpp; profile.cpp). The monitor is enrolled for the
   // duration of loop().
   Stats stats(bool tasklets);
   std::string dump();

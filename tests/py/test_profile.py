@@ -1,5 +1,5 @@
 """corelet.stats(), corelet.dump(), the stall detector and the dump signal
-(issue #6). Times are only checked from below, against waits the test itself
+Times are only checked from below, against waits the test itself
 made (a tasklet that spun 30 ms has run at least 30 ms whatever the load)."""
 
 import os
