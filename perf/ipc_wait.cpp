@@ -9,8 +9,9 @@
 //     tasklet parked in get on the io_uring backend (IORING_OP_FUTEX_WAIT),
 //     (c) the same on the epoll backend (a proxy thread's futex_waitv). The
 //     round trip's median, in microseconds.
-//   idle cost: a process whose tasklets are parked in get on an empty queue
-//     for --idle-ms: its CPU time (all its threads: the scheduler, the
+//   idle cost: a process whose tasklets are parked in get on an empty queue,
+//     measured from outside over --idle-ms after 1.5 s of settling (past the
+//     monitor's deep-sleep delay: the steady state): its CPU time (all its threads: the scheduler, the
 //     monitor, any proxy) as a share of one core; beside it, the same process
 //     with its tasklet asleep on a timer (what an idle scheduler costs).
 //   throughput: 256-byte messages from a producer process (a plain thread) to
@@ -26,6 +27,7 @@
 #include "bench_support.hpp"
 
 #include <dirent.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -54,9 +56,30 @@ struct Pair {
   Shared<Queue> from_echo = Shared<Queue>::make(1u << 16);
 };
 
+// pin — the calling thread to CPU `cpu` of the affinity mask (the echo on
+// the first, we on the second: every wakeup crosses cores, as between two
+// cluster workers; unpinned, the two would share a core in some rounds and
+// not in others, and the rounds would not compare).
+void pin(int nth) {
+  cpu_set_t set;
+  if (::sched_getaffinity(0, sizeof set, &set) != 0) return;
+  int seen = 0;
+  for (int c = 0; c < CPU_SETSIZE; ++c) {
+    if (!CPU_ISSET(c, &set)) continue;
+    if (seen++ == nth) {
+      cpu_set_t one;
+      CPU_ZERO(&one);
+      CPU_SET(c, &one);
+      ::sched_setaffinity(0, sizeof one, &one);
+      return;
+    }
+  }
+}
+
 pid_t start_echo(Pair& p) {
   const pid_t pid = ::fork();
   if (pid == 0) {
+    pin(0);
     try {
       for (;;) {
         auto m = p.to_echo->get();
@@ -111,15 +134,16 @@ double tasklet_rtt(int pings, const char* backend) {
   return r;
 }
 
-// The CPU time all of this process's threads have used, in ms, from each
+// The CPU time all of process pid's threads have used, in ms, from each
 // thread's /proc schedstat (nanoseconds; getrusage counts in scheduler ticks,
 // too coarse for a process that uses a few ms a second).
-double process_cpu_ms() {
+double process_cpu_ms(pid_t pid) {
   double ns = 0;
-  if (DIR* d = ::opendir("/proc/self/task")) {
+  const std::string dir = "/proc/" + std::to_string(pid) + "/task";
+  if (DIR* d = ::opendir(dir.c_str())) {
     while (dirent* e = ::readdir(d)) {
       if (e->d_name[0] == '.') continue;
-      const std::string path = std::string("/proc/self/task/") + e->d_name + "/schedstat";
+      const std::string path = dir + "/" + e->d_name + "/schedstat";
       if (FILE* f = std::fopen(path.c_str(), "r")) {
         unsigned long long run = 0;
         if (std::fscanf(f, "%llu", &run) == 1) ns += static_cast<double>(run);
@@ -131,31 +155,25 @@ double process_cpu_ms() {
   return ns / 1e6;
 }
 
-// The share of a core a process with one tasklet parked on an empty queue
-// uses, over idle_ms (all its threads: the scheduler, the monitor, proxies).
+// The share of a core used by a process whose two tasklets are parked in get
+// on an empty queue (on_queue), or asleep on a timer (the baseline: a
+// scheduler with nothing to do), measured from outside (this process reads
+// the child's schedstat, so nothing wakes the child) over idle_ms, after
+// 1.5 s of settling: past the monitor's deep-sleep delay (1 s), the steady
+// state. All its threads count: the scheduler, the monitor, any proxy.
 double idle_share(int idle_ms, const char* backend, bool on_queue = true, bool accounting = true) {
   auto q = Shared<Queue>::make(4096u);
-  int fds[2];
-  if (::pipe(fds) != 0) std::abort();
   const pid_t pid = ::fork();
   if (pid == 0) {
     ::setenv("CORELET_IO", backend, 1);
-    ::close(fds[0]);
     corelet::set_accounting(accounting);  // off: no monitor thread
     corelet::run([&] {
       auto waiter = corelet::spawn([&] { (void)q->get(); });
-      corelet::this_tasklet::sleep_for(std::chrono::milliseconds(50));  // settle: the waiter parks
-      const double c0 = process_cpu_ms();
-      const auto t0 = Clock::now();
-      // The main tasklet waits too, for the measured span: on the same queue,
-      // or (the baseline: a scheduler with nothing to do) on a timer.
-      if (on_queue) (void)q->get(t0 + std::chrono::milliseconds(idle_ms));
-      else corelet::this_tasklet::sleep_for(std::chrono::milliseconds(idle_ms));
-      const double c1 = process_cpu_ms();
-      const double wall = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-      const double share = (c1 - c0) / wall;
-      if (::write(fds[1], &share, sizeof share) != sizeof share) std::abort();
-      q->close();
+      try {
+        if (on_queue) (void)q->get();
+        else corelet::this_tasklet::sleep_for(std::chrono::hours(1));
+      } catch (...) {
+      }
       try {
         waiter.join();
       } catch (...) {
@@ -163,13 +181,19 @@ double idle_share(int idle_ms, const char* backend, bool on_queue = true, bool a
     });
     ::_exit(0);
   }
-  ::close(fds[1]);
-  double share = -1;
-  if (::read(fds[0], &share, sizeof share) != sizeof share) share = -1;
-  ::close(fds[0]);
+  ::usleep(1500 * 1000);
+  const double c0 = process_cpu_ms(pid);
+  const auto t0 = Clock::now();
+  ::usleep(static_cast<useconds_t>(idle_ms) * 1000);
+  const double c1 = process_cpu_ms(pid);
+  const double wall = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  if (c0 <= 0) std::fprintf(stderr, "ipc_wait: cannot read the CPU time of process %d\n", static_cast<int>(pid));
+  if (std::getenv("IPC_WAIT_VERBOSE")) std::fprintf(stderr, "idle: %.3f ms -> %.3f ms over %.0f ms\n", c0, c1, wall);
+  q->close();
+  if (!on_queue) ::kill(pid, SIGKILL);
   int st = 0;
   ::waitpid(pid, &st, 0);
-  return share;
+  return (c1 - c0) / wall;
 }
 
 double throughput(int msgs) {
@@ -178,6 +202,7 @@ double throughput(int msgs) {
   char msg[256];
   std::memset(msg, 'x', sizeof msg);
   if (pid == 0) {
+    pin(0);
     for (int i = 0; i < msgs; ++i) q->put(msg, sizeof msg);
     ::_exit(0);
   }
@@ -198,6 +223,7 @@ double throughput(int msgs) {
 
 int main(int argc, char** argv) {
   perf::uniform_fp_status();
+  pin(1);
   int rounds = 5, pings = 2000, idle_ms = 2000, msgs = 500000;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];

@@ -127,15 +127,17 @@ struct WordJob final : detail::BlockingJob {
 void set_futex_thread_hooks(const FutexThreadHooks* hooks) noexcept { tl_hooks = hooks; }
 
 bool futex_spin(const std::atomic<std::uint32_t>& word, std::uint32_t expected) {
+  if (detail::current()) return false;
   const FutexThreadHooks* h = tl_hooks;
-  if (!h || h->spin == 0 || detail::current()) return false;
-  if (h->before) h->before();
+  const unsigned spin = h ? h->spin : kDefaultFutexSpin;
+  if (spin == 0) return false;
+  if (h && h->before) h->before();
   bool moved = false;
-  for (unsigned i = 0; i < h->spin && !moved; ++i) {
+  for (unsigned i = 0; i < spin && !moved; ++i) {
     cpu_relax();
     moved = word.load(std::memory_order_acquire) != expected;  // acquire: as in futex_wait
   }
-  if (h->after) h->after();
+  if (h && h->after) h->after();
   return moved;
 }
 

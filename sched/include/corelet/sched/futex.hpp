@@ -64,7 +64,8 @@ void futex_wake(const std::atomic<std::uint32_t>& word, int n = INT_MAX) noexcep
 // - after(): right after, also when the wait ends by a signal or a timeout;
 // - interrupted(): after after(), when a signal interrupted the wait (EINTR);
 //   it may throw to end the wait;
-// - spin: how many times futex_spin looks at a word (a pause between looks).
+// - spin: how many times futex_spin looks at a word (a pause between looks;
+//   0: never spin).
 // Any pointer may be null. The hooks object must outlive the thread's waits.
 struct FutexThreadHooks {
   void (*before)() = nullptr;
@@ -75,13 +76,18 @@ struct FutexThreadHooks {
 // set_futex_thread_hooks — for this thread (nullptr: none).
 void set_futex_thread_hooks(const FutexThreadHooks* hooks) noexcept;
 
-// futex_spin — outside a tasklet, with hooks whose spin is non-zero: looks at
-// the word up to `spin` times (between before() and after()) and returns true
-// as soon as it differs from `expected`. Otherwise (in a tasklet, which must
-// not hold its thread) returns false at once. A primitive calls it before it
+// futex_spin — outside a tasklet: looks at the word up to `spin` times (the
+// hooks' spin, between their before() and after(); kDefaultFutexSpin for a
+// thread without hooks) and returns true as soon as it differs from
+// `expected`. In a tasklet, which must not hold its thread, false at once. A primitive calls it before it
 // registers as a waiter, where a change microseconds away is likely (a busy
 // producer's next message): the waker then skips its futex_wake.
 bool futex_spin(const std::atomic<std::uint32_t>& word, std::uint32_t expected);
+// A thread without hooks does not spin: on a VM whose two vCPUs may share a
+// physical CPU, a spinner can keep the very side it waits for from running
+// (perf/RESULTS.md: a thread ping-pong took 4.6 µs without a spin, 12 µs with
+// 100 pauses and 202 µs with 4,000).
+inline constexpr unsigned kDefaultFutexSpin = 0;
 
 namespace detail {
 // Which mechanism a tasklet's futex_wait uses on this thread's scheduler:
