@@ -15,11 +15,15 @@
 //     monitor, any proxy) as a share of one core; beside it, the same process
 //     with its tasklet asleep on a timer (what an idle scheduler costs).
 //   throughput: 256-byte messages from a producer process (a plain thread) to
-//     a consumer thread, messages per second.
+//     a consumer thread, messages per second; the consumer as a plain thread
+//     is (no spin before it sleeps), and with a 4,000-pause spin (the futex
+//     thread hooks' spin, as the Python binding sets it); pinned to two CPUs,
+//     and with the spin unpinned (as perf/py_processing.py runs).
 // Medians over the rounds are printed last, with every round's figures.
 
 #include <corelet/ipc/mapping.hpp>
 #include <corelet/ipc/queue.hpp>
+#include <corelet/sched/futex.hpp>
 #include <corelet/sched/io.hpp>
 #include <corelet/sched/profile.hpp>
 #include <corelet/sched/task.hpp>
@@ -75,6 +79,10 @@ void pin(int nth) {
     }
   }
 }
+
+// unpin — every CPU of the process's original mask again.
+cpu_set_t g_mask;
+void unpin() { ::sched_setaffinity(0, sizeof g_mask, &g_mask); }
 
 pid_t start_echo(Pair& p) {
   const pid_t pid = ::fork();
@@ -196,13 +204,19 @@ double idle_share(int idle_ms, const char* backend, bool on_queue = true, bool a
   return (c1 - c0) / wall;
 }
 
-double throughput(int msgs) {
+// spin: how long the consumer thread looks before it sleeps (futex thread
+// hooks; 0 is a plain thread's default).
+double throughput(int msgs, unsigned spin, bool pinned) {
+  if (!pinned) unpin();
+  corelet::FutexThreadHooks hooks;
+  hooks.spin = spin;
+  corelet::set_futex_thread_hooks(&hooks);
   auto q = Shared<Queue>::make(1u << 22);
   const pid_t pid = ::fork();
   char msg[256];
   std::memset(msg, 'x', sizeof msg);
   if (pid == 0) {
-    pin(0);
+    if (pinned) pin(0);
     for (int i = 0; i < msgs; ++i) q->put(msg, sizeof msg);
     ::_exit(0);
   }
@@ -215,6 +229,8 @@ double throughput(int msgs) {
   const double s = std::chrono::duration<double>(Clock::now() - t0).count();
   int st = 0;
   ::waitpid(pid, &st, 0);
+  corelet::set_futex_thread_hooks(nullptr);
+  if (!pinned) pin(1);
   if (bytes != static_cast<std::size_t>(msgs) * sizeof msg) std::abort();
   return msgs / s;
 }
@@ -223,6 +239,7 @@ double throughput(int msgs) {
 
 int main(int argc, char** argv) {
   perf::uniform_fp_status();
+  ::sched_getaffinity(0, sizeof g_mask, &g_mask);
   pin(1);
   int rounds = 5, pings = 2000, idle_ms = 2000, msgs = 500000;
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -237,27 +254,32 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  std::vector<double> th, tu, te, iu, ie, it, ina, tp;
+  std::vector<double> th, tu, te, ru, re, iu, ie, it, ina, tp, tps, tpu;
   for (int r = 0; r < rounds; ++r) {
     th.push_back(thread_rtt(pings));
     tu.push_back(tasklet_rtt(pings, "io_uring"));
     te.push_back(tasklet_rtt(pings, "epoll"));
+    ru.push_back(tu.back() / th.back());
+    re.push_back(te.back() / th.back());
     iu.push_back(idle_share(idle_ms, "io_uring") * 100);
     ie.push_back(idle_share(idle_ms, "epoll") * 100);
     it.push_back(idle_share(idle_ms, "io_uring", false) * 100);
     ina.push_back(idle_share(idle_ms, "io_uring", true, false) * 100);
-    tp.push_back(throughput(msgs));
+    tp.push_back(throughput(msgs, 0, true));
+    tps.push_back(throughput(msgs, 4000, true));
+    tpu.push_back(throughput(msgs, 4000, false));
     std::printf("round %d: rtt thread %.1f us, tasklet io_uring %.1f us (%.2fx), tasklet epoll %.1f us (%.2fx); "
                 "idle %.3f%% (io_uring) %.3f%% (epoll) of a core, %.3f%% asleep on a timer, %.3f%% without accounting "
-                "(no monitor); %.0f msgs/s of 256 B\n",
-                r + 1, th.back(), tu.back(), tu.back() / th.back(), te.back(), te.back() / th.back(), iu.back(),
-                ie.back(), it.back(), ina.back(), tp.back());
+                "(no monitor); %.0f msgs/s of 256 B (%.0f with a 4000-pause spin, %.0f so and unpinned)\n",
+                r + 1, th.back(), tu.back(), ru.back(), te.back(), re.back(), iu.back(), ie.back(), it.back(),
+                ina.back(), tp.back(), tps.back(), tpu.back());
     std::fflush(stdout);
   }
-  std::printf("median: rtt thread %.1f us, tasklet io_uring %.1f us (%.2fx), tasklet epoll %.1f us (%.2fx); "
+  std::printf("median: rtt thread %.1f us, tasklet io_uring %.1f us (ratio %.2fx), tasklet epoll %.1f us (ratio %.2fx); "
               "idle %.3f%% (io_uring) %.3f%% (epoll) of a core, %.3f%% asleep on a timer, %.3f%% without accounting "
-              "(no monitor); %.0f msgs/s of 256 B\n",
-              median(th), median(tu), median(tu) / median(th), median(te), median(te) / median(th), median(iu),
-              median(ie), median(it), median(ina), median(tp));
+              "(no monitor); %.0f msgs/s of 256 B (%.0f with a 4000-pause spin, %.0f so and unpinned)\n",
+              median(th), median(tu), median(ru), median(te), median(re), median(iu), median(ie), median(it),
+              median(ina), median(tp), median(tps), median(tpu));
+  std::printf("(ratios: the median of each round's ratio to the thread's round trip)\n");
   return 0;
 }
