@@ -92,6 +92,26 @@ class _PlainCodeShared:
         return object.__new__(cls)
 
 
+class _WithItsLock:
+    """``with`` and ``async with`` of a Condition: those of its lock
+    (``self._lock``), for the in-process and the shared Condition alike."""
+
+    __slots__ = ()
+
+    def __enter__(self):
+        return self._lock.__enter__()
+
+    def __exit__(self, *exc):
+        return self._lock.__exit__(*exc)
+
+    async def __aenter__(self):
+        await self._lock.acquire()
+
+    async def __aexit__(self, *exc):
+        self._lock.release()
+        return False
+
+
 class _AsyncWith:
     """``async with x:`` for primitives whose acquire() returns an operation."""
 

@@ -219,19 +219,6 @@ class SharedCondition(Condition, plain_code_of=Condition):
 
     __reduce__ = _not_picklable
 
-    def __enter__(self):
-        return self._lock.__enter__()
-
-    def __exit__(self, *exc):
-        return self._lock.__exit__(*exc)
-
-    async def __aenter__(self):
-        await self._lock.acquire()
-
-    async def __aexit__(self, *exc):
-        self._lock.release()
-        return False
-
     def wait(self, timeout=None):
         timeout = _timeout(timeout, "Condition.wait")
         if not self._lock._is_owned():

@@ -22,7 +22,7 @@ import threading
 import time
 import types
 
-from ._common import _FALSE, _TRUE, _AsyncWith, _PlainCodeShared, _timeout
+from ._common import _FALSE, _TRUE, _AsyncWith, _PlainCodeShared, _WithItsLock, _timeout
 from ._corelet import Cancelled, UsageError, WaitQueue, current_id, spawn
 
 __all__ = ["Lock", "RLock", "Condition", "Semaphore", "BoundedSemaphore", "Event", "Barrier", "Timer"]
@@ -166,7 +166,7 @@ class RLock(_PlainCodeShared, _AsyncWith):
         return f"<corelet.RLock owner={owner} count={self._count}, {len(self._waiters)} waiting>"
 
 
-class Condition(_PlainCodeShared):
+class Condition(_WithItsLock, _PlainCodeShared):
     """threading.Condition for tasklets: ``yield cond.wait()`` releases the lock,
     waits for notify(), and takes the lock again (also when cancelled)."""
 
@@ -175,19 +175,6 @@ class Condition(_PlainCodeShared):
         self.acquire = self._lock.acquire
         self.release = self._lock.release
         self._waiters = WaitQueue()
-
-    def __enter__(self):
-        return self._lock.__enter__()
-
-    def __exit__(self, *exc):
-        return self._lock.__exit__(*exc)
-
-    async def __aenter__(self):
-        await self._lock.acquire()
-
-    async def __aexit__(self, *exc):
-        self._lock.release()
-        return False
 
     @types.coroutine
     def wait(self, timeout=None):
