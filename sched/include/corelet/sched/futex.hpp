@@ -2,7 +2,7 @@
 // corelet/sched/futex.hpp — waiting on a 32-bit word that other processes (or
 // threads) change: the one wait under corelet's cross-process primitives
 // (<corelet/ipc/sync.hpp>, <corelet/ipc/queue.hpp>). Part of the extension API
-// (<corelet/sched/primitive.hpp> has the in-process half).
+// (<corelet/sched/detail/tasklet.hpp> has the in-process half: docs/architecture.md).
 //
 //   // waiter                                   // waker, in any process
 //   std::uint32_t seen = word.load();           word.fetch_add(1);
