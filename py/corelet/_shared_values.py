@@ -101,15 +101,8 @@ class SynchronizedArray(Synchronized):
         with self._lock:
             self._obj[i] = v
 
-    @property
-    def value(self):  # 'c' arrays: the bytes up to the first NUL, as multiprocessing's
-        with self._lock:
-            return self._obj.value
-
-    @value.setter
-    def value(self, v):
-        with self._lock:
-            self._obj.value = v
+    # value: Synchronized's, under the lock ('c' arrays: the bytes up to the
+    # first NUL, as multiprocessing's).
 
     @property
     def raw(self):

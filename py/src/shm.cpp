@@ -411,9 +411,7 @@ PyObject* shmq_put(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject*
         const Clock::time_point d = deadline_from(timeout, "Queue.put");
         // The op keeps its own bytes: str's UTF-8 buffer belongs to obj.
         auto payload = std::make_shared<std::string>(p, static_cast<std::size_t>(n));
-        auto shared = sq->shared();
-        auto keep = std::make_shared<std::pair<std::shared_ptr<ipc::Mapping>, std::shared_ptr<std::string>>>(
-            shared.mapping(), payload);
+        auto shared = sq->shared();  // the lambda's copies keep the mapping and the bytes
         result = as_op(new IpcWaitOp(
             "Queue.put",
             [shared, payload, d, kind] { return shared->put(payload->data(), payload->size(), d, kind) ? 1L : 0L; },
@@ -422,7 +420,7 @@ PyObject* shmq_put(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject*
               PyErr_SetNone(g_c.full);
               return nullptr;
             },
-            keep, PyExc_ValueError, "corelet: put on a closed queue"));
+            shared.mapping(), PyExc_ValueError, "corelet: put on a closed queue"));
       }
     } else {
       const Clock::time_point d = block ? deadline_from(timeout, "Queue.put") : kNoWait;

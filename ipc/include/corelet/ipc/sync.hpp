@@ -106,8 +106,10 @@ class Mutex {
   // with zombies too (a read of /proc: only after a waiter's 200 ms look).
   bool take_from_dead(std::uint32_t seen, bool zombies_too) noexcept;
 
-  // The word: the holder's pid (0: free) | kWaiters.
+  // The word: the holder's pid (0: free) | kWaiters. Ordering: see try_lock
+  // (acquire), unlock (release) and the argument at the top of sync.cpp.
   std::atomic<std::uint32_t> word_{0};
+  // Relaxed: a statistic, bumped by the new holder.
   std::atomic<std::uint32_t> deaths_{0};
 };
 
