@@ -1,4 +1,4 @@
-// Stackless tasklets (detail/tasklet.hpp: Tasklet::stackless, step(),
+// Stackless tasklets (primitive.hpp, detail/tasklet.hpp: Tasklet::stackless, step(),
 // park_stackless): the scheduler runs them in slices on the loop's own stack,
 // interleaved with fiber tasklets, parks and wakes them through the same wait
 // queues and timers, cancels and joins them. The Python bindings' generator
@@ -12,6 +12,7 @@
 
 using namespace corelet_test;
 namespace detail = corelet::detail;
+namespace primitive = corelet::primitive;
 
 namespace {
 
@@ -20,7 +21,7 @@ namespace {
 struct Sliced final : detail::Tasklet {
   std::function<bool(Sliced&)> body;
   int slices = 0;
-  detail::Waiter w;
+  primitive::Waiter w;
   explicit Sliced(std::function<bool(Sliced&)> b) : body(std::move(b)) { stackless = true; }
   void invoke() override { ADD_FAILURE() << "invoke() called on a stackless tasklet"; }
   bool step() override {
@@ -86,14 +87,14 @@ TEST_F(StacklessTest, SlicesInterleaveWithFiberTaskletsInFifoOrder) {
 }
 
 TEST_F(StacklessTest, ParksOnAWaitQueueAndAFiberWakesIt) {
-  detail::WaitQueue q;
-  detail::Wake seen = detail::Wake::Timeout;
-  detail::Waiter::State state = detail::Waiter::State::Pending;
+  primitive::WaitQueue q;
+  primitive::Wake seen = primitive::Wake::Timeout;
+  primitive::Waiter::State state = primitive::Waiter::State::Pending;
   corelet::run([&] {
     Handle s = spawn_sliced([&](Sliced& self) {
       if (self.slices == 1) {
-        detail::enlist(self.w, &self, q);
-        EXPECT_TRUE(detail::park_stackless("test queue", &q));
+        primitive::enlist(self.w, &self, q);
+        EXPECT_TRUE(primitive::park_stackless("test queue", &q));
         return false;
       }
       seen = self.wake;
@@ -103,21 +104,21 @@ TEST_F(StacklessTest, ParksOnAWaitQueueAndAFiberWakesIt) {
     corelet::this_tasklet::yield();  // s runs its first slice and parks
     EXPECT_TRUE(s->state == detail::State::Parked);
     EXPECT_EQ(q.size(), 1u);
-    EXPECT_TRUE(detail::wake_one(q));
+    EXPECT_TRUE(primitive::wake_one(q));
     join(s.t);
     EXPECT_EQ(s->slices, 2);
   });
-  EXPECT_TRUE(seen == detail::Wake::Notified);
-  EXPECT_TRUE(state == detail::Waiter::State::Done);
+  EXPECT_TRUE(seen == primitive::Wake::Notified);
+  EXPECT_TRUE(state == primitive::Waiter::State::Done);
 }
 
 TEST_F(StacklessTest, ADeadlineWakesItWithTimeout) {
-  detail::Wake seen = detail::Wake::Notified;
+  primitive::Wake seen = primitive::Wake::Notified;
   corelet::run([&] {
     const auto t0 = corelet::Clock::now();
     Handle s = spawn_sliced([&](Sliced& self) {
       if (self.slices == 1) {
-        EXPECT_TRUE(detail::park_stackless("nap", nullptr, t0 + 2ms));
+        EXPECT_TRUE(primitive::park_stackless("nap", nullptr, t0 + 2ms));
         return false;
       }
       seen = self.wake;
@@ -126,17 +127,17 @@ TEST_F(StacklessTest, ADeadlineWakesItWithTimeout) {
     join(s.t);
     EXPECT_GE(corelet::Clock::now() - t0, 2ms);
   });
-  EXPECT_TRUE(seen == detail::Wake::Timeout);
+  EXPECT_TRUE(seen == primitive::Wake::Timeout);
 }
 
 TEST_F(StacklessTest, CancelWakesAParkedOneAndSkipsOneNotStarted) {
-  detail::WaitQueue q;
-  detail::Wake seen = detail::Wake::Notified;
+  primitive::WaitQueue q;
+  primitive::Wake seen = primitive::Wake::Notified;
   corelet::run([&] {
     Handle parked = spawn_sliced([&](Sliced& self) {
       if (self.slices == 1) {
-        detail::enlist(self.w, &self, q);
-        detail::park_stackless("forever", &q);
+        primitive::enlist(self.w, &self, q);
+        primitive::park_stackless("forever", &q);
         return false;
       }
       seen = self.wake;
@@ -154,18 +155,18 @@ TEST_F(StacklessTest, CancelWakesAParkedOneAndSkipsOneNotStarted) {
     EXPECT_EQ(error_of(parked.t), "Cancelled");
     EXPECT_TRUE(q.empty());  // its waiter was unlinked
   });
-  EXPECT_TRUE(seen == detail::Wake::Cancelled);
+  EXPECT_TRUE(seen == primitive::Wake::Cancelled);
 }
 
 TEST_F(StacklessTest, ACancellationPendingAtParkTimeDoesNotPark) {
-  detail::WaitQueue q;
+  primitive::WaitQueue q;
   bool parked = true;
   corelet::run([&] {
     Handle s = spawn_sliced([&](Sliced& self) {
       detail::cancel(&self);  // while running: only marked pending
-      detail::enlist(self.w, &self, q);
-      parked = detail::park_stackless("never", &q);
-      EXPECT_TRUE(self.wake == detail::Wake::Cancelled);
+      primitive::enlist(self.w, &self, q);
+      parked = primitive::park_stackless("never", &q);
+      EXPECT_TRUE(self.wake == primitive::Wake::Cancelled);
       return true;
     });
     join(s.t);
@@ -208,17 +209,17 @@ TEST_F(StacklessTest, AnExceptionEndsItAndReachesItsJoiner) {
 }
 
 TEST_F(StacklessTest, ADeadlockNamesTheParkedStacklessTasklet) {
-  detail::WaitQueue q;
+  primitive::WaitQueue q;
   try {
     corelet::run([&] {
       Handle s = spawn_sliced(
           [&](Sliced& self) {
             if (self.slices == 1) {
-              detail::enlist(self.w, &self, q);
-              detail::park_stackless("nobody's queue", &q);
+              primitive::enlist(self.w, &self, q);
+              primitive::park_stackless("nobody's queue", &q);
               return false;
             }
-            if (self.wake == detail::Wake::Cancelled) throw corelet::Cancelled{};
+            if (self.wake == primitive::Wake::Cancelled) throw corelet::Cancelled{};
             return true;
           },
           "stuck-one");
@@ -238,16 +239,16 @@ TEST_F(StacklessTest, ManyStacklessAndFiberTaskletsShareTheLoop) {
   // the bad stack switch).
   constexpr int kEach = 200;
   constexpr int kLaps = 20;
-  detail::WaitQueue q;
+  primitive::WaitQueue q;
   long notified = 0;
   corelet::run([&] {
     std::vector<Handle> sliced;
     for (int i = 0; i < kEach; ++i) {
       sliced.push_back(spawn_sliced([&](Sliced& self) {
-        if (self.slices > 1 && self.wake == detail::Wake::Notified) ++notified;
+        if (self.slices > 1 && self.wake == primitive::Wake::Notified) ++notified;
         if (self.slices > kLaps) return true;
-        detail::enlist(self.w, &self, q);
-        detail::park_stackless("q", &q);
+        primitive::enlist(self.w, &self, q);
+        primitive::park_stackless("q", &q);
         return false;
       }));
     }
@@ -255,7 +256,7 @@ TEST_F(StacklessTest, ManyStacklessAndFiberTaskletsShareTheLoop) {
     for (int i = 0; i < kEach; ++i) {
       fibers.push_back(corelet::spawn([&] {
         for (int lap = 0; lap < kLaps; ++lap) {
-          detail::wake_one(q);
+          primitive::wake_one(q);
           corelet::this_tasklet::yield();
         }
       }));
@@ -263,7 +264,7 @@ TEST_F(StacklessTest, ManyStacklessAndFiberTaskletsShareTheLoop) {
     for (auto& f : fibers) f.join();
     // The woken run before main (FIFO); what parks again is woken again.
     while (!q.empty()) {
-      detail::wake_all(q);
+      primitive::wake_all(q);
       corelet::this_tasklet::yield();
     }
     for (auto& s : sliced) {

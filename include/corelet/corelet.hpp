@@ -26,6 +26,7 @@
 #include <corelet/sched/local.hpp>
 #include <corelet/sched/mutex.hpp>
 #include <corelet/sched/net.hpp>
+#include <corelet/sched/primitive.hpp>
 #include <corelet/sched/profile.hpp>
 #include <corelet/sched/queue.hpp>
 #include <corelet/sched/semaphore.hpp>

@@ -36,7 +36,7 @@ void check_address(const Address& to, const char* call) {
 }
 
 void send_mail_parts(const Address& to, const std::string_view* parts, std::size_t n) {
-  corelet::detail::require_tasklet("send");
+  corelet::primitive::require_tasklet("send");
   if (!g_cluster->address_alive(to)) throw WorkerLost(g_worker->last_exit(to.worker), "send to " + to_string(to));
   g_worker->send_parts(to.worker, kMail, parts, n, "send");
 }

@@ -129,12 +129,12 @@ void start_call(int worker, std::string&& msg, std::shared_ptr<CallBase> st) {
 
 void finish(CallBase& st) noexcept {
   st.done = true;
-  corelet::detail::wake_all(st.waiters);
+  corelet::primitive::wake_all(st.waiters);
 }
 
 void require_cluster(const char* call) {
   if (!g_worker) throw UsageError(std::string("corelet::") + call + " called outside a cluster worker");
-  corelet::detail::require_tasklet(call);
+  corelet::primitive::require_tasklet(call);
 }
 
 void check_worker(int worker, const char* call) {

@@ -7,7 +7,7 @@
 // size class.
 
 #include <corelet/ipc/shared_memory.hpp>
-#include <corelet/sched/detail/tasklet.hpp>
+#include <corelet/sched/primitive.hpp>
 #include <corelet/sched/task.hpp>
 
 #include <sys/mman.h>

@@ -135,7 +135,7 @@ struct Supervisor {
         (void)corelet::io::backend();  // the reactor now: its pending eventfd read is how this worker sleeps
         // main in a tasklet of its own, for Config::stack_size.
         auto t = corelet::spawn(SpawnOptions{.name = "main", .stack_size = c.cfg.stack_size}, [&]() -> int {
-          w.main_started(corelet::detail::current());
+          w.main_started(corelet::primitive::current());
           struct Ended {
             Worker& w;
             ~Ended() { w.main_ended(); }
@@ -226,7 +226,7 @@ void release_worker(Cluster& c, int w) {
 
 int run_cluster(const Config& cfg, std::function<int()> main) {
   if (g_cluster) throw UsageError("corelet::run(Config): called inside a cluster");
-  if (corelet::detail::current())
+  if (corelet::primitive::current())
     throw UsageError("corelet::run(Config): called inside corelet::run; start the cluster from plain code");
   if (const int t = count_threads(); t > 1)
     throw UsageError("corelet::run(Config): this process already runs " + std::to_string(t) +

@@ -92,7 +92,7 @@ thread_local std::uint64_t tl_tid = 0;
 }  // namespace
 
 std::uint64_t this_owner() noexcept {
-  if (const corelet::detail::Tasklet* t = corelet::detail::current()) return (1ull << 63) | t->running.id;
+  if (const corelet::detail::Tasklet* t = corelet::primitive::current()) return (1ull << 63) | t->running.id;
   if (tl_tid == 0) {
     static std::once_flag once;
     std::call_once(once, [] { ::pthread_atfork(nullptr, nullptr, [] { tl_tid = 0; }); });

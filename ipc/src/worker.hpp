@@ -6,7 +6,7 @@
 
 #include <corelet/ipc/remote.hpp>
 #include <corelet/sched/detail/loop_hook.hpp>
-#include <corelet/sched/detail/tasklet.hpp>
+#include <corelet/sched/primitive.hpp>
 
 #include <memory>
 #include <string>
@@ -21,6 +21,21 @@ enum MsgKind : std::uint16_t { kCall = 1, kReply = 2, kMail = 3 };
 // Frame flags: a message is one frame (both) or a run of chunks.
 inline constexpr std::uint16_t kFirst = 1;
 inline constexpr std::uint16_t kLast = 2;
+
+// A message's id in the trace: the same at both ends (each ring is FIFO, and
+// both ends count the messages since its last reset).
+inline std::uint64_t message_id(int from, int to, std::uint64_t seq) noexcept {
+  return (static_cast<std::uint64_t>(from) << 52) ^ (static_cast<std::uint64_t>(to) << 40) ^ seq;
+}
+inline const char* kind_name(std::uint16_t kind) noexcept {
+  switch (kind) {
+    case kCall: return "call";
+    case kReply: return "reply";
+    case kMail: return "mail";
+  }
+  return "message";
+}
+
 
 class Worker final : public corelet::detail::LoopHook {
  public:
@@ -85,8 +100,8 @@ class Worker final : public corelet::detail::LoopHook {
     std::uint32_t need = 0;   // frame size the turn holder waits room for
     std::uint64_t round = 0;  // poll round of the last send (see send)
     const void* sender = nullptr;  // the tasklet that sent last
-    corelet::detail::WaitQueue turn;   // senders waiting for the turn
-    corelet::detail::WaitQueue space;  // the turn holder, waiting for room
+    corelet::primitive::WaitQueue turn;   // senders waiting for the turn
+    corelet::primitive::WaitQueue space;  // the turn holder, waiting for room
     std::uint64_t sent = 0;            // messages, since the ring was last reset (trace ids)
   };
   struct In {
@@ -126,7 +141,7 @@ class Worker final : public corelet::detail::LoopHook {
   std::unordered_map<std::uint64_t, std::shared_ptr<CallBase>> calls_;
   std::uint64_t next_call_ = 1;
   bool stopping_ = false;
-  corelet::detail::WaitQueue stop_waiters_;
+  corelet::primitive::WaitQueue stop_waiters_;
   corelet::detail::Tasklet* main_ = nullptr;
   bool recent_rx_ = false;   // received since the last sleep (prepare_sleep spins then)
   std::uint64_t round_ = 1;  // poll() calls so far

@@ -12,6 +12,9 @@ one, naming what to write instead.
 
 Wake-ups are hand-offs: a released Lock or Semaphore unit goes to the first
 waiter directly, so a tasklet that did not wait cannot barge in ahead of it.
+Lock, RLock and the semaphores are sched's Semaphore and Event the flag of
+sched's Event (the _Units and _Flag types of the extension): the state
+machines fiber tasklets use, with threading's names and checks here.
 
 Made in plain code (outside any tasklet), Lock() and the others but Timer
 give their cross-process subclass of corelet._shared_sync, as
@@ -23,7 +26,7 @@ import time
 import types
 
 from ._common import _FALSE, _TRUE, _AsyncWith, _PlainCodeShared, _WithItsLock, _timeout
-from ._corelet import Cancelled, UsageError, WaitQueue, current_id, spawn
+from ._corelet import Cancelled, UsageError, WaitQueue, _Flag, _Units, current_id, spawn
 
 __all__ = ["Lock", "RLock", "Condition", "Semaphore", "BoundedSemaphore", "Event", "Barrier", "Timer"]
 
@@ -38,39 +41,37 @@ def _cannot_wait(obj, how):
 
 
 class Lock(_PlainCodeShared, _AsyncWith):
-    """threading.Lock for tasklets: ``yield lock.acquire()``, ``lock.release()``."""
+    """threading.Lock for tasklets: ``yield lock.acquire()``, ``lock.release()``.
+    One unit of sched's Semaphore (_Units): a release hands the lock to the
+    first waiter."""
 
-    __slots__ = ("_locked", "_waiters", "__weakref__")
+    __slots__ = ("_units", "__weakref__")
 
     def __init__(self):
-        self._locked = False
-        self._waiters = WaitQueue()
+        self._units = _Units(1)
 
     def acquire(self, blocking=True, timeout=-1):
         """Operation giving True once the lock is ours, False after timeout seconds
         (or at once if blocking is False and the lock is held)."""
-        if not self._locked:
-            self._locked = True
+        if self._units.take():
             return _TRUE
         if not blocking:
             if timeout != -1:
                 raise ValueError("can't specify a timeout for a non-blocking call")
             return _FALSE
-        return self._waiters.wait(_timeout(timeout, "Lock.acquire"), False, what="Lock.acquire")
+        return self._units.wait(_timeout(timeout, "Lock.acquire"), "Lock.acquire")
 
     def release(self):
-        if not self._locked:
+        if self._units.value():
             raise RuntimeError("release unlocked lock")
-        if not self._waiters.notify(True):  # else handed to the first waiter: stays locked
-            self._locked = False
+        self._units.give()  # to the first waiter if there is one: then it stays locked
 
     def locked(self):
-        return self._locked
+        return not self._units.value()
 
     def __enter__(self):
-        if self._locked:
+        if not self._units.take():
             raise _cannot_wait(self, "yield lock.acquire() ... lock.release()")
-        self._locked = True
         return True
 
     def __exit__(self, *exc):
@@ -85,33 +86,32 @@ class Lock(_PlainCodeShared, _AsyncWith):
         return self.acquire()
 
     def _is_owned(self):
-        return self._locked
+        return self.locked()
 
     def __repr__(self):
-        return f"<corelet.Lock {'locked' if self._locked else 'unlocked'}, {len(self._waiters)} waiting>"
+        return f"<corelet.Lock {'locked' if self.locked() else 'unlocked'}, {self._units.waiting()} waiting>"
 
 
 class RLock(_PlainCodeShared, _AsyncWith):
     """threading.RLock for tasklets: the owning tasklet may acquire it again;
-    it is free after as many releases."""
+    it is free after as many releases. Its lock is a Lock's (_Units); the
+    owner and the count are the RLock's."""
 
-    __slots__ = ("_owner", "_count", "_waiters", "__weakref__")
-
-    _HANDED = object()  # owner between a release's hand-off and the new owner's run
+    __slots__ = ("_owner", "_count", "_units", "__weakref__")
 
     def __init__(self):
         self._owner = None
         self._count = 0
-        self._waiters = WaitQueue()
+        self._units = _Units(1)
 
     def acquire(self, blocking=True, timeout=-1):
         me = current_id()
-        if self._owner is None:
+        if self._owner == me and self._count:
+            self._count += 1
+            return _TRUE
+        if self._units.take():
             self._owner = me
             self._count = 1
-            return _TRUE
-        if self._owner == me:
-            self._count += 1
             return _TRUE
         if not blocking:
             if timeout != -1:
@@ -121,7 +121,7 @@ class RLock(_PlainCodeShared, _AsyncWith):
 
     @types.coroutine
     def _acquire_slow(self, me, timeout):
-        got = yield self._waiters.wait(timeout, False, what="RLock.acquire")
+        got = yield self._units.wait(timeout, "RLock.acquire")
         if got:
             self._owner = me
             self._count = 1
@@ -132,13 +132,18 @@ class RLock(_PlainCodeShared, _AsyncWith):
             raise RuntimeError("cannot release un-acquired lock")
         self._count -= 1
         if self._count == 0:
-            self._owner = RLock._HANDED if self._waiters.notify(True) else None
+            self._owner = None
+            self._units.give()  # to the first waiter, which becomes the owner when it runs
 
     def __enter__(self):
-        if self._owner is not None and self._owner != current_id():
+        me = current_id()
+        if self._owner == me and self._count:
+            self._count += 1
+            return True
+        if not self._units.take():
             raise _cannot_wait(self, "yield rlock.acquire() ... rlock.release()")
-        self._owner = current_id()
-        self._count += 1
+        self._owner = me
+        self._count = 1
         return True
 
     def __exit__(self, *exc):
@@ -146,11 +151,12 @@ class RLock(_PlainCodeShared, _AsyncWith):
         return False
 
     def _release_save(self):
-        if self._owner != current_id():
+        if self._owner != current_id() or self._count == 0:
             raise RuntimeError("cannot release un-acquired lock")
         saved = self._count
         self._count = 0
-        self._owner = RLock._HANDED if self._waiters.notify(True) else None
+        self._owner = None
+        self._units.give()
         return saved
 
     @types.coroutine
@@ -159,11 +165,10 @@ class RLock(_PlainCodeShared, _AsyncWith):
         self._count = count
 
     def _is_owned(self):
-        return self._owner == current_id()
+        return self._owner == current_id() and self._count > 0
 
     def __repr__(self):
-        owner = None if self._owner in (None, RLock._HANDED) else self._owner
-        return f"<corelet.RLock owner={owner} count={self._count}, {len(self._waiters)} waiting>"
+        return f"<corelet.RLock owner={self._owner} count={self._count}, {self._units.waiting()} waiting>"
 
 
 class Condition(_WithItsLock, _PlainCodeShared):
@@ -225,37 +230,33 @@ class Condition(_WithItsLock, _PlainCodeShared):
 
 
 class Semaphore(_PlainCodeShared, _AsyncWith):
-    """threading.Semaphore for tasklets."""
+    """threading.Semaphore for tasklets: sched's Semaphore (_Units), whose
+    released units go to the longest waiter first."""
 
-    __slots__ = ("_value", "_waiters", "__weakref__")
+    __slots__ = ("_units", "__weakref__")
 
     def __init__(self, value=1):
         if value < 0:
             raise ValueError("semaphore initial value must be >= 0")
-        self._value = value
-        self._waiters = WaitQueue()
+        self._units = _Units(value)
 
     def acquire(self, blocking=True, timeout=None):
-        if self._value > 0:
-            self._value -= 1
+        if self._units.take():
             return _TRUE
         if not blocking:
             if timeout is not None:
                 raise ValueError("can't specify timeout for non-blocking acquire")
             return _FALSE
-        return self._waiters.wait(_timeout(timeout, "Semaphore.acquire"), False, what="Semaphore.acquire")
+        return self._units.wait(_timeout(timeout, "Semaphore.acquire"), "Semaphore.acquire")
 
     def release(self, n=1):
         if n < 1:
             raise ValueError("n must be one or more")
-        for _ in range(n):
-            if not self._waiters.notify(True):  # a unit goes straight to a waiter
-                self._value += 1
+        self._units.give(n)
 
     def __enter__(self):
-        if self._value == 0:
+        if not self._units.take():
             raise _cannot_wait(self, "yield sem.acquire() ... sem.release()")
-        self._value -= 1
         return True
 
     def __exit__(self, *exc):
@@ -263,7 +264,7 @@ class Semaphore(_PlainCodeShared, _AsyncWith):
         return False
 
     def __repr__(self):
-        return f"<corelet.{type(self).__name__} value={self._value}, {len(self._waiters)} waiting>"
+        return f"<corelet.{type(self).__name__} value={self._units.value()}, {self._units.waiting()} waiting>"
 
 
 class BoundedSemaphore(Semaphore):
@@ -278,40 +279,38 @@ class BoundedSemaphore(Semaphore):
     def release(self, n=1):
         if n < 1:
             raise ValueError("n must be one or more")
-        if self._value + n > self._initial:
+        if self._units.value() + n > self._initial:
             raise ValueError("Semaphore released too many times")
-        super().release(n)
+        self._units.give(n)
 
 
 class Event(_PlainCodeShared):
-    """threading.Event for tasklets: ``yield event.wait()``."""
+    """threading.Event for tasklets: ``yield event.wait()``. sched's Event (_Flag)."""
 
-    __slots__ = ("_flag", "_waiters", "__weakref__")
+    __slots__ = ("_flag", "__weakref__")
 
     def __init__(self):
-        self._flag = False
-        self._waiters = WaitQueue()
+        self._flag = _Flag()
 
     def is_set(self):
-        return self._flag
+        return self._flag.is_set()
 
     isSet = is_set
 
     def set(self):
-        self._flag = True
-        self._waiters.notify_all(True)
+        self._flag.set()
 
     def clear(self):
-        self._flag = False
+        self._flag.clear()
 
     def wait(self, timeout=None):
         """Operation giving True once the flag is set, False after timeout seconds."""
-        if self._flag:
+        if self._flag.is_set():
             return _TRUE
-        return self._waiters.wait(_timeout(timeout, "Event.wait"), False, what="Event.wait")
+        return self._flag.wait(_timeout(timeout, "Event.wait"), "Event.wait")
 
     def __repr__(self):
-        return f"<corelet.Event {'set' if self._flag else 'unset'}, {len(self._waiters)} waiting>"
+        return f"<corelet.Event {'set' if self.is_set() else 'unset'}, {self._flag.waiting()} waiting>"
 
 
 class Barrier(_PlainCodeShared):

@@ -5,93 +5,31 @@
 
 #include "tasklet.hpp"
 
+#include <corelet/sched/channel.hpp>
 #include <corelet/sched/errors.hpp>
 
-#include <deque>
+#include <optional>
 #include <string>
 
 namespace corelet::py {
 namespace {
 
-class Channel {
+// The channel is sched's Channel<T> of Python objects: its non-blocking core
+// (try_put / try_take / enlist_*) serves the stackless operations below as it
+// serves fiber tasklets and select. Values move by reference, never copied.
+class Channel : public corelet::Channel<pyb::object> {
  public:
-  explicit Channel(std::size_t capacity) : capacity_(capacity) {}
-  Channel(const Channel&) = delete;
-  Channel& operator=(const Channel&) = delete;
-  ~Channel() {
-    // Every op parked on the channel holds a reference to it, so no waiter is
-    // left; only the buffered values are.
-    for (PyObject* v : buf_) Py_DECREF(v);
-  }
+  using corelet::Channel<pyb::object>::Channel;
+  // Every op parked on the channel holds a reference to it, so no waiter is
+  // left at destruction; only the buffered values are (released by the base).
 
   // Tasklets of two schedulers (two corelet.run on two threads) must not
   // meet on one channel: a wake would go to the wrong ready queue.
   void check_here() const {
-    for (const detail::WaitQueue* q : {&senders_, &receivers_})
-      if (!q->empty() && !detail::on_this_scheduler(q->head->tasklet))
-        throw UsageError("corelet: Channel: tasklets of another corelet.run (another thread, or a run that ended) "
-                         "wait on this channel; a channel belongs to one scheduler");
+    if (!waiters_are_here())
+      throw UsageError("corelet: Channel: tasklets of another corelet.run (another thread, or a run that ended) "
+                       "wait on this channel; a channel belongs to one scheduler");
   }
-
-  // A receive that need not wait: the next value (new reference), or nullptr.
-  PyObject* take() {
-    check_here();
-    if (!buf_.empty()) {
-      PyObject* v = buf_.front();
-      buf_.pop_front();
-      if (detail::Waiter* s = senders_.pop_front()) {  // a waiting sender's value fills the slot
-        buf_.push_back(steal(*static_cast<PyObject**>(s->slot)));
-        s->state = detail::Waiter::State::Done;
-        detail::unpark(s->tasklet);
-      }
-      return v;
-    }
-    if (detail::Waiter* s = senders_.pop_front()) {  // rendezvous: straight from the sender
-      PyObject* v = steal(*static_cast<PyObject**>(s->slot));
-      s->state = detail::Waiter::State::Done;
-      detail::unpark(s->tasklet);
-      return v;
-    }
-    return nullptr;
-  }
-
-  // A send that need not wait: true if *value (stolen then) went to a
-  // receiver or into the buffer.
-  bool put(PyObject*& value) {
-    check_here();
-    if (detail::Waiter* r = receivers_.pop_front()) {
-      *static_cast<PyObject**>(r->slot) = steal(value);
-      r->state = detail::Waiter::State::Done;
-      detail::unpark(r->tasklet);
-      return true;
-    }
-    if (buf_.size() < capacity_) {
-      buf_.push_back(steal(value));
-      return true;
-    }
-    return false;
-  }
-
-  void close() {
-    check_here();
-    closed_ = true;
-    detail::wake_all(receivers_, detail::Waiter::State::Closed);  // they wait: the buffer is empty
-    detail::wake_all(senders_, detail::Waiter::State::Closed);
-  }
-
-  bool closed() const noexcept { return closed_; }
-  std::size_t capacity() const noexcept { return capacity_; }
-  std::size_t size() const noexcept { return buf_.size(); }
-  // Stackless's balance: senders waiting (> 0) or receivers waiting (< 0).
-  long balance() const noexcept { return static_cast<long>(senders_.size()) - static_cast<long>(receivers_.size()); }
-
-  detail::WaitQueue senders_;
-  detail::WaitQueue receivers_;
-
- private:
-  std::size_t capacity_;
-  std::deque<PyObject*> buf_;
-  bool closed_ = false;
 };
 
 // What a send and a receive share: the channel (kept alive), the deadline,
@@ -121,43 +59,42 @@ class ChannelOp : public Op {
   bool selectable() const noexcept override { return true; }
 
  protected:
+  using Try = Channel::Try;
   pyb::object ch_obj_;
   Channel& ch_;
   Clock::time_point deadline_;
-  detail::Waiter w_;
+  primitive::Waiter w_;
 };
 
 class RecvOp final : public ChannelOp {
  public:
   RecvOp(pyb::object ch, Clock::time_point deadline, bool async_iter)
       : ChannelOp(std::move(ch), deadline), async_iter_(async_iter) {}
-  ~RecvOp() override { Py_XDECREF(value_); }
   int try_now(PyTasklet& t, PyObject** value) override {
-    if ((*value = ch_.take())) return 1;
-    if (!ch_.closed()) return 0;
-    closed(t);
-    return -1;
+    ch_.check_here();
+    switch (ch_.try_take(value_)) {
+      case Try::Done: *value = value_->release().ptr(); return 1;
+      case Try::Closed: closed(t); return -1;
+      case Try::Wait: break;
+    }
+    return 0;
   }
-  void link(PyTasklet&, detail::Waiter& w) override {
-    Py_CLEAR(value_);
-    w.slot = &value_;
-    w.state = detail::Waiter::State::Pending;
-    ch_.receivers_.push_back(&w);
-  }
-  int fired(PyTasklet& t, detail::Waiter& w, PyObject** value) override {
-    if (w.state == detail::Waiter::State::Closed) {
+  void link(PyTasklet&, primitive::Waiter& w) override { ch_.enlist_receiver(w, value_); }
+  int fired(PyTasklet& t, primitive::Waiter& w, PyObject** value) override {
+    if (w.state == primitive::Waiter::State::Closed) {
       closed(t);
       return -1;
     }
-    *value = steal(value_);
+    *value = value_->release().ptr();
     return 1;
   }
   bool end(PyTasklet& t) override {
-    if (t.wake == detail::Wake::Notified && w_.state == detail::Waiter::State::Closed) {
+    if (t.wake == primitive::Wake::Notified && w_.state == primitive::Waiter::State::Closed) {
       closed(t);
       return true;
     }
-    return end_waiter(t, w_, value_, "corelet: Channel.recv", g_exc.channel_closed);
+    PyObject* got = value_ ? value_->release().ptr() : nullptr;
+    return end_waiter(t, w_, got, "corelet: Channel.recv", g_exc.channel_closed);
   }
   const char* what() const noexcept override { return "Channel.recv"; }
 
@@ -167,15 +104,15 @@ class RecvOp final : public ChannelOp {
     else t.raise_new(g_exc.channel_closed, "corelet: Channel.recv: the channel is closed and empty");
   }
   bool async_iter_;
-  PyObject* value_ = nullptr;
+  std::optional<pyb::object> value_;
 };
 
 class SendOp final : public ChannelOp {
  public:
   SendOp(pyb::object ch, pyb::object value, Clock::time_point deadline)
-      : ChannelOp(std::move(ch), deadline), value_(value.release().ptr()) {}
-  ~SendOp() override { Py_XDECREF(value_); }
+      : ChannelOp(std::move(ch), deadline), value_(std::move(value)) {}
   int try_now(PyTasklet& t, PyObject** value) override {
+    ch_.check_here();
     if (ch_.closed()) {
       t.raise_new(g_exc.channel_closed, "corelet: Channel.send: the channel is closed");
       return -1;
@@ -184,17 +121,13 @@ class SendOp final : public ChannelOp {
       t.raise_new(g_exc.usage, "corelet: Channel.send: this send operation was already used");
       return -1;
     }
-    if (!ch_.put(value_)) return 0;
+    if (ch_.try_put(value_) != Try::Done) return 0;
     *value = Py_NewRef(Py_None);
     return 1;
   }
-  void link(PyTasklet&, detail::Waiter& w) override {
-    w.slot = &value_;
-    w.state = detail::Waiter::State::Pending;
-    ch_.senders_.push_back(&w);
-  }
-  int fired(PyTasklet& t, detail::Waiter& w, PyObject** value) override {
-    if (w.state == detail::Waiter::State::Closed) {
+  void link(PyTasklet&, primitive::Waiter& w) override { ch_.enlist_sender(w, value_); }
+  int fired(PyTasklet& t, primitive::Waiter& w, PyObject** value) override {
+    if (w.state == primitive::Waiter::State::Closed) {
       t.raise_new(g_exc.channel_closed, "corelet: Channel.send: the channel is closed");
       return -1;
     }
@@ -208,7 +141,7 @@ class SendOp final : public ChannelOp {
   const char* what() const noexcept override { return "Channel.send"; }
 
  private:
-  PyObject* value_;
+  pyb::object value_;  // null once sent
 };
 
 }  // namespace
@@ -248,31 +181,37 @@ void bind_channel(pyb::module_& m) {
               PyErr_SetString(g_exc.channel_closed, "corelet: Channel.send_nowait: the channel is closed");
               throw pyb::error_already_set();
             }
-            PyObject* v = value.release().ptr();
-            if (ch.put(v)) return true;
-            Py_DECREF(v);
-            return false;
+            ch.check_here();
+            return ch.try_put(value) == Channel::Try::Done;
           },
           pyb::arg("value"), "Sends without waiting; False (value not sent) if that would wait.")
       .def(
           "recv_nowait",
           [](Channel& ch) -> pyb::object {
-            if (PyObject* v = ch.take()) return pyb::reinterpret_steal<pyb::object>(v);
-            if (ch.closed()) {
+            ch.check_here();
+            std::optional<pyb::object> v;
+            const Channel::Try got = ch.try_take(v);
+            if (got == Channel::Try::Done) return std::move(*v);
+            if (got == Channel::Try::Closed) {
               PyErr_SetString(g_exc.channel_closed, "corelet: Channel.recv_nowait: the channel is closed and empty");
               throw pyb::error_already_set();
             }
             throw pyb::value_error("corelet: Channel.recv_nowait: no value is ready");
           },
           "Receives without waiting; ValueError if no value is ready.")
-      .def("close", &Channel::close,
+      .def(
+          "close",
+          [](Channel& ch) {
+            ch.check_here();
+            ch.close();
+          },
            "No more sends: waiting senders get ChannelClosed; receivers get the buffered values, then\n"
            "ChannelClosed.")
-      .def_property_readonly("closed", &Channel::closed)
-      .def_property_readonly("capacity", &Channel::capacity)
-      .def_property_readonly("balance", &Channel::balance,
+      .def_property_readonly("closed", [](const Channel& ch) { return ch.closed(); })
+      .def_property_readonly("capacity", [](const Channel& ch) { return ch.capacity(); })
+      .def_property_readonly("balance", [](const Channel& ch) { return ch.balance(); },
                              "Senders waiting (> 0) or receivers waiting (< 0), as in Stackless.")
-      .def("__len__", &Channel::size, "Buffered values.")
+      .def("__len__", [](const Channel& ch) { return ch.size(); }, "Buffered values.")
       .def("__aiter__", [](pyb::object self) { return self; })
       .def("__anext__",
            [](pyb::object self) { return new RecvOp(self, Clock::time_point::max(), true); })

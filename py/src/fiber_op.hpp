@@ -42,13 +42,13 @@ class FiberOp : public Op {
     return wait_fiber(t) ? Begin::Parked : Begin::Done;
   }
   bool end(PyTasklet& t) override {
-    if (t.wake == detail::Wake::Cancelled) {
+    if (t.wake == primitive::Wake::Cancelled) {
       cancelled_ = true;
       detail::cancel(fiber_);  // no effect if it ended meanwhile
     }
     if (fiber_->state != detail::State::Done) {
-      detail::enlist(w_, &t, fiber_->joiners);
-      detail::park_stackless(what(), fiber_, Clock::time_point::max(), kind());  // the cancellation was consumed
+      primitive::enlist(w_, &t, fiber_->joiners);
+      primitive::park_stackless(what(), fiber_, Clock::time_point::max(), kind());  // the cancellation was consumed
       return false;
     }
     finish(t);
@@ -72,13 +72,13 @@ class FiberOp : public Op {
 
  private:
   bool wait_fiber(PyTasklet& t) {
-    detail::enlist(w_, &t, fiber_->joiners);
-    if (detail::park_stackless(what(), fiber_, Clock::time_point::max(), kind())) return true;
+    primitive::enlist(w_, &t, fiber_->joiners);
+    if (primitive::park_stackless(what(), fiber_, Clock::time_point::max(), kind())) return true;
     // A cancellation was pending: cancel the fiber too, and still wait for it.
     cancelled_ = true;
     detail::cancel(fiber_);
-    detail::enlist(w_, &t, fiber_->joiners);
-    detail::park_stackless(what(), fiber_, Clock::time_point::max(), kind());
+    primitive::enlist(w_, &t, fiber_->joiners);
+    primitive::park_stackless(what(), fiber_, Clock::time_point::max(), kind());
     return true;
   }
   void finish(PyTasklet& t) {
@@ -108,7 +108,7 @@ class FiberOp : public Op {
 
   std::string what_;
   detail::Tasklet* fiber_ = nullptr;
-  detail::Waiter w_;
+  primitive::Waiter w_;
   long result_ = 0;
   bool cancelled_ = false;
 };

@@ -158,7 +158,7 @@ void bind_io(pyb::module_& m) {
       "close_fd",
       [](int fd) {
         check_fd(fd, "close_fd");
-        if (detail::current()) {
+        if (primitive::current()) {
           io::close(fd);  // tasklets waiting on it get EBADF, and the reactor forgets it
         } else if (::close(fd) < 0) {
           PyErr_SetFromErrno(PyExc_OSError);

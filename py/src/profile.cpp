@@ -172,12 +172,12 @@ void bind_profile(pyb::module_& m) {
   m.def(
       "stats",
       [](bool tasklets) {
-        if (!detail::current()) throw UsageError("corelet: corelet.stats called outside corelet.run");
+        if (!primitive::current()) throw UsageError("corelet: corelet.stats called outside corelet.run");
         return stats_dict(corelet::stats(tasklets));
       },
       pyb::arg("tasklets") = true);
   m.def("dump", [] {
-    if (!detail::current()) throw UsageError("corelet: corelet.dump called outside corelet.run");
+    if (!primitive::current()) throw UsageError("corelet: corelet.dump called outside corelet.run");
     return corelet::dump();
   });
   m.def("set_stall_threshold", [](double s) {

@@ -402,7 +402,7 @@ PyObject* shmq_put(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject*
   try {
     sq->check_fits(static_cast<std::size_t>(n));
     ipc::Queue& q = sq->q();
-    if (detail::current()) {
+    if (primitive::current()) {
       if (q.put(p, static_cast<std::size_t>(n), kNoWait, kind)) {
         result = Py_NewRef(g_c.ready_none);
       } else if (!block) {
@@ -449,7 +449,7 @@ PyObject* shmq_get(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject*
   if (!sq) return nullptr;
   PyObject* v = nullptr;
   try {
-    if (detail::current()) {
+    if (primitive::current()) {
       const int got = get_now(sq->q(), &v, kNoWait);
       if (got < 0) return nullptr;
       if (got == 1) {
@@ -736,7 +736,7 @@ PyObject* lock_acquire(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObj
   ShmLock* l = lock_of(args[0]);
   if (!l) return nullptr;
   try {
-    if (detail::current()) {
+    if (primitive::current()) {
       if (l->try_acquire()) return Py_NewRef(g_c.ready_true);
       if (!block) return Py_NewRef(g_c.ready_false);
       return l->acquire_op(deadline_from(timeout, "Lock.acquire"));
@@ -770,7 +770,7 @@ PyObject* lock_enter(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   }
   ShmLock* l = lock_of(args[0]);
   if (!l) return nullptr;
-  if (detail::current()) {
+  if (primitive::current()) {
     if (l->try_acquire()) Py_RETURN_TRUE;
     PyErr_SetString(g_exc.usage, "corelet: `with` on a held Lock cannot wait in a tasklet; use `async with`");
     return nullptr;

@@ -1,13 +1,19 @@
 // The building blocks of corelet's Python synchronization primitives
-// (py/corelet/_sync.py, _queues.py): a wait queue whose waiters are handed a
-// value by notify(), an operation that is complete at once, and run_blocking.
+// (py/corelet/_sync.py, _queues.py): sched's Semaphore and Event as small
+// Python types (_Units, _Flag) whose state machines Lock, RLock, Semaphore
+// and Event use; a wait queue whose waiters are handed a value by notify();
+// an operation that is complete at once; and run_blocking.
 
 #include "tasklet.hpp"
 
 #include <corelet/sched/detail/blocking.hpp>
 #include <corelet/sched/errors.hpp>
+#include <corelet/sched/event.hpp>
+#include <corelet/sched/semaphore.hpp>
 
+#include <new>
 #include <string>
+#include <type_traits>
 
 namespace corelet::py {
 namespace {
@@ -22,14 +28,14 @@ class WaitQueue {
   WaitQueue& operator=(const WaitQueue&) = delete;
 
   bool notify(PyObject* value) {
-    if (!q_.empty() && !detail::on_this_scheduler(q_.head->tasklet))
+    if (!q_.empty() && !primitive::on_this_scheduler(q_.head->tasklet))
       throw UsageError("corelet: tasklets of another corelet.run (another thread, or a run that ended) wait on "
                        "this primitive; locks, events and queues belong to one scheduler");
-    detail::Waiter* w = q_.pop_front();
+    primitive::Waiter* w = q_.pop_front();
     if (!w) return false;
     *static_cast<PyObject**>(w->slot) = Py_NewRef(value);
-    w->state = detail::Waiter::State::Done;
-    detail::unpark(w->tasklet);
+    w->state = primitive::Waiter::State::Done;
+    primitive::unpark(w->tasklet);
     return true;
   }
   std::size_t notify_all(PyObject* value) {
@@ -39,7 +45,7 @@ class WaitQueue {
   }
   std::size_t size() const noexcept { return q_.size(); }
 
-  detail::WaitQueue q_;
+  primitive::WaitQueue q_;
 };
 
 class WaitOp final : public Op {
@@ -67,15 +73,15 @@ class WaitOp final : public Op {
     t.waiters = &w_;
     return park(t, *this, &queue_, deadline_) ? Begin::Parked : Begin::Done;
   }
-  void link(PyTasklet&, detail::Waiter& w) override {
+  void link(PyTasklet&, primitive::Waiter& w) override {
     Py_CLEAR(value_);
     w.slot = &value_;
-    w.state = detail::Waiter::State::Pending;
+    w.state = primitive::Waiter::State::Pending;
     queue_.q_.push_back(&w);
   }
 
   bool end(PyTasklet& t) override {
-    if (t.wake == detail::Wake::Timeout) {
+    if (t.wake == primitive::Wake::Timeout) {
       timed_out(t);
       return true;
     }
@@ -95,8 +101,213 @@ class WaitOp final : public Op {
   PyObject* timeout_error_;  // ...this exception type
   PyObject* value_ = nullptr;
   std::string what_;
-  detail::Waiter w_;
+  primitive::Waiter w_;
 };
+
+// ---------------------------------------------------------------------------
+// _Units and _Flag: corelet::Semaphore and corelet::Event, as Python types
+// with METH_FASTCALL methods (a pybind11 call costs three times a Python
+// one; these cost less than one). Their state machines — the count, the
+// FIFO hand-off of a released unit, the flag — are sched's, the same code
+// that fiber tasklets use; the Python classes add threading's names and
+// argument checks.
+
+template <class Core>
+struct CoreObject {
+  PyObject_HEAD
+  Core core;
+};
+using UnitsObject = CoreObject<corelet::Semaphore>;
+using FlagObject = CoreObject<corelet::Event>;
+
+// CoreWaitOp — a wait on a core: for a unit of a Semaphore (given True once
+// it is ours) or for an Event's set() (True). False on timeout.
+template <class Core>
+class CoreWaitOp final : public Op {
+ public:
+  CoreWaitOp(PyObject* owner, Clock::time_point deadline, const char* what)
+      : owner_(Py_NewRef(owner)), core_(reinterpret_cast<CoreObject<Core>*>(owner)->core), deadline_(deadline),
+        what_(what) {}
+  ~CoreWaitOp() override { Py_DECREF(owner_); }
+  Begin begin(PyTasklet& t) override {
+    if (ready_now()) {
+      t.give(Py_NewRef(Py_True));
+      return Begin::Done;
+    }
+    if (deadline_ <= Clock::now()) {
+      t.give(Py_NewRef(Py_False));
+      return Begin::Done;
+    }
+    w_.tasklet = &t;
+    t.waiters = &w_;
+    core_.enlist(w_);
+    return park(t, *this, &core_, deadline_) ? Begin::Parked : Begin::Done;
+  }
+  bool end(PyTasklet& t) override {
+    switch (t.wake) {
+      case primitive::Wake::Cancelled: t.raise_cancelled(); break;
+      case primitive::Wake::Timeout: t.give(Py_NewRef(Py_False)); break;
+      case primitive::Wake::Notified: t.give(Py_NewRef(Py_True)); break;
+    }
+    return true;
+  }
+  const char* what() const noexcept override { return what_.c_str(); }
+
+ private:
+  bool ready_now() {
+    if constexpr (std::is_same_v<Core, corelet::Semaphore>) return core_.try_acquire();
+    else return core_.is_set();
+  }
+  PyObject* owner_;
+  Core& core_;
+  Clock::time_point deadline_;
+  std::string what_;
+  primitive::Waiter w_;
+};
+
+template <class Core>
+Core& core_of(PyObject* self) {
+  return reinterpret_cast<CoreObject<Core>*>(self)->core;
+}
+
+template <class Core>
+void core_dealloc(PyObject* self) {
+  // Every parked wait holds a reference to its core: none is left here.
+  PyTypeObject* type = Py_TYPE(self);
+  core_of<Core>(self).~Core();
+  type->tp_free(self);
+  Py_DECREF(type);
+}
+
+template <class Core>
+bool check_here(const Core& c, const char* what) {
+  if (c.waiters_are_here()) return true;
+  PyErr_Format(g_exc.usage,
+               "corelet: %s: tasklets of another corelet.run (another thread, or a run that ended) wait on "
+               "this primitive; locks, events and queues belong to one scheduler",
+               what);
+  return false;
+}
+
+// wait(timeout, what): the operation (timeout: None or seconds).
+template <class Core>
+PyObject* core_wait(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs != 2 || !PyUnicode_Check(args[1])) {
+    PyErr_SetString(PyExc_TypeError, "wait(timeout, what)");
+    return nullptr;
+  }
+  const char* what = PyUnicode_AsUTF8(args[1]);
+  if (!what) return nullptr;
+  try {
+    const Clock::time_point d = deadline_from(args[0], what);
+    return pyb::cast(new CoreWaitOp<Core>(self, d, what), pyb::return_value_policy::take_ownership).release().ptr();
+  } catch (...) {
+    return set_python_error();
+  }
+}
+
+template <class Core>
+PyObject* core_waiting(PyObject* self, PyObject*) {
+  return PyLong_FromSize_t(core_of<Core>(self).waiting());
+}
+
+PyObject* units_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
+  static const char* kw[] = {"value", nullptr};
+  Py_ssize_t value = 1;
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|n:_Units", const_cast<char**>(kw), &value)) return nullptr;
+  if (value < 0) {
+    PyErr_SetString(PyExc_ValueError, "corelet: _Units: value must be >= 0");
+    return nullptr;
+  }
+  PyObject* self = type->tp_alloc(type, 0);
+  if (!self) return nullptr;
+  new (&core_of<corelet::Semaphore>(self)) corelet::Semaphore(static_cast<std::size_t>(value));
+  return self;
+}
+
+PyObject* units_take(PyObject* self, PyObject*) { return PyBool_FromLong(core_of<corelet::Semaphore>(self).try_acquire()); }
+
+// give(n=1): n units back, each to the longest waiter first.
+PyObject* units_give(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  std::size_t n = 1;
+  if (nargs > 1) {
+    PyErr_SetString(PyExc_TypeError, "give(n=1)");
+    return nullptr;
+  }
+  if (nargs == 1) {
+    n = PyLong_AsSize_t(args[0]);
+    if (n == static_cast<std::size_t>(-1) && PyErr_Occurred()) return nullptr;
+  }
+  corelet::Semaphore& sem = core_of<corelet::Semaphore>(self);
+  if (!check_here(sem, "release")) return nullptr;
+  sem.release(n);
+  Py_RETURN_NONE;
+}
+
+PyObject* units_value(PyObject* self, PyObject*) { return PyLong_FromSize_t(core_of<corelet::Semaphore>(self).value()); }
+
+PyObject* flag_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
+  if (!PyArg_ParseTuple(args, ":_Flag") || (kwargs && PyDict_GET_SIZE(kwargs))) {
+    if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "_Flag() takes no arguments");
+    return nullptr;
+  }
+  PyObject* self = type->tp_alloc(type, 0);
+  if (!self) return nullptr;
+  new (&core_of<corelet::Event>(self)) corelet::Event();
+  return self;
+}
+
+PyObject* flag_is_set(PyObject* self, PyObject*) { return PyBool_FromLong(core_of<corelet::Event>(self).is_set()); }
+
+PyObject* flag_set(PyObject* self, PyObject*) {
+  corelet::Event& ev = core_of<corelet::Event>(self);
+  if (!check_here(ev, "Event.set")) return nullptr;
+  ev.set();
+  Py_RETURN_NONE;
+}
+
+PyObject* flag_clear(PyObject* self, PyObject*) {
+  core_of<corelet::Event>(self).clear();
+  Py_RETURN_NONE;
+}
+
+template <class F>
+PyCFunction as_cfunction(F f) {
+  return reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(f));
+}
+
+PyMethodDef g_units_methods[] = {
+    {"take", as_cfunction(&units_take), METH_NOARGS, "take() -> True if a unit was free (now ours)."},
+    {"give", as_cfunction(&units_give), METH_FASTCALL, "give(n=1): n units back, to the waiters first (FIFO)."},
+    {"wait", as_cfunction(&core_wait<corelet::Semaphore>), METH_FASTCALL,
+     "wait(timeout, what) -> operation giving True once a unit is ours, False on timeout."},
+    {"value", as_cfunction(&units_value), METH_NOARGS, "Free units."},
+    {"waiting", as_cfunction(&core_waiting<corelet::Semaphore>), METH_NOARGS, "Tasklets waiting for a unit."},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+PyMethodDef g_flag_methods[] = {
+    {"is_set", as_cfunction(&flag_is_set), METH_NOARGS, nullptr},
+    {"set", as_cfunction(&flag_set), METH_NOARGS, "Sets the flag and wakes every waiter."},
+    {"clear", as_cfunction(&flag_clear), METH_NOARGS, nullptr},
+    {"wait", as_cfunction(&core_wait<corelet::Event>), METH_FASTCALL,
+     "wait(timeout, what) -> operation giving True once the flag is set, False on timeout."},
+    {"waiting", as_cfunction(&core_waiting<corelet::Event>), METH_NOARGS, "Tasklets waiting for the flag."},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+template <class Core>
+PyObject* make_core_type(const char* name, const char* doc, newfunc make, PyMethodDef* methods) {
+  PyType_Slot slots[] = {
+      {Py_tp_new, reinterpret_cast<void*>(make)},
+      {Py_tp_dealloc, reinterpret_cast<void*>(&core_dealloc<Core>)},
+      {Py_tp_methods, methods},
+      {Py_tp_doc, const_cast<char*>(doc)},
+      {0, nullptr},
+  };
+  PyType_Spec spec{name, static_cast<int>(sizeof(CoreObject<Core>)), 0, Py_TPFLAGS_DEFAULT, slots};
+  return PyType_FromSpec(&spec);
+}
 
 // ReadyOp — complete at once with its value: what a primitive returns when
 // it need not wait (an uncontended Lock.acquire()), so that `yield` and
@@ -135,21 +346,21 @@ class BlockingOp final : public Op {
       t.raise_new(PyExc_RuntimeError, std::string("corelet: run_blocking: ") + e.what());
       return Begin::Done;
     }
-    if (!detail::park_stackless(what(), &job_, Clock::time_point::max(), WaitKind::Io)) {
+    if (!primitive::park_stackless(what(), &job_, Clock::time_point::max(), WaitKind::Io)) {
       cancelled_ = true;
       t.cancel_pending = false;
       job_.stop.request_stop();
-      detail::park_stackless(what(), &job_, Clock::time_point::max(), WaitKind::Io);  // nothing pending now: parks
+      primitive::park_stackless(what(), &job_, Clock::time_point::max(), WaitKind::Io);  // nothing pending now: parks
     }
     return Begin::Parked;
   }
   bool end(PyTasklet& t) override {
-    if (t.wake == detail::Wake::Cancelled) {
+    if (t.wake == primitive::Wake::Cancelled) {
       cancelled_ = true;
       job_.stop.request_stop();
     }
     if (!job_.finished) {
-      detail::park_stackless(what(), &job_, Clock::time_point::max(), WaitKind::Io);  // the cancellation was consumed
+      primitive::park_stackless(what(), &job_, Clock::time_point::max(), WaitKind::Io);  // the cancellation was consumed
       return false;
     }
     if (cancelled_) {
@@ -193,6 +404,17 @@ class BlockingOp final : public Op {
 }  // namespace
 
 void bind_sync(pyb::module_& m) {
+  pyb::class_<CoreWaitOp<corelet::Semaphore>, Op>(m, "_UnitsWait");
+  pyb::class_<CoreWaitOp<corelet::Event>, Op>(m, "_FlagWait");
+  PyObject* units = make_core_type<corelet::Semaphore>(
+      "corelet._corelet._Units", "_Units(value=1): corelet::Semaphore's count and FIFO hand-off.", &units_new,
+      g_units_methods);
+  if (!units) throw pyb::error_already_set();
+  m.add_object("_Units", pyb::reinterpret_steal<pyb::object>(units));
+  PyObject* flag = make_core_type<corelet::Event>("corelet._corelet._Flag", "_Flag(): corelet::Event's flag.",
+                                                  &flag_new, g_flag_methods);
+  if (!flag) throw pyb::error_already_set();
+  m.add_object("_Flag", pyb::reinterpret_steal<pyb::object>(flag));
   pyb::class_<WaitOp, Op>(m, "_Wait");
   pyb::class_<ReadyOp, Op>(m, "_Ready");
   pyb::class_<WaitQueue>(m, "WaitQueue",

@@ -128,7 +128,7 @@ void RunScope::set_main(PyTasklet* t) noexcept { impl_->state.main = t; }
 PyObject* RunScope::take_interrupt() noexcept { return steal(impl_->state.interrupt); }
 
 PyTasklet* current_py() noexcept {
-  detail::Tasklet* t = detail::current();
+  detail::Tasklet* t = primitive::current();
   return t && t->stackless ? static_cast<PyTasklet*>(t) : nullptr;
 }
 
@@ -373,7 +373,7 @@ Clock::time_point deadline_from(PyObject* timeout, const char* call) {
   if (s == -1.0 && PyErr_Occurred()) throw pyb::error_already_set();
   if (std::isnan(s) || s < 0) throw pyb::value_error(std::string(call) + ": timeout must be a non-negative number of seconds");
   if (s > 1e9) return Clock::time_point::max();
-  return detail::deadline_after(std::chrono::duration<double>(s));
+  return primitive::deadline_after(std::chrono::duration<double>(s));
 }
 
 Clock::time_point deadline_from(const pyb::object& timeout, const char* call) {
@@ -427,23 +427,23 @@ PyObject* set_python_error() noexcept {
 }
 
 bool park(PyTasklet& t, Op& op, const void* obj, Clock::time_point deadline) {
-  if (detail::park_stackless(op.what(), obj, deadline, op.kind())) return true;
+  if (primitive::park_stackless(op.what(), obj, deadline, op.kind())) return true;
   t.raise_cancelled();
   return false;
 }
 
-bool end_waiter(PyTasklet& t, const detail::Waiter& w, PyObject*& slot, const char* call, PyObject* closed_type) {
+bool end_waiter(PyTasklet& t, const primitive::Waiter& w, PyObject*& slot, const char* call, PyObject* closed_type) {
   switch (t.wake) {
-    case detail::Wake::Cancelled:
+    case primitive::Wake::Cancelled:
       t.raise_cancelled();
       return true;
-    case detail::Wake::Timeout:
+    case primitive::Wake::Timeout:
       t.raise_new(PyExc_TimeoutError, std::string(call) + ": timed out");
       return true;
-    case detail::Wake::Notified:
+    case primitive::Wake::Notified:
       break;
   }
-  if (w.state == detail::Waiter::State::Closed) {
+  if (w.state == primitive::Waiter::State::Closed) {
     t.raise_new(closed_type, std::string(call) + ": closed");
     return true;
   }
@@ -468,11 +468,11 @@ class SleepOp final : public Op {
       }
       return Begin::Yield;
     }
-    return park(t, *this, this, detail::deadline_after(std::chrono::duration<double>(seconds_))) ? Begin::Parked
+    return park(t, *this, this, primitive::deadline_after(std::chrono::duration<double>(seconds_))) ? Begin::Parked
                                                                                                    : Begin::Done;
   }
   bool end(PyTasklet& t) override {
-    if (t.wake == detail::Wake::Cancelled) t.raise_cancelled(); else t.give(nullptr);
+    if (t.wake == primitive::Wake::Cancelled) t.raise_cancelled(); else t.give(nullptr);
     return true;
   }
   const char* what() const noexcept override { return "corelet.sleep"; }
@@ -504,17 +504,17 @@ Op::Begin join_begin(PyTasklet& t, PyTasklet* target, Op& op, Clock::time_point 
     t.raise_new(g_exc.usage, "corelet: Task.join: a tasklet cannot join itself");
     return Op::Begin::Done;
   }
-  if (!detail::on_this_scheduler(target)) {
+  if (!primitive::on_this_scheduler(target)) {
     t.raise_new(g_exc.usage, "corelet: Task.join: the task belongs to another corelet.run (another thread)");
     return Op::Begin::Done;
   }
-  t.join_w_.state = detail::Waiter::State::Pending;
-  detail::enlist(t.join_w_, &t, target->joiners);
+  t.join_w_.state = primitive::Waiter::State::Pending;
+  primitive::enlist(t.join_w_, &t, target->joiners);
   return park(t, op, target, deadline) ? Op::Begin::Parked : Op::Begin::Done;
 }
 
 bool join_end(PyTasklet& t, PyTasklet* target) {
-  if (t.wake == detail::Wake::Cancelled) {
+  if (t.wake == primitive::Wake::Cancelled) {
     t.raise_cancelled();
   } else if (target->state == detail::State::Done) {
     deliver(t, target);
@@ -573,8 +573,8 @@ class SelectOp final : public Op {
       t.raise_new(PyExc_TimeoutError, "corelet: select: timed out");
       return Begin::Done;
     }
-    ws_.assign(n, detail::Waiter{});
-    detail::Waiter* chain = nullptr;
+    ws_.assign(n, primitive::Waiter{});
+    primitive::Waiter* chain = nullptr;
     for (std::size_t i = 0; i < n; ++i) {
       ws_[i].tasklet = &t;
       ws_[i].index = i;
@@ -587,12 +587,12 @@ class SelectOp final : public Op {
   }
   bool end(PyTasklet& t) override {
     switch (t.wake) {
-      case detail::Wake::Cancelled: t.raise_cancelled(); return true;
-      case detail::Wake::Timeout: t.raise_new(PyExc_TimeoutError, "corelet: select: timed out"); return true;
-      case detail::Wake::Notified: break;
+      case primitive::Wake::Cancelled: t.raise_cancelled(); return true;
+      case primitive::Wake::Timeout: t.raise_new(PyExc_TimeoutError, "corelet: select: timed out"); return true;
+      case primitive::Wake::Notified: break;
     }
     for (std::size_t i = 0; i < ws_.size(); ++i) {
-      if (ws_[i].state == detail::Waiter::State::Pending) continue;
+      if (ws_[i].state == primitive::Waiter::State::Pending) continue;
       PyObject* v = nullptr;
       if (ops_[i]->fired(t, ws_[i], &v) == 1) give(t, i, v);
       return true;
@@ -613,7 +613,7 @@ class SelectOp final : public Op {
   }
   std::vector<pyb::object> objs_;  // keep the cases alive
   std::vector<Op*> ops_;
-  std::vector<detail::Waiter> ws_;
+  std::vector<primitive::Waiter> ws_;
   Clock::time_point deadline_;
 };
 
@@ -819,7 +819,7 @@ void bind_tasklets(pyb::module_& m) {
   m.def(
       "current_id",
       []() -> std::uint64_t {
-        detail::Tasklet* t = detail::current();
+        detail::Tasklet* t = primitive::current();
         return t ? t->running.id : 0;
       },
       "The running tasklet's id (Task.id), or 0 outside any tasklet.");

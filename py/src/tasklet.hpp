@@ -21,7 +21,7 @@
 #include <pybind11/pybind11.h>
 
 #include <corelet/sched/detail/loop_hook.hpp>
-#include <corelet/sched/detail/tasklet.hpp>
+#include <corelet/sched/primitive.hpp>
 
 #include <string>
 #include <vector>
@@ -63,8 +63,8 @@ class Op {
   // primitive's queue; fired turns w's Done/Closed into *value or t.raise.
   virtual bool selectable() const noexcept { return false; }
   virtual int try_now(PyTasklet&, PyObject**) { return 0; }
-  virtual void link(PyTasklet&, detail::Waiter&) {}
-  virtual int fired(PyTasklet&, detail::Waiter&, PyObject**) { return 0; }
+  virtual void link(PyTasklet&, primitive::Waiter&) {}
+  virtual int fired(PyTasklet&, primitive::Waiter&, PyObject**) { return 0; }
 
   int await_stage = 0;  // the awaitable protocol: 0 before the yield, 1 after
 };
@@ -103,7 +103,7 @@ struct PyTasklet final : detail::Tasklet {
   // Generators and coroutines the tasklet yielded run as calls (Beazley's
   // trampoline): coro_ is the innermost, callers_ the ones waiting for it.
   std::vector<PyObject*> callers_;
-  detail::Waiter join_w_;  // its waiter while it joins another tasklet
+  primitive::Waiter join_w_;  // its waiter while it joins another tasklet
   PyObject* spawn_file_obj_ = nullptr;  // keeps spawn_file's text alive
 
  private:
@@ -194,7 +194,7 @@ bool park(PyTasklet& t, Op& op, const void* obj, Clock::time_point deadline);
 // The standard end() for an Op parked on one waiter: the wake's reason and the
 // waiter's state give None / the value in *slot, TimeoutError, ChannelClosed or
 // Cancelled.
-bool end_waiter(PyTasklet& t, const detail::Waiter& w, PyObject*& slot, const char* call, PyObject* closed_type);
+bool end_waiter(PyTasklet& t, const primitive::Waiter& w, PyObject*& slot, const char* call, PyObject* closed_type);
 
 // For dumps and stall reports (profile.cpp): the describer of Python
 // tasklets, and the spawn site of a new one (the calling Python frame).

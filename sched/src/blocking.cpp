@@ -122,7 +122,7 @@ bool run_job_keep_result(BlockingJob& job, const char* call) {
   submit_job(job, call);
   bool cancelled = false;
   while (!job.finished) {
-    if (detail::park(call, &job, Clock::time_point::max(), WaitKind::Io) == Wake::Cancelled) {
+    if (primitive::park(call, &job, Clock::time_point::max(), WaitKind::Io) == Wake::Cancelled) {
       cancelled = true;
       job.stop.request_stop();
     }

@@ -251,7 +251,7 @@ long EpollReactor::park_ready(FdState& st, bool out, const IoRequest& req, Clock
     explicit Count(std::size_t& c) : n(c) { ++n; }
     ~Count() { --n; }
   } counted(waiting_);
-  const Wake wk = detail::park(req.name, &st, deadline, WaitKind::Io);
+  const Wake wk = primitive::park(req.name, &st, deadline, WaitKind::Io);
   if (wk == Wake::Cancelled) throw Cancelled{};
   if (wk == Wake::Timeout) return -ETIMEDOUT;
   if (w.state == Waiter::State::Closed) {

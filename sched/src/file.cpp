@@ -2,7 +2,6 @@
 
 #include <corelet/sched/file.hpp>
 
-#include "deadline.hpp"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -71,7 +70,7 @@ std::size_t File::pwrite(const void* buf, std::size_t n, off_t offset, io::Timeo
 }
 
 std::string File::read_all(io::Timeout t) {
-  const Deadline d(t);
+  const Clock::time_point d = t.deadline();
   std::string out;
   struct stat st;
   std::size_t chunk = 64 * 1024;
@@ -80,7 +79,7 @@ std::string File::read_all(io::Timeout t) {
   for (;;) {
     const std::size_t have = out.size();
     out.resize(have + chunk);
-    const std::size_t n = io::read(fd_, out.data() + have, chunk, d.remaining());
+    const std::size_t n = io::read(fd_, out.data() + have, chunk, io::Timeout::until(d));
     out.resize(have + n);
     if (n == 0) return out;
     chunk = std::max<std::size_t>(chunk, 64 * 1024);
@@ -88,11 +87,11 @@ std::string File::read_all(io::Timeout t) {
 }
 
 void File::write_all(const void* buf, std::size_t n, io::Timeout t) {
-  const Deadline d(t);
+  const Clock::time_point d = t.deadline();
   const auto* p = static_cast<const char*>(buf);
   std::size_t done = 0;
   while (done < n) {
-    const std::size_t k = io::write(checked_fd("corelet::File::write_all"), p + done, n - done, d.remaining());
+    const std::size_t k = io::write(checked_fd("corelet::File::write_all"), p + done, n - done, io::Timeout::until(d));
     if (k == 0) fail(EIO, "corelet::File::write_all: write returned 0");
     done += k;
   }

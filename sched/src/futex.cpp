@@ -127,7 +127,7 @@ struct WordJob final : detail::BlockingJob {
 void set_futex_thread_hooks(const FutexThreadHooks* hooks) noexcept { tl_hooks = hooks; }
 
 bool futex_spin(const std::atomic<std::uint32_t>& word, std::uint32_t expected) {
-  if (detail::current()) return false;
+  if (primitive::current()) return false;
   const FutexThreadHooks* h = tl_hooks;
   const unsigned spin = h ? h->spin : kDefaultFutexSpin;
   if (spin == 0) return false;
@@ -150,7 +150,7 @@ FutexWait futex_wait(const std::atomic<std::uint32_t>& word, std::uint32_t expec
   // acquire: what the waker wrote before changing the word is visible to a
   // caller that sees the change.
   if (word.load(std::memory_order_acquire) != expected) return FutexWait::Woken;
-  detail::Tasklet* t = detail::current();
+  detail::Tasklet* t = primitive::current();
   if (!t) return thread_wait(word, expected, deadline);
   if (t->stackless)
     throw UsageError(std::string("corelet: ") + what + ": a stackless tasklet cannot park in a C++ call; wait through a fiber");
@@ -184,7 +184,7 @@ long Reactor::wait_word(const std::atomic<std::uint32_t>& word, std::uint32_t ex
   submit_job(job, what, JobPool::Waits);  // may throw: nothing is outstanding then
   bool cancelled = false;
   while (!job.finished) {
-    if (detail::park(what, &job, Clock::time_point::max(), kind) == Wake::Cancelled && !cancelled) {
+    if (primitive::park(what, &job, Clock::time_point::max(), kind) == Wake::Cancelled && !cancelled) {
       cancelled = true;
       // release: pairs with proxy_wait's acquire load; the wake ends its
       // futex_waitv (or the 50 ms slice does).

@@ -69,7 +69,7 @@ constexpr int kIoBudget = 64;
 thread_local int io_streak = 0;
 
 detail::Scheduler& scheduler_for(const char* name) {
-  detail::require_tasklet(name);
+  primitive::require_tasklet(name);
   return *detail::this_scheduler();
 }
 
@@ -80,7 +80,7 @@ long perform(IoRequest& r, Timeout t) {
     self->cancel_pending = false;
     throw Cancelled{};
   }
-  const Clock::time_point deadline = t.is_none() ? Clock::time_point::max() : detail::deadline_after(t.duration());
+  const Clock::time_point deadline = t.is_none() ? Clock::time_point::max() : primitive::deadline_after(t.duration());
   bool closed = false;
   const std::uint64_t parks = s.parks();
   const long rc = s.reactor().perform(r, deadline, &closed);

@@ -3,7 +3,6 @@
 #include <corelet/sched/blocking.hpp>
 #include <corelet/sched/net.hpp>
 
-#include "deadline.hpp"
 
 #include <arpa/inet.h>
 #include <net/if.h>
@@ -223,11 +222,11 @@ std::size_t Stream::read(void* buf, std::size_t n, io::Timeout t) {
 }
 
 bool Stream::read_exact(void* buf, std::size_t n, io::Timeout t) {
-  const Deadline d(t);
+  const Clock::time_point d = t.deadline();
   auto* p = static_cast<char*>(buf);
   std::size_t got = 0;
   while (got < n) {
-    const std::size_t k = io::recv(checked_fd("corelet::io::recv"), p + got, n - got, 0, d.remaining());
+    const std::size_t k = io::recv(checked_fd("corelet::io::recv"), p + got, n - got, 0, io::Timeout::until(d));
     if (k == 0) {
       if (got == 0) return false;
       fail(ENODATA, "corelet::read_exact: the stream ended after " + std::to_string(got) + " of " +
@@ -243,10 +242,10 @@ std::size_t Stream::write(const void* buf, std::size_t n, io::Timeout t) {
 }
 
 void Stream::write_all(const void* buf, std::size_t n, io::Timeout t) {
-  const Deadline d(t);
+  const Clock::time_point d = t.deadline();
   const auto* p = static_cast<const char*>(buf);
   std::size_t done = 0;
-  while (done < n) done += io::send(checked_fd("corelet::io::send"), p + done, n - done, 0, d.remaining());
+  while (done < n) done += io::send(checked_fd("corelet::io::send"), p + done, n - done, 0, io::Timeout::until(d));
 }
 
 void Stream::shutdown_write() { io::shutdown(checked_fd("corelet::io::shutdown"), SHUT_WR); }
@@ -277,7 +276,7 @@ TcpStream TcpStream::connect(const SocketAddress& addr, io::Timeout t) {
 }
 
 TcpStream TcpStream::connect(std::string_view host_port, io::Timeout t) {
-  const Deadline d(t);
+  const Clock::time_point d = t.deadline();
   const auto colon = host_port.rfind(':');
   const bool bracketed = !host_port.empty() && host_port[0] == '[';
   if (bracketed || colon == std::string_view::npos) return connect(SocketAddress::parse(host_port), t);
@@ -287,11 +286,11 @@ TcpStream TcpStream::connect(std::string_view host_port, io::Timeout t) {
   if (::inet_pton(AF_INET, host.c_str(), &probe) == 1) return connect(SocketAddress::ipv4(host, port), t);
   // A name: try its addresses in the resolver's order; report the last error.
   const std::vector<SocketAddress> addrs = SocketAddress::resolve(host, port);
-  if (d.expired()) fail(ETIMEDOUT, "corelet::TcpStream::connect(\"" + std::string(host_port) + "\"): name lookup");
+  if (primitive::expired(d)) fail(ETIMEDOUT, "corelet::TcpStream::connect(\"" + std::string(host_port) + "\"): name lookup");
   std::system_error last(EHOSTUNREACH, std::system_category(), "corelet::TcpStream::connect");
   for (const SocketAddress& a : addrs) {
     try {
-      return connect(a, d.remaining());
+      return connect(a, io::Timeout::until(d));
     } catch (const std::system_error& e) {
       if (e.code() == std::errc::timed_out) throw;
       last = e;

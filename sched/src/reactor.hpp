@@ -9,7 +9,7 @@
 // scheduler's loop: poll() (no waiting, once per batch) and wait() (the idle
 // scheduler's sleep, until an I/O completion, the wake eventfd or a deadline).
 
-#include <corelet/sched/detail/tasklet.hpp>
+#include <corelet/sched/primitive.hpp>
 #include <corelet/sched/io.hpp>
 
 #include <sys/socket.h>

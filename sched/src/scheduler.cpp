@@ -34,9 +34,11 @@ constexpr int kBatch = 64;
 // so a spawn/join loop cannot starve the other ready tasklets.
 constexpr int kHandoffStreak = 64;
 
-thread_local Scheduler* tl_sched = nullptr;
-
 }  // namespace
+
+// This thread's scheduler. Internal linkage in effect (nothing outside this
+// file declares it), so that the calls below read it with a plain load.
+static thread_local Scheduler* tl_sched = nullptr;
 
 // The scheduler of this thread, for the stall signal's handler alone: the
 // initial-exec model makes reading it a plain load from the thread pointer,
@@ -44,82 +46,10 @@ thread_local Scheduler* tl_sched = nullptr;
 // call __tls_get_addr, which can allocate — not async-signal-safe.
 thread_local Scheduler* tl_signal_sched __attribute__((tls_model("initial-exec"))) = nullptr;
 
-namespace {
-
-const char* const kJoinWhat = "Task::join";
-
-}  // namespace
-
 Scheduler* this_scheduler() noexcept { return tl_sched; }
-
-// uniform_fp_status — raises the sticky "inexact" flag in this thread's MXCSR
-// before any fiber exists. Boost.Context saves MXCSR when a context leaves and
-// loads the entered context's saved value; when the two differ the load costs
-// more than the whole switch (~190 ns against ~12 ns measured here). A new
-// fiber inherits its creator's MXCSR, and the first double operation of any
-// context sets "inexact"; with the flag set from the start every context
-// carries the same value. Only fetestexcept(FE_INEXACT) can tell.
-static void uniform_fp_status() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  _mm_setcsr(_mm_getcsr() | _MM_EXCEPT_INEXACT);
-#endif
-}
+void set_this_scheduler(Scheduler* s) noexcept { tl_sched = s; }
 
 namespace {
-thread_local std::size_t tl_tasklet_objects = 0;
-
-// The control-block cache: per size class (64-byte steps up to 1 KiB) a
-// free list of at most kCachedPerClass blocks; larger blocks and overflow go
-// to the global allocator. A block freed on another thread joins that
-// thread's cache. Emptied when the thread exits.
-class BlockCache {
- public:
-  static constexpr std::size_t kStep = 64;
-  static constexpr std::size_t kClasses = 16;
-  static constexpr std::size_t kCachedPerClass = 1024;
-
-  void* get(std::size_t n) {
-    const std::size_t c = (n - 1) / kStep;
-    if (c < kClasses && !gone_ && lists_[c].head) {
-      Node* b = lists_[c].head;
-      lists_[c].head = b->next;
-      --lists_[c].count;
-      return b;
-    }
-    return ::operator new(c < kClasses && !gone_ ? (c + 1) * kStep : n);
-  }
-  void put(void* p, std::size_t n) noexcept {
-    const std::size_t c = (n - 1) / kStep;
-    if (c < kClasses && !gone_ && lists_[c].count < kCachedPerClass) {
-      auto* b = static_cast<Node*>(p);
-      b->next = lists_[c].head;
-      lists_[c].head = b;
-      ++lists_[c].count;
-      return;
-    }
-    ::operator delete(p);
-  }
-  ~BlockCache() {
-    gone_ = true;  // a Task handle destroyed later in this thread's exit frees directly
-    for (auto& l : lists_)
-      while (Node* b = l.head) {
-        l.head = b->next;
-        ::operator delete(b);
-      }
-  }
-
- private:
-  struct Node {
-    Node* next;
-  };
-  struct List {
-    Node* head = nullptr;
-    std::size_t count = 0;
-  };
-  List lists_[kClasses];
-  bool gone_ = false;
-};
-thread_local BlockCache tl_blocks;
 
 // Ids are unique in the process: each thread takes them from the global
 // counter in blocks, so a spawn does not pay an atomic read-modify-write.
@@ -137,41 +67,6 @@ std::uint64_t next_id() noexcept {
   return tl_next_id++;
 }
 }  // namespace
-
-void* Tasklet::operator new(std::size_t n) { return tl_blocks.get(n); }
-void Tasklet::operator delete(void* p, std::size_t n) noexcept { tl_blocks.put(p, n); }
-std::size_t tasklet_objects_alive() noexcept { return tl_tasklet_objects; }
-
-Tasklet::Tasklet() { ++tl_tasklet_objects; }
-
-void Tasklet::destroy_locals() noexcept {
-  while (locals) {
-    LocalSlot* s = locals;
-    locals = s->next;
-    delete s;
-  }
-}
-
-Tasklet::~Tasklet() {
-  --tl_tasklet_objects;
-  destroy_locals();  // normally done at the end of the tasklet already
-}
-
-// Prints a tasklet's exception that nobody can observe any more, as Python
-// does for a task's lost exception. Cancelled is not worth a line.
-static void report_lost_exception(Tasklet* t, const char* why) noexcept {
-  t->error_reported = true;
-  try {
-    std::rethrow_exception(t->error);
-  } catch (const Cancelled&) {
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "corelet: tasklet \"%s\" (#%llu) ended with %s: %s%s\n", t->name.c_str(),
-                 static_cast<unsigned long long>(t->running.id), typeid(e).name(), e.what(), why);
-  } catch (...) {
-    std::fprintf(stderr, "corelet: tasklet \"%s\" (#%llu) ended with a non-standard exception%s\n",
-                 t->name.c_str(), static_cast<unsigned long long>(t->running.id), why);
-  }
-}
 
 Scheduler::Scheduler(LoopHook* hook, int wake_fd) : hook_(hook) {
   if (wake_fd >= 0) {
@@ -610,220 +505,7 @@ void Scheduler::cancel_all() noexcept {
 }
 
 // ---------------------------------------------------------------------------
-// Timers.
-
-void Scheduler::timer_push(Tasklet* t) {
-  timers_.push_back(t);  // may throw: t is not in the heap then
-  t->heap_index = timers_.size() - 1;
-  timer_sift_up(t->heap_index);
-}
-
-void Scheduler::timer_remove(Tasklet* t) noexcept {
-  const std::size_t i = t->heap_index;
-  Tasklet* last = timers_.back();
-  timers_.pop_back();
-  t->heap_index = Tasklet::npos;
-  if (last == t) return;
-  timers_[i] = last;
-  last->heap_index = i;
-  timer_sift_up(i);
-  timer_sift_down(last->heap_index);
-}
-
-void Scheduler::timer_sift_up(std::size_t i) noexcept {
-  Tasklet* t = timers_[i];
-  while (i > 0) {
-    const std::size_t parent = (i - 1) / 2;
-    if (!(t->deadline < timers_[parent]->deadline)) break;
-    timers_[i] = timers_[parent];
-    timers_[i]->heap_index = i;
-    i = parent;
-  }
-  timers_[i] = t;
-  t->heap_index = i;
-}
-
-void Scheduler::timer_sift_down(std::size_t i) noexcept {
-  const std::size_t n = timers_.size();
-  Tasklet* t = timers_[i];
-  for (;;) {
-    std::size_t c = 2 * i + 1;
-    if (c >= n) break;
-    if (c + 1 < n && timers_[c + 1]->deadline < timers_[c]->deadline) ++c;
-    if (!(timers_[c]->deadline < t->deadline)) break;
-    timers_[i] = timers_[c];
-    timers_[i]->heap_index = i;
-    i = c;
-  }
-  timers_[i] = t;
-  t->heap_index = i;
-}
-
-void Scheduler::fire_timers(Clock::time_point now) noexcept {
-  while (!timers_.empty() && timers_.front()->deadline <= now) unpark(timers_.front(), Wake::Timeout);
-}
-
-// ---------------------------------------------------------------------------
 // The loop.
-
-void Scheduler::post_completion(BlockingJob* job) noexcept {
-  // posting_ keeps this Scheduler alive until we are out of here: once the
-  // job is in completions_, the loop may drain it, finish and return from
-  // run(). The increment happens-before the enqueue (release), so a loop that
-  // has dequeued the job sees it in ~Scheduler and waits for the decrement.
-  posting_.fetch_add(1, std::memory_order_relaxed);
-  completions_.enqueue(job);
-  // Pairs with the fence in idle_wait (Dekker): either the loop sees this job in
-  // completions_ after its fence, or we see sleeping_ == true after ours and
-  // write the eventfd it sleeps on. Both fences are seq_cst, so the two stores
-  // cannot both be missed.
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (sleeping_.load(std::memory_order_relaxed)) {
-    const std::uint64_t one = 1;
-    ssize_t r = ::write(wake_fd_, &one, sizeof one);
-    (void)r;  // EAGAIN only if the counter is saturated: it is non-zero, a wakeup is due anyway
-  }
-  posting_.fetch_sub(1, std::memory_order_release);  // our last touch of *this
-}
-
-void Scheduler::drain_completions() noexcept {
-  BlockingJob* job;
-  while (completions_.try_dequeue(job)) {
-    --blocking_outstanding_;
-    job->finished = true;
-    unpark(job->waiter, Wake::Notified);
-  }
-}
-
-void Scheduler::make_reactor_now() { reactor_ = make_reactor(*this, wake_fd_, &io_fallback_reason_); }
-
-namespace {
-thread_local IdleGuard* tl_idle_guard = nullptr;
-}  // namespace
-
-IdleGuard* set_idle_guard(IdleGuard* guard) noexcept { return std::exchange(tl_idle_guard, guard); }
-
-void Scheduler::idle_wait() {
-  timespec ts{};
-  timespec* tsp = nullptr;
-  if (!timers_.empty()) {
-    auto d = timers_.front()->deadline - Clock::now();
-    if (d <= d.zero()) return;
-    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
-    ts.tv_sec = static_cast<time_t>(ns / 1000000000);
-    ts.tv_nsec = static_cast<long>(ns % 1000000000);
-    tsp = &ts;
-  }
-  stacks_.trim();  // idle: give back the pages of cold stacks
-  struct Asleep {  // the sleep's time is idle time, and the monitor knows we sleep
-    Scheduler& s;
-    std::uint64_t from = 0;
-    std::uint64_t from_ns = 0;  // for the trace
-    explicit Asleep(Scheduler& sched) noexcept : s(sched) {
-      if (!s.accounting_) return;
-      if (s.tracer_) from_ns = Tracer::now_ns();
-      from = core::cycles();
-      s.charge(from);
-      s.beat_.idle.store(true, std::memory_order_relaxed);
-    }
-    ~Asleep() {
-      if (!s.accounting_) return;
-      // The fresh beat first, then awake (release; the monitor reads idle
-      // with acquire, then the beat): it never sees the beat from before the
-      // sleep on an awake scheduler, which would look like a long stall.
-      s.refresh_beat();
-      s.beat_.idle.store(false, std::memory_order_release);
-      monitor_note_awake();
-      const std::uint64_t to = core::cycles();
-      s.idle_cycles_ += to - from;
-      ++s.wakeups_;
-      s.exclude(from, to);
-      if (s.tracer_) s.tracer_->idle(from_ns, Tracer::now_ns());
-    }
-    Asleep(const Asleep&) = delete;
-    Asleep& operator=(const Asleep&) = delete;
-  } asleep(*this);
-  struct Guard {  // the thread's IdleGuard, around everything that may block
-    IdleGuard* g;
-    explicit Guard(IdleGuard* guard) noexcept : g(guard) {
-      if (g) g->before_sleep();
-    }
-    ~Guard() {
-      if (g) g->after_sleep();
-    }
-    Guard(const Guard&) = delete;
-    Guard& operator=(const Guard&) = delete;
-  } guard(tl_idle_guard);
-  // Only a helper running one of our blocking jobs reads sleeping_ (see
-  // post_completion): without one outstanding, no fence is needed.
-  const bool helpers = blocking_outstanding_ != 0;
-  if (helpers) {
-    sleeping_.store(true, std::memory_order_relaxed);
-    std::atomic_thread_fence(std::memory_order_seq_cst);  // see post_completion
-  }
-  if (helpers && completions_.size_approx() != 0) {
-    // A completion came in meanwhile: do not sleep.
-  } else if (hook_ && !hook_->prepare_sleep()) {
-    // The hook's work came in meanwhile: do not sleep.
-  } else if (hook_ && !helpers && !(reactor_ && reactor_->in_flight()) && hook_->sleep(tsp)) {
-    hook_->woke();  // slept the hook's way (a cluster worker: a futex)
-  } else if (reactor_) {
-    try {
-      reactor_->wait(tsp);  // I/O completions, the eventfd or the next timer
-    } catch (...) {
-      sleeping_.store(false, std::memory_order_relaxed);
-      if (hook_) hook_->woke();
-      throw;
-    }
-    if (hook_) hook_->woke();
-  } else {
-    pollfd pfd{wake_fd_, POLLIN, 0};
-    int r = ::ppoll(&pfd, 1, tsp, nullptr);
-    if (hook_) hook_->woke();
-    if (r < 0 && errno != EINTR) {
-      sleeping_.store(false, std::memory_order_relaxed);
-      throw std::system_error(errno, std::generic_category(), "corelet: ppoll in the idle scheduler");
-    }
-    if (r > 0 && (pfd.revents & POLLIN)) {
-      std::uint64_t v;
-      ssize_t n = ::read(wake_fd_, &v, sizeof v);  // one read resets the counter (one reader: us)
-      (void)n;
-    }
-  }
-  sleeping_.store(false, std::memory_order_relaxed);
-}
-
-std::string Scheduler::describe_wait(const Tasklet* t) {
-  if (t->wait_what == kJoinWhat) {
-    auto* target = static_cast<const Tasklet*>(t->wait_obj);
-    std::ostringstream os;
-    os << "Task::join of tasklet \"" << target->name << "\" (#" << target->running.id << ")";
-    return os.str();
-  }
-  std::ostringstream os;
-  os << t->wait_what;
-  if (t->wait_obj) os << " " << t->wait_obj;
-  return os.str();
-}
-
-std::string Scheduler::describe_blocked() const {
-  // all_ is newest first; report oldest first, as spawned.
-  std::vector<const Tasklet*> list;
-  for (Tasklet* t = all_; t; t = t->all_next) list.push_back(t);
-  std::ostringstream os;
-  os << "corelet: deadlock: " << list.size() << (list.size() == 1 ? " tasklet is" : " tasklets are")
-     << " blocked forever and nothing else can wake them:";
-  for (auto it = list.rbegin(); it != list.rend(); ++it) {
-    const Tasklet* t = *it;
-    os << "\n  tasklet \"" << t->name << "\" (#" << t->running.id << ") ";
-    if (t->state != State::Parked || !t->wait_what) {
-      os << "is not started";
-    } else {
-      os << "waits on " << describe_wait(t);
-    }
-  }
-  return os.str();
-}
 
 void Scheduler::loop() {
   for (;;) {
@@ -886,7 +568,15 @@ void Scheduler::loop() {
 }
 
 // ---------------------------------------------------------------------------
-// Entry points for the header-only primitives.
+// The extension API (primitive.hpp) and the calls of Task and spawn. Here, in
+// the switch path's file, they reach tl_sched with a plain thread-local load.
+
+}  // namespace corelet::detail
+
+namespace corelet::primitive {
+
+using detail::Scheduler;
+using detail::tl_sched;
 
 Tasklet* current() noexcept { return tl_sched ? tl_sched->current() : nullptr; }
 
@@ -896,10 +586,7 @@ Tasklet* require_tasklet(const char* call) {
   return t;
 }
 
-void start(Tasklet* t, const char* call) {
-  if (!tl_sched) throw UsageError(std::string("corelet: ") + call + " called outside corelet::run");
-  tl_sched->add(t);
-}
+bool on_this_scheduler(const Tasklet* t) noexcept { return tl_sched && t->owner == tl_sched; }
 
 Wake park(const char* what, const void* obj, Clock::time_point deadline, WaitKind kind) {
   return tl_sched->park(what, obj, deadline, kind);
@@ -912,6 +599,12 @@ bool park_stackless(const char* what, const void* obj, Clock::time_point deadlin
 }
 
 void unpark(Tasklet* t, Wake why) noexcept { tl_sched->unpark(t, why); }
+
+void complete(Waiter* w, Waiter::State st) noexcept {
+  if (w->queue) w->queue->remove(w);
+  w->state = st;
+  tl_sched->unpark(w->tasklet, Wake::Notified);
+}
 
 bool wake_one(WaitQueue& q) noexcept {
   Waiter* w = q.pop_front();
@@ -948,6 +641,15 @@ bool wait_on(WaitQueue& q, const char* what, const void* obj, Clock::time_point 
   return wait_state(q, what, obj, deadline, kind) != Waiter::State::Pending;
 }
 
+}  // namespace corelet::primitive
+
+namespace corelet::detail {
+
+void start(Tasklet* t, const char* call) {
+  if (!tl_sched) throw UsageError(std::string("corelet: ") + call + " called outside corelet::run");
+  tl_sched->add(t);
+}
+
 void yield() {
   Scheduler* s = tl_sched;
   Tasklet* t = s ? s->current() : nullptr;
@@ -970,8 +672,6 @@ void cancel(Tasklet* t) noexcept {
     t->cancel_pending = true;
   }
 }
-
-bool on_this_scheduler(const Tasklet* t) noexcept { return tl_sched && t->owner == tl_sched; }
 
 void cancel_everything() noexcept {
   if (tl_sched) tl_sched->cancel_all();
@@ -1006,78 +706,6 @@ void detach(Tasklet* t) {
   if (t->detached) throw UsageError("corelet: Task::detach: the task is already detached");
   t->detached = true;
   if (t->state != State::Done && tl_sched) tl_sched->detached_one();
-}
-
-// ---------------------------------------------------------------------------
-// run
-
-namespace {
-// While run() runs, SIGPIPE is blocked on its thread: a write to a closed pipe
-// or socket fails with EPIPE (one tasklet's error) instead of killing the
-// process, as Rust's runtime and Go (for fds other than 1 and 2) arrange. A
-// SIGPIPE left pending by such a write is consumed at the end, unless one was
-// pending already, and the thread's mask is restored.
-class SigpipeBlocked {
- public:
-  SigpipeBlocked() {
-    sigset_t pending;
-    was_pending_ = ::sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1;
-    sigset_t block;
-    sigemptyset(&block);
-    sigaddset(&block, SIGPIPE);
-    ok_ = ::pthread_sigmask(SIG_BLOCK, &block, &old_) == 0;
-  }
-  ~SigpipeBlocked() {
-    if (!ok_) return;
-    if (!was_pending_ && !sigismember(&old_, SIGPIPE)) {
-      sigset_t only;
-      sigemptyset(&only);
-      sigaddset(&only, SIGPIPE);
-      const timespec zero{0, 0};
-      while (::sigtimedwait(&only, nullptr, &zero) == SIGPIPE) {
-      }
-    }
-    ::pthread_sigmask(SIG_SETMASK, &old_, nullptr);
-  }
-  SigpipeBlocked(const SigpipeBlocked&) = delete;
-  SigpipeBlocked& operator=(const SigpipeBlocked&) = delete;
-
- private:
-  sigset_t old_;
-  bool was_pending_ = false;
-  bool ok_ = false;
-};
-}  // namespace
-
-namespace {
-thread_local LoopHook* tl_next_hook = nullptr;
-thread_local int tl_next_wake_fd = -1;
-}  // namespace
-
-void set_next_run_hook(LoopHook* hook, int wake_fd) noexcept {
-  tl_next_hook = hook;
-  tl_next_wake_fd = wake_fd;
-}
-
-void run_main(Tasklet* main) {
-  if (tl_sched) throw UsageError("corelet: corelet::run called inside corelet::run on the same thread");
-  core::install_overflow_handler();
-  uniform_fp_status();
-  SigpipeBlocked no_sigpipe;
-  LoopHook* hook = std::exchange(tl_next_hook, nullptr);
-  Scheduler sched(hook, std::exchange(tl_next_wake_fd, -1));
-  tl_sched = &sched;
-  main->is_main = true;
-  if (main->name.empty()) main->name = "main";
-  try {
-    sched.add(main);
-    sched.run_loop();
-  } catch (...) {
-    tl_sched = nullptr;
-    throw;
-  }
-  tl_sched = nullptr;
-  if (!sched.deadlock_report().empty()) throw Deadlock(sched.deadlock_report());
 }
 
 }  // namespace corelet::detail

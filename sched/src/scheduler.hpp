@@ -5,7 +5,7 @@
 #include "trace.hpp"
 
 #include <corelet/sched/detail/loop_hook.hpp>
-#include <corelet/sched/detail/tasklet.hpp>
+#include <corelet/sched/primitive.hpp>
 #include <corelet/core/fiber.hpp>
 #include <corelet/core/stack.hpp>
 
@@ -217,8 +217,15 @@ class Scheduler {
   std::string io_fallback_reason_;
 };
 
-// The scheduler running on this thread, or nullptr.
+// The scheduler running on this thread, or nullptr; run_main sets it.
 Scheduler* this_scheduler() noexcept;
+void set_this_scheduler(Scheduler* s) noexcept;
+
+// What Task::join's park is called (by pointer: describe_wait names the target).
+inline constexpr char kJoinWhat[] = "Task::join";
+
+// Prints a tasklet's exception that nobody can observe any more (tasklet_block.cpp).
+void report_lost_exception(Tasklet* t, const char* why) noexcept;
 // The same, set while the monitor watches it; read by the stall signal's
 // handler (see scheduler.cpp).
 extern thread_local Scheduler* tl_signal_sched __attribute__((tls_model("initial-exec")));

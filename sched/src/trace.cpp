@@ -3,7 +3,7 @@
 #include "trace.hpp"
 
 #include <corelet/sched/detail/loop_hook.hpp>
-#include <corelet/sched/detail/tasklet.hpp>
+#include <corelet/sched/primitive.hpp>
 
 #include <fcntl.h>
 #include <sys/syscall.h>

@@ -338,12 +338,12 @@ long UringReactor::perform(IoRequest& req, Clock::time_point deadline, bool* clo
     ++in_flight_;
     Wake w;
     try {
-      w = detail::park(req.name, &op, deadline, req.kind);  // may throw bad_alloc (the timer heap)
+      w = primitive::park(req.name, &op, deadline, req.kind);  // may throw bad_alloc (the timer heap)
     } catch (...) {
       // The SQE is queued and points at op, on this stack: it must be
       // cancelled and its CQE seen before the exception may unwind.
       cancel(&op);
-      while (!op.done) detail::park(req.name, &op, Clock::time_point::max(), req.kind);  // allocates nothing
+      while (!op.done) primitive::park(req.name, &op, Clock::time_point::max(), req.kind);  // allocates nothing
       if (on_fd) unlink(&op, req.fd);
       throw;
     }
@@ -354,7 +354,7 @@ long UringReactor::perform(IoRequest& req, Clock::time_point deadline, bool* clo
       cancel(&op);
       if (w == Wake::Cancelled) cancelled = true; else timed_out = true;
       while (!op.done)
-        if (detail::park(req.name, &op, Clock::time_point::max(), req.kind) == Wake::Cancelled) cancelled = true;
+        if (primitive::park(req.name, &op, Clock::time_point::max(), req.kind) == Wake::Cancelled) cancelled = true;
     }
     if (on_fd) unlink(&op, req.fd);
     int res = op.res;

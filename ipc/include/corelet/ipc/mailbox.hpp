@@ -19,7 +19,7 @@
 
 #include <corelet/ipc/cluster.hpp>
 #include <corelet/ipc/codec.hpp>
-#include <corelet/sched/detail/tasklet.hpp>
+#include <corelet/sched/primitive.hpp>
 #include <corelet/sched/errors.hpp>
 
 #include <compare>
@@ -89,7 +89,7 @@ class Mailbox final : public ipc::detail::MailboxBase {
   // ChannelClosed without touching the memory that is going away.
   ~Mailbox() {
     close_box();
-    corelet::detail::wake_all(waiters_, corelet::detail::Waiter::State::Closed);
+    corelet::primitive::wake_all(waiters_, corelet::primitive::Waiter::State::Closed);
   }
   Mailbox(const Mailbox&) = delete;
   Mailbox& operator=(const Mailbox&) = delete;
@@ -103,16 +103,16 @@ class Mailbox final : public ipc::detail::MailboxBase {
   // recv_for / recv_until — as recv; nullopt on timeout.
   template <class Rep, class Period>
   std::optional<T> recv_for(std::chrono::duration<Rep, Period> d) {
-    return recv_until(corelet::detail::deadline_after(d));
+    return recv_until(corelet::primitive::deadline_after(d));
   }
   std::optional<T> recv_until(Clock::time_point tp) {
-    corelet::detail::require_tasklet("Mailbox::recv");
+    corelet::primitive::require_tasklet("Mailbox::recv");
     for (;;) {
       if (auto v = try_recv()) return v;
       if (closed_) throw ChannelClosed();
-      const auto st = corelet::detail::wait_state(waiters_, "Mailbox::recv", this, tp, WaitKind::Remote);
-      if (st == corelet::detail::Waiter::State::Closed) throw ChannelClosed();  // destroyed: *this is gone
-      if (st == corelet::detail::Waiter::State::Pending && q_.empty() && !bad_) return std::nullopt;
+      const auto st = corelet::primitive::wait_state(waiters_, "Mailbox::recv", this, tp, WaitKind::Remote);
+      if (st == corelet::primitive::Waiter::State::Closed) throw ChannelClosed();  // destroyed: *this is gone
+      if (st == corelet::primitive::Waiter::State::Pending && q_.empty() && !bad_) return std::nullopt;
     }
   }
   // try_recv — a message if one is here; nullopt otherwise.
@@ -133,14 +133,14 @@ class Mailbox final : public ipc::detail::MailboxBase {
   // queued ones can still be received; receivers then get ChannelClosed.
   void close() noexcept {
     close_box();
-    corelet::detail::wake_all(waiters_);
+    corelet::primitive::wake_all(waiters_);
   }
 
   // put — used by send() for a mailbox of this worker.
   void put(T v) {
     if (closed_) return;
     q_.push_back(std::move(v));
-    corelet::detail::wake_one(waiters_);
+    corelet::primitive::wake_one(waiters_);
   }
 
  private:
@@ -152,7 +152,7 @@ class Mailbox final : public ipc::detail::MailboxBase {
     } else {
       q_.push_back(in.get<T>());
     }
-    corelet::detail::wake_one(waiters_);
+    corelet::primitive::wake_one(waiters_);
   }
 
   void close_box() noexcept {
@@ -163,7 +163,7 @@ class Mailbox final : public ipc::detail::MailboxBase {
 
   Address addr_;
   std::deque<T> q_;
-  corelet::detail::WaitQueue waiters_;
+  corelet::primitive::WaitQueue waiters_;
   std::optional<std::string> bad_;
   bool closed_ = false;
 };

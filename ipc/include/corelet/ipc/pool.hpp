@@ -163,7 +163,7 @@ class Pool {
             st->worker = w;
             st->task = entry.name + " (Pool chunk " + std::to_string(c) + ")";
             ipc::detail::start_call(w, std::move(msg), st);
-            while (!st->done) corelet::detail::wait_on(st->waiters, "Pool chunk", st.get(), Clock::time_point::max(), WaitKind::Remote);
+            while (!st->done) corelet::primitive::wait_on(st->waiters, "Pool chunk", st.get(), Clock::time_point::max(), WaitKind::Remote);
             if (st->error) std::rethrow_exception(st->error);
             deliver(lo, std::move(st->results));
           }

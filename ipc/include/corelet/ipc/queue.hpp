@@ -31,7 +31,7 @@
 // (cancellation: corelet::Cancelled, nothing taken or put), a stackless
 // tasklet is refused. Deadlines are steady_clock time points.
 
-#include <corelet/sched/detail/tasklet.hpp>
+#include <corelet/sched/primitive.hpp>
 #include <corelet/sched/errors.hpp>
 #include <corelet/ipc/robust_mutex.hpp>
 #include <corelet/sched/futex.hpp>

@@ -14,7 +14,7 @@
 
 #include <corelet/ipc/cluster.hpp>
 #include <corelet/ipc/codec.hpp>
-#include <corelet/sched/detail/tasklet.hpp>
+#include <corelet/sched/primitive.hpp>
 #include <corelet/sched/errors.hpp>
 #include <corelet/sched/task.hpp>
 
@@ -55,7 +55,7 @@ const RemoteEntry& require_remote(FnKey key, const char* call);
 struct CallBase {
   virtual ~CallBase() = default;
   virtual void complete(Decoder& in) = 0;  // decode the result (loop context)
-  corelet::detail::WaitQueue waiters;
+  corelet::primitive::WaitQueue waiters;
   std::exception_ptr error;
   bool done = false;
   bool taken = false;  // get() was called
@@ -175,12 +175,12 @@ class Future {
   // wait_for / wait_until — as wait(); false on timeout.
   template <class Rep, class Period>
   bool wait_for(std::chrono::duration<Rep, Period> d) const {
-    return wait_until(corelet::detail::deadline_after(d));
+    return wait_until(corelet::primitive::deadline_after(d));
   }
   bool wait_until(Clock::time_point tp) const {
     require();
     while (!st_->done) {
-      if (!corelet::detail::wait_on(st_->waiters, "Future::get", st_.get(), tp, WaitKind::Remote) && !st_->done) return false;
+      if (!corelet::primitive::wait_on(st_->waiters, "Future::get", st_.get(), tp, WaitKind::Remote) && !st_->done) return false;
     }
     return true;
   }

@@ -30,7 +30,7 @@
 // Event or a Barrier have no owner: a death changes nothing there (a barrier
 // party that dies leaves the others waiting until their timeout).
 
-#include <corelet/sched/detail/tasklet.hpp>
+#include <corelet/sched/primitive.hpp>
 #include <corelet/sched/errors.hpp>
 #include <corelet/ipc/robust_mutex.hpp>
 
@@ -81,7 +81,7 @@ class Mutex {
   }
   template <class Rep, class Period>
   bool try_lock_for(std::chrono::duration<Rep, Period> d) {
-    return try_lock_until(corelet::detail::deadline_after(d));
+    return try_lock_until(corelet::primitive::deadline_after(d));
   }
   // unlock — UsageError if it is not locked.
   void unlock();
@@ -166,7 +166,7 @@ class Semaphore {
   bool try_acquire_until(Clock::time_point deadline) { return try_acquire() || acquire_slow(deadline); }
   template <class Rep, class Period>
   bool try_acquire_for(std::chrono::duration<Rep, Period> d) {
-    return try_acquire_until(corelet::detail::deadline_after(d));
+    return try_acquire_until(corelet::primitive::deadline_after(d));
   }
   // release — n units back; UsageError past a bounded semaphore's bound.
   void release(std::uint32_t n = 1);

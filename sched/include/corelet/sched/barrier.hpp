@@ -9,7 +9,7 @@
 // until reset() — when a wait times out, a waiter is cancelled (it throws
 // Cancelled itself), the action throws, or abort() is called.
 
-#include <corelet/sched/detail/tasklet.hpp>
+#include <corelet/sched/primitive.hpp>
 
 #include <cstddef>
 #include <functional>
@@ -29,10 +29,10 @@ class Barrier {
   std::size_t arrive_and_wait() { return wait(); }
   template <class Rep, class Period>
   std::size_t wait_for(std::chrono::duration<Rep, Period> d) {
-    return wait_until(detail::deadline_after(d));
+    return wait_until(primitive::deadline_after(d));
   }
   std::size_t wait_until(Clock::time_point tp) {
-    detail::Tasklet* t = detail::require_tasklet("Barrier::wait");
+    detail::Tasklet* t = primitive::require_tasklet("Barrier::wait");
     if (broken_) throw BrokenBarrier{};
     const std::size_t index = count_++;
     if (count_ == parties_) {
@@ -45,21 +45,21 @@ class Barrier {
         }
       }
       count_ = 0;
-      detail::wake_all(waiters_);
+      primitive::wake_all(waiters_);
       return index;
     }
-    detail::Waiter w;
-    detail::enlist(w, t, waiters_);
-    const detail::Wake r = detail::park("Barrier::wait", this, tp);
-    if (r == detail::Wake::Cancelled) {
+    primitive::Waiter w;
+    primitive::enlist(w, t, waiters_);
+    const primitive::Wake r = primitive::park("Barrier::wait", this, tp);
+    if (r == primitive::Wake::Cancelled) {
       break_barrier();
       throw Cancelled{};
     }
-    if (r == detail::Wake::Timeout) {
+    if (r == primitive::Wake::Timeout) {
       break_barrier();
       throw BrokenBarrier{};
     }
-    if (w.state == detail::Waiter::State::Closed) throw BrokenBarrier{};
+    if (w.state == primitive::Waiter::State::Closed) throw BrokenBarrier{};
     return index;
   }
 
@@ -67,7 +67,7 @@ class Barrier {
   void abort() noexcept { break_barrier(); }
   // reset — back to the empty, unbroken state; current waiters throw BrokenBarrier.
   void reset() noexcept {
-    detail::wake_all(waiters_, detail::Waiter::State::Closed);
+    primitive::wake_all(waiters_, primitive::Waiter::State::Closed);
     count_ = 0;
     broken_ = false;
   }
@@ -79,13 +79,13 @@ class Barrier {
   void break_barrier() noexcept {
     broken_ = true;
     count_ = 0;
-    detail::wake_all(waiters_, detail::Waiter::State::Closed);
+    primitive::wake_all(waiters_, primitive::Waiter::State::Closed);
   }
   std::size_t parties_;
   std::size_t count_ = 0;
   bool broken_ = false;
   std::function<void()> action_;
-  detail::WaitQueue waiters_;
+  primitive::WaitQueue waiters_;
 };
 
 }  // namespace corelet

@@ -16,9 +16,10 @@
 // Calling a blocking form outside a tasklet throws UsageError naming the call
 // (try_send / try_recv work anywhere).
 
-#include <corelet/sched/detail/tasklet.hpp>
+#include <corelet/sched/primitive.hpp>
 
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <optional>
 #include <tuple>
@@ -26,10 +27,6 @@
 #include <utility>
 
 namespace corelet {
-
-namespace detail {
-struct ChannelAccess;
-}
 
 template <class T>
 class Channel {
@@ -53,11 +50,11 @@ class Channel {
   // send_for / send_until — like send, false on timeout (v is not moved then).
   template <class Rep, class Period>
   bool send_for(T&& v, std::chrono::duration<Rep, Period> d) {
-    return send_impl(v, true, detail::deadline_after(d), true, "Channel::send_for");
+    return send_impl(v, true, primitive::deadline_after(d), true, "Channel::send_for");
   }
   template <class Rep, class Period>
   bool send_for(const T& v, std::chrono::duration<Rep, Period> d) {
-    return send_impl(const_cast<T&>(v), false, detail::deadline_after(d), true, "Channel::send_for");
+    return send_impl(const_cast<T&>(v), false, primitive::deadline_after(d), true, "Channel::send_for");
   }
   bool send_until(T&& v, Clock::time_point tp) { return send_impl(v, true, tp, true, "Channel::send_until"); }
   bool send_until(const T& v, Clock::time_point tp) {
@@ -81,7 +78,7 @@ class Channel {
   // recv_for / recv_until — like recv, nullopt on timeout.
   template <class Rep, class Period>
   std::optional<T> recv_for(std::chrono::duration<Rep, Period> d) {
-    return recv_impl(detail::deadline_after(d), true, "Channel::recv_for");
+    return recv_impl(primitive::deadline_after(d), true, "Channel::recv_for");
   }
   std::optional<T> recv_until(Clock::time_point tp) { return recv_impl(tp, true, "Channel::recv_until"); }
 
@@ -91,8 +88,8 @@ class Channel {
   void close() noexcept {
     if (closed_) return;
     closed_ = true;
-    detail::wake_all(receivers_, detail::Waiter::State::Closed);
-    detail::wake_all(senders_, detail::Waiter::State::Closed);
+    primitive::wake_all(receivers_, primitive::Waiter::State::Closed);
+    primitive::wake_all(senders_, primitive::Waiter::State::Closed);
   }
   bool closed() const noexcept { return closed_; }
   // balance — tasklets parked to send minus tasklets parked to receive.
@@ -101,6 +98,49 @@ class Channel {
   }
   std::size_t size() const noexcept { return buf_.size(); }  // buffered values
   std::size_t capacity() const noexcept { return cap_; }
+
+  // ---- the non-blocking core (primitive.hpp's three steps) ----
+  // What send, recv, select and the Python binding's stackless Channel are
+  // written with: one state machine for every kind of tasklet.
+  enum class Try : std::uint8_t { Done, Wait, Closed };
+  // try_put — a send without waiting: v goes to a parked receiver or into the
+  // buffer (Done; moved from if movable, else copied), or stays (Wait; Closed
+  // if the channel is closed).
+  Try try_put(T& v, bool movable = true) {
+    if (closed_) return Try::Closed;
+    return deliver_or_buffer(v, movable) ? Try::Done : Try::Wait;
+  }
+  // try_take — a receive without waiting: a buffered value or a parked
+  // sender's into out (Done), else Wait, or Closed once closed and drained.
+  Try try_take(std::optional<T>& out) {
+    bool closed = false;
+    if (take_now(out, closed)) return Try::Done;
+    return closed ? Try::Closed : Try::Wait;
+  }
+  // enlist_sender / enlist_receiver — w (its tasklet set, and its sibling in
+  // a select) waits to send v / to receive into out. The completing side
+  // sets w.state: Done when v was taken / out filled, Closed when the
+  // channel closed first. v and out must stay put until then.
+  void enlist_sender(primitive::Waiter& w, T& v, bool movable = true) noexcept {
+    w.slot = &v;
+    w.movable = movable;
+    w.state = primitive::Waiter::State::Pending;
+    senders_.push_back(&w);
+  }
+  void enlist_receiver(primitive::Waiter& w, std::optional<T>& out) noexcept {
+    out.reset();
+    w.slot = &out;
+    w.state = primitive::Waiter::State::Pending;
+    receivers_.push_back(&w);
+  }
+  // Whether every tasklet waiting here belongs to this thread's scheduler (a
+  // wake-up must not go to another one's ready queue): what a binding checks
+  // where two schedulers may share the object.
+  bool waiters_are_here() const noexcept {
+    for (const primitive::WaitQueue* q : {&senders_, &receivers_})
+      if (!q->empty() && !primitive::on_this_scheduler(q->head->tasklet)) return false;
+    return true;
+  }
 
   // Range-for: receives until the channel is closed and drained.
   class iterator {
@@ -127,8 +167,6 @@ class Channel {
   std::default_sentinel_t end() const noexcept { return {}; }
 
  private:
-  friend struct detail::ChannelAccess;
-
   // Passes v to put as an rvalue if movable, else as a const lvalue (copied).
   template <class Put>
   static void copy_or_move(T& v, bool movable, Put&& put) {
@@ -137,7 +175,7 @@ class Channel {
     }
     put(std::move(v));
   }
-  static T take_from(detail::Waiter* s) {
+  static T take_from(primitive::Waiter* s) {
     T* p = static_cast<T*>(s->slot);
     if constexpr (std::is_copy_constructible_v<T>) {
       if (!s->movable) return T(*static_cast<const T*>(p));
@@ -147,22 +185,18 @@ class Channel {
   // The value is copied/moved while the waiter is still queued: if that
   // throws, the waiter stays where it was and nothing is lost.
   void deliver(T& v, bool movable) {
-    detail::Waiter* r = receivers_.head;
+    primitive::Waiter* r = receivers_.head;
     auto* slot = static_cast<std::optional<T>*>(r->slot);
     copy_or_move(v, movable, [slot](auto&& x) { slot->emplace(std::forward<decltype(x)>(x)); });
-    receivers_.remove(r);
-    r->state = detail::Waiter::State::Done;
-    detail::unpark(r->tasklet);
-  }
-  void release_sender(detail::Waiter* s) noexcept {
-    senders_.remove(s);
-    s->state = detail::Waiter::State::Done;
-    detail::unpark(s->tasklet);
+    primitive::complete(r);
   }
 
   // Sends now if possible. Throws ChannelClosed.
   bool put_now(T& v, bool movable) {
     if (closed_) throw ChannelClosed("corelet: send on a closed channel");
+    return deliver_or_buffer(v, movable);
+  }
+  bool deliver_or_buffer(T& v, bool movable) {
     if (!receivers_.empty()) {
       deliver(v, movable);
       return true;
@@ -178,17 +212,17 @@ class Channel {
     // Each copy/move that may throw happens before any waiter leaves its
     // queue, so an exception loses neither a value nor a waiter.
     if (!buf_.empty()) {
-      if (detail::Waiter* s = senders_.head) {  // a parked sender fills the gap
+      if (primitive::Waiter* s = senders_.head) {  // a parked sender fills the gap
         buf_.push_back(take_from(s));
-        release_sender(s);
+        primitive::complete(s);
       }
       out.emplace(std::move(buf_.front()));
       buf_.pop_front();
       return true;
     }
-    if (detail::Waiter* s = senders_.head) {  // rendezvous
+    if (primitive::Waiter* s = senders_.head) {  // rendezvous
       out.emplace(take_from(s));
-      release_sender(s);
+      primitive::complete(s);
       return true;
     }
     closed = closed_;
@@ -198,17 +232,17 @@ class Channel {
   bool send_impl(T& v, bool movable, Clock::time_point deadline, bool may_block, const char* call) {
     if (put_now(v, movable)) return true;
     if (!may_block) return false;
-    detail::Tasklet* t = detail::require_tasklet(call);
-    detail::Waiter w;
+    detail::Tasklet* t = primitive::require_tasklet(call);
+    primitive::Waiter w;
     w.slot = &v;
     w.movable = movable;
-    detail::enlist(w, t, senders_);
-    switch (detail::park(call, this, deadline)) {
-      case detail::Wake::Cancelled: throw Cancelled{};
-      case detail::Wake::Timeout: return false;
-      case detail::Wake::Notified: break;
+    primitive::enlist(w, t, senders_);
+    switch (primitive::park(call, this, deadline)) {
+      case primitive::Wake::Cancelled: throw Cancelled{};
+      case primitive::Wake::Timeout: return false;
+      case primitive::Wake::Notified: break;
     }
-    if (w.state == detail::Waiter::State::Closed) throw ChannelClosed("corelet: send on a closed channel");
+    if (w.state == primitive::Waiter::State::Closed) throw ChannelClosed("corelet: send on a closed channel");
     return true;
   }
 
@@ -221,22 +255,22 @@ class Channel {
       if (throw_on_close) throw ChannelClosed("corelet: recv on a closed and drained channel");
       return out;
     }
-    detail::Tasklet* t = detail::require_tasklet(call);
-    detail::Waiter w;
+    detail::Tasklet* t = primitive::require_tasklet(call);
+    primitive::Waiter w;
     w.slot = &out;
-    detail::enlist(w, t, receivers_);
-    switch (detail::park(call, this, deadline)) {
-      case detail::Wake::Cancelled: throw Cancelled{};
-      case detail::Wake::Timeout: return out;
-      case detail::Wake::Notified: break;
+    primitive::enlist(w, t, receivers_);
+    switch (primitive::park(call, this, deadline)) {
+      case primitive::Wake::Cancelled: throw Cancelled{};
+      case primitive::Wake::Timeout: return out;
+      case primitive::Wake::Notified: break;
     }
-    if (w.state == detail::Waiter::State::Closed && throw_on_close)
+    if (w.state == primitive::Waiter::State::Closed && throw_on_close)
       throw ChannelClosed("corelet: recv on a closed and drained channel");
     return out;
   }
 
-  detail::WaitQueue senders_;
-  detail::WaitQueue receivers_;
+  primitive::WaitQueue senders_;
+  primitive::WaitQueue receivers_;
   std::deque<T> buf_;
   std::size_t cap_;
   bool closed_ = false;
@@ -260,19 +294,6 @@ class Channel {
 
 namespace detail {
 
-struct ChannelAccess {
-  template <class T>
-  static bool put_now(Channel<T>& ch, T& v) { return ch.put_now(v, true); }
-  template <class T>
-  static bool take_now(Channel<T>& ch, std::optional<T>& out, bool& closed) {
-    return ch.take_now(out, closed);
-  }
-  template <class T>
-  static void enqueue_sender(Channel<T>& ch, Waiter& w) { ch.senders_.push_back(&w); }
-  template <class T>
-  static void enqueue_receiver(Channel<T>& ch, Waiter& w) { ch.receivers_.push_back(&w); }
-};
-
 struct NoHandler {
   template <class... A>
   void operator()(A&&...) const noexcept {}
@@ -288,12 +309,14 @@ struct RecvCase {
   std::optional<T> slot{};
   bool closed = false;
   bool try_now() {
-    return ChannelAccess::take_now(ch, slot, closed) || closed;
+    switch (ch.try_take(slot)) {
+      case Channel<T>::Try::Done: return true;
+      case Channel<T>::Try::Closed: closed = true; return true;
+      case Channel<T>::Try::Wait: break;
+    }
+    return false;
   }
-  void enqueue(Waiter& w) {
-    w.slot = &slot;
-    ChannelAccess::enqueue_receiver(ch, w);
-  }
+  void enqueue(Waiter& w) { ch.enlist_receiver(w, slot); }
   void fire() {
     if constexpr (std::is_invocable_v<F&, std::optional<T>>) {
       fn(std::move(slot));
@@ -310,12 +333,15 @@ struct SendCase {
   Channel<T>& ch;
   T value;
   F fn;
-  bool try_now() { return ChannelAccess::put_now(ch, value); }
-  void enqueue(Waiter& w) {
-    w.slot = &value;
-    w.movable = true;
-    ChannelAccess::enqueue_sender(ch, w);
+  bool try_now() {
+    switch (ch.try_put(value)) {
+      case Channel<T>::Try::Done: return true;
+      case Channel<T>::Try::Closed: throw ChannelClosed("corelet: send on a closed channel");
+      case Channel<T>::Try::Wait: break;
+    }
+    return false;
   }
+  void enqueue(Waiter& w) { ch.enlist_sender(w, value); }
   void fire() { fn(); }
 };
 
@@ -349,7 +375,7 @@ detail::SendCase<T, F> on_send(Channel<T>& ch, V&& value, F fn = {}) {
 }
 template <class Rep, class Period, class F = detail::NoHandler>
 detail::TimeoutCase<F> on_timeout(std::chrono::duration<Rep, Period> d, F fn = {}) {
-  return {detail::deadline_after(d), std::move(fn)};
+  return {primitive::deadline_after(d), std::move(fn)};
 }
 template <class F = detail::NoHandler>
 detail::TimeoutCase<F> on_deadline(Clock::time_point tp, F fn = {}) { return {tp, std::move(fn)}; }
@@ -396,11 +422,11 @@ std::size_t select(Cases&&... cases) {
   }
   // 3. Park on all of them.
   if (chosen == n) {
-    detail::Tasklet* t = detail::require_tasklet("corelet::select");
-    detail::Waiter ws[n];
+    detail::Tasklet* t = primitive::require_tasklet("corelet::select");
+    primitive::Waiter ws[n];
     Clock::time_point deadline = Clock::time_point::max();
     std::size_t timeout_index = n;
-    detail::Waiter* chain = nullptr;
+    primitive::Waiter* chain = nullptr;
     for_each([&](auto ic) {
       constexpr std::size_t i = decltype(ic)::value;
       auto& c = std::get<i>(all);
@@ -416,15 +442,15 @@ std::size_t select(Cases&&... cases) {
       }
     });
     t->waiters = chain;
-    switch (detail::park("corelet::select", nullptr, deadline)) {
-      case detail::Wake::Cancelled: throw Cancelled{};
-      case detail::Wake::Timeout: chosen = timeout_index; break;
-      case detail::Wake::Notified:
+    switch (primitive::park("corelet::select", nullptr, deadline)) {
+      case primitive::Wake::Cancelled: throw Cancelled{};
+      case primitive::Wake::Timeout: chosen = timeout_index; break;
+      case primitive::Wake::Notified:
         for (std::size_t i = 0; i < n; ++i)
-          if (ws[i].tasklet && ws[i].state != detail::Waiter::State::Pending) chosen = i;
+          if (ws[i].tasklet && ws[i].state != primitive::Waiter::State::Pending) chosen = i;
         break;
     }
-    if (chosen < n && ws[chosen].state == detail::Waiter::State::Closed) {
+    if (chosen < n && ws[chosen].state == primitive::Waiter::State::Closed) {
       bool is_send = false;
       for_each([&](auto ic) {
         constexpr std::size_t i = decltype(ic)::value;

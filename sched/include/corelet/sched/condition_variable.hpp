@@ -9,7 +9,7 @@
 // Notification is FIFO; there are no spurious wakeups, but use the predicate
 // forms anyway: another tasklet may run between notify and the wake-up.
 
-#include <corelet/sched/detail/tasklet.hpp>
+#include <corelet/sched/primitive.hpp>
 
 #include <condition_variable>
 
@@ -29,9 +29,9 @@ class ConditionVariable {
   }
   template <class Lock>
   std::cv_status wait_until(Lock& lk, Clock::time_point tp) {
-    detail::Tasklet* t = detail::require_tasklet("ConditionVariable::wait");
-    detail::Waiter w;
-    detail::enlist(w, t, waiters_);
+    detail::Tasklet* t = primitive::require_tasklet("ConditionVariable::wait");
+    primitive::Waiter w;
+    primitive::enlist(w, t, waiters_);
     try {
       lk.unlock();
     } catch (...) {  // not holding the lock: leave no waiter behind
@@ -39,16 +39,16 @@ class ConditionVariable {
       t->waiters = nullptr;
       throw;
     }
-    detail::Wake r;
+    primitive::Wake r;
     try {
-      r = detail::park("ConditionVariable::wait", this, tp);
+      r = primitive::park("ConditionVariable::wait", this, tp);
     } catch (...) {  // could not park (no memory for the timer): our waiter is unlinked
       relock(lk);
       throw;
     }
-    if (relock(lk)) r = detail::Wake::Cancelled;
-    if (r == detail::Wake::Cancelled) throw Cancelled{};
-    return r == detail::Wake::Timeout ? std::cv_status::timeout : std::cv_status::no_timeout;
+    if (relock(lk)) r = primitive::Wake::Cancelled;
+    if (r == primitive::Wake::Cancelled) throw Cancelled{};
+    return r == primitive::Wake::Timeout ? std::cv_status::timeout : std::cv_status::no_timeout;
   }
   template <class Lock, class Pred>
   bool wait_until(Lock& lk, Clock::time_point tp, Pred pred) {
@@ -58,17 +58,17 @@ class ConditionVariable {
   }
   template <class Lock, class Rep, class Period>
   std::cv_status wait_for(Lock& lk, std::chrono::duration<Rep, Period> d) {
-    return wait_until(lk, detail::deadline_after(d));
+    return wait_until(lk, primitive::deadline_after(d));
   }
   template <class Lock, class Rep, class Period, class Pred>
   bool wait_for(Lock& lk, std::chrono::duration<Rep, Period> d, Pred pred) {
-    return wait_until(lk, detail::deadline_after(d), std::move(pred));
+    return wait_until(lk, primitive::deadline_after(d), std::move(pred));
   }
 
   // notify_one / notify_all — wake the longest waiter / every waiter. Callable
   // from any tasklet, with or without the lock.
-  void notify_one() noexcept { detail::wake_one(waiters_); }
-  void notify_all() noexcept { detail::wake_all(waiters_); }
+  void notify_one() noexcept { primitive::wake_one(waiters_); }
+  void notify_all() noexcept { primitive::wake_all(waiters_); }
   std::size_t waiting() const noexcept { return waiters_.size(); }
 
  private:
@@ -86,7 +86,7 @@ class ConditionVariable {
       }
     }
   }
-  detail::WaitQueue waiters_;
+  primitive::WaitQueue waiters_;
 };
 
 }  // namespace corelet

@@ -5,7 +5,9 @@
 // wait_until: return the flag (false on timeout). Cancellation: throws Cancelled.
 // set() wakes every waiter; clear() resets the flag.
 
-#include <corelet/sched/detail/tasklet.hpp>
+#include <corelet/sched/primitive.hpp>
+
+#include <cstddef>
 
 namespace corelet {
 
@@ -17,7 +19,7 @@ class Event {
 
   void set() noexcept {
     flag_ = true;
-    detail::wake_all(waiters_);
+    primitive::wake_all(waiters_);
   }
   void clear() noexcept { flag_ = false; }
   bool is_set() const noexcept { return flag_; }
@@ -25,18 +27,29 @@ class Event {
   void wait() { wait_until(Clock::time_point::max()); }
   template <class Rep, class Period>
   bool wait_for(std::chrono::duration<Rep, Period> d) {
-    return wait_until(detail::deadline_after(d));
+    return wait_until(primitive::deadline_after(d));
   }
   bool wait_until(Clock::time_point tp) {
     if (flag_) return true;
     // Woken by set() means true even if clear() ran before this tasklet did,
     // as with threading.Event.
-    return detail::wait_on(waiters_, "Event::wait", this, tp) || flag_;
+    return primitive::wait_on(waiters_, "Event::wait", this, tp) || flag_;
   }
+
+  std::size_t waiting() const noexcept { return waiters_.size(); }
+
+  // The non-blocking core (primitive.hpp), for other kinds of tasklet (the
+  // Python binding's stackless ones): is_set() tries now; enlist(w) makes w
+  // (its tasklet set) wait for set() (w.state Done).
+  void enlist(primitive::Waiter& w) noexcept {
+    w.state = primitive::Waiter::State::Pending;
+    waiters_.push_back(&w);
+  }
+  bool waiters_are_here() const noexcept { return primitive::waiters_are_here(waiters_); }
 
  private:
   bool flag_ = false;
-  detail::WaitQueue waiters_;
+  primitive::WaitQueue waiters_;
 };
 
 }  // namespace corelet

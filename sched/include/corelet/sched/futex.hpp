@@ -2,7 +2,7 @@
 // corelet/sched/futex.hpp — waiting on a 32-bit word that other processes (or
 // threads) change: the one wait under corelet's cross-process primitives
 // (<corelet/ipc/sync.hpp>, <corelet/ipc/queue.hpp>). Part of the extension API
-// (<corelet/sched/detail/tasklet.hpp> has the in-process half: docs/architecture.md).
+// (<corelet/sched/primitive.hpp> has the in-process half: docs/architecture.md).
 //
 //   // waiter                                   // waker, in any process
 //   std::uint32_t seen = word.load();           word.fetch_add(1);
@@ -26,7 +26,7 @@
 // - In a stackless tasklet: UsageError (it waits through a fiber, as every
 //   parking C++ call does; see the Python binding's FiberOp).
 
-#include <corelet/sched/detail/tasklet.hpp>
+#include <corelet/sched/primitive.hpp>
 
 #include <atomic>
 #include <climits>

@@ -31,6 +31,8 @@
 // - Fairness: after 64 calls in a row that did not have to wait, the tasklet
 //   yields to the others (the result is kept).
 
+#include <corelet/sched/primitive.hpp>
+
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -58,6 +60,14 @@ class Timeout {
   constexpr bool is_none() const noexcept { return ns_ == std::chrono::nanoseconds::max(); }
   constexpr std::chrono::nanoseconds duration() const noexcept { return ns_; }
   friend constexpr bool operator==(Timeout, Timeout) noexcept = default;
+
+  // The deadline it sets from now (Clock::time_point::max() for none), and
+  // back: what is left of a deadline, for one timeout spread over several
+  // calls (write_all, read_exact, connect to each address of a name).
+  Clock::time_point deadline() const noexcept {
+    return is_none() ? Clock::time_point::max() : primitive::deadline_after(ns_);
+  }
+  static Timeout until(Clock::time_point deadline) noexcept { return Timeout(primitive::remaining(deadline)); }
 
  private:
   template <class Rep, class Period>

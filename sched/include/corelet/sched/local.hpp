@@ -5,7 +5,7 @@
 // initializer given to the constructor, or value-initialized). It is destroyed
 // when the tasklet ends. UsageError outside a tasklet.
 
-#include <corelet/sched/detail/tasklet.hpp>
+#include <corelet/sched/primitive.hpp>
 
 #include <functional>
 
@@ -20,7 +20,7 @@ class TaskletLocal {
   TaskletLocal& operator=(const TaskletLocal&) = delete;
 
   T& get() {
-    detail::Tasklet* t = detail::require_tasklet("TaskletLocal::get");
+    detail::Tasklet* t = primitive::require_tasklet("TaskletLocal::get");
     for (detail::LocalSlot* s = t->locals; s; s = s->next)
       if (s->key == this) return static_cast<Slot*>(s)->value;
     auto* s = init_ ? new Slot(init_()) : new Slot();
@@ -31,7 +31,7 @@ class TaskletLocal {
   }
   // has_value — whether the calling tasklet has created its value.
   bool has_value() const noexcept {
-    detail::Tasklet* t = detail::current();
+    detail::Tasklet* t = primitive::current();
     if (!t) return false;
     for (detail::LocalSlot* s = t->locals; s; s = s->next)
       if (s->key == this) return true;

@@ -11,7 +11,7 @@
 // unlock(): UsageError if the calling tasklet is not the owner.
 // Every call except unlock's owner check needs a tasklet (UsageError otherwise).
 
-#include <corelet/sched/detail/tasklet.hpp>
+#include <corelet/sched/primitive.hpp>
 
 #include <cstddef>
 
@@ -25,19 +25,19 @@ class Mutex {
 
   void lock() { acquire(Clock::time_point::max(), "Mutex::lock"); }
   bool try_lock() {
-    detail::Tasklet* t = detail::require_tasklet("Mutex::try_lock");
+    detail::Tasklet* t = primitive::require_tasklet("Mutex::try_lock");
     if (owner_) return false;
     owner_ = t;
     return true;
   }
   template <class Rep, class Period>
   bool try_lock_for(std::chrono::duration<Rep, Period> d) {
-    return acquire(detail::deadline_after(d), "Mutex::try_lock_for");
+    return acquire(primitive::deadline_after(d), "Mutex::try_lock_for");
   }
   bool try_lock_until(Clock::time_point tp) { return acquire(tp, "Mutex::try_lock_until"); }
 
   void unlock() {
-    detail::Tasklet* t = detail::current();
+    detail::Tasklet* t = primitive::current();
     if (owner_ == nullptr || owner_ != t)
       throw UsageError("corelet: Mutex::unlock: the calling tasklet does not own this mutex");
     hand_off();
@@ -50,7 +50,7 @@ class Mutex {
  private:
   friend class RecursiveMutex;
   bool acquire(Clock::time_point deadline, const char* call) {
-    detail::Tasklet* t = detail::require_tasklet(call);
+    detail::Tasklet* t = primitive::require_tasklet(call);
     if (!owner_) {
       owner_ = t;
       return true;
@@ -59,19 +59,19 @@ class Mutex {
       throw UsageError(std::string("corelet: ") + call +
                        ": the calling tasklet already owns this mutex (use RecursiveMutex)");
     // unlock() makes the first waiter the owner before waking it.
-    return detail::wait_on(waiters_, call, this, deadline);
+    return primitive::wait_on(waiters_, call, this, deadline);
   }
   void hand_off() noexcept {
-    if (detail::Waiter* w = waiters_.pop_front()) {
+    if (primitive::Waiter* w = waiters_.pop_front()) {
       owner_ = w->tasklet;
-      w->state = detail::Waiter::State::Done;
-      detail::unpark(w->tasklet);
+      w->state = primitive::Waiter::State::Done;
+      primitive::unpark(w->tasklet);
     } else {
       owner_ = nullptr;
     }
   }
   detail::Tasklet* owner_ = nullptr;
-  detail::WaitQueue waiters_;
+  primitive::WaitQueue waiters_;
 };
 
 // RecursiveMutex — the owner may lock again; it is released after as many
@@ -80,7 +80,7 @@ class RecursiveMutex {
  public:
   void lock() { acquire(Clock::time_point::max(), "RecursiveMutex::lock"); }
   bool try_lock() {
-    detail::Tasklet* t = detail::require_tasklet("RecursiveMutex::try_lock");
+    detail::Tasklet* t = primitive::require_tasklet("RecursiveMutex::try_lock");
     if (m_.owner_ == t) { ++depth_; return true; }
     if (!m_.try_lock()) return false;
     depth_ = 1;
@@ -88,11 +88,11 @@ class RecursiveMutex {
   }
   template <class Rep, class Period>
   bool try_lock_for(std::chrono::duration<Rep, Period> d) {
-    return acquire(detail::deadline_after(d), "RecursiveMutex::try_lock_for");
+    return acquire(primitive::deadline_after(d), "RecursiveMutex::try_lock_for");
   }
   bool try_lock_until(Clock::time_point tp) { return acquire(tp, "RecursiveMutex::try_lock_until"); }
   void unlock() {
-    if (m_.owner_ == nullptr || m_.owner_ != detail::current())
+    if (m_.owner_ == nullptr || m_.owner_ != primitive::current())
       throw UsageError("corelet: RecursiveMutex::unlock: the calling tasklet does not own this mutex");
     if (--depth_ == 0) m_.hand_off();
   }
@@ -101,7 +101,7 @@ class RecursiveMutex {
 
  private:
   bool acquire(Clock::time_point deadline, const char* call) {
-    detail::Tasklet* t = detail::require_tasklet(call);
+    detail::Tasklet* t = primitive::require_tasklet(call);
     if (m_.owner_ == t) { ++depth_; return true; }
     if (!m_.acquire(deadline, call)) return false;
     depth_ = 1;

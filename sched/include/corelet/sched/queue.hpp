@@ -13,7 +13,7 @@
 // left, then throw QueueShutDown; parked putters and getters are woken to throw
 // it. shutdown(true) also discards what is queued (counting it as done).
 
-#include <corelet/sched/detail/tasklet.hpp>
+#include <corelet/sched/primitive.hpp>
 
 #include <algorithm>
 #include <cstddef>

@@ -8,7 +8,7 @@
 // BoundedSemaphore::release beyond the initial value throws UsageError, as
 // Python's raises ValueError.
 
-#include <corelet/sched/detail/tasklet.hpp>
+#include <corelet/sched/primitive.hpp>
 
 #include <cstddef>
 #include <string>
@@ -29,30 +29,40 @@ class Semaphore {
   }
   template <class Rep, class Period>
   bool try_acquire_for(std::chrono::duration<Rep, Period> d) {
-    return acquire_until(detail::deadline_after(d), "Semaphore::try_acquire_for");
+    return acquire_until(primitive::deadline_after(d), "Semaphore::try_acquire_for");
   }
   bool try_acquire_until(Clock::time_point tp) { return acquire_until(tp, "Semaphore::try_acquire_until"); }
 
   // release — returns n units; wakes up to n waiters.
   void release(std::size_t n = 1) {
     for (; n > 0; --n)
-      if (!detail::wake_one(waiters_)) break;  // a woken waiter owns its unit
+      if (!primitive::wake_one(waiters_)) break;  // a woken waiter owns its unit
     count_ += n;
   }
   std::size_t value() const noexcept { return count_; }
   std::size_t waiting() const noexcept { return waiters_.size(); }
 
+  // The non-blocking core (primitive.hpp), for other kinds of tasklet (the
+  // Python binding's stackless ones): try_acquire() tries now; enlist(w)
+  // makes w (its tasklet set) wait for a unit, which release() hands over
+  // (w.state Done: the unit is the waiter's).
+  void enlist(primitive::Waiter& w) noexcept {
+    w.state = primitive::Waiter::State::Pending;
+    waiters_.push_back(&w);
+  }
+  bool waiters_are_here() const noexcept { return primitive::waiters_are_here(waiters_); }
+
  protected:
   bool acquire_until(Clock::time_point tp, const char* call) {
-    detail::require_tasklet(call);  // also when a unit is free: the contract says so
+    primitive::require_tasklet(call);  // also when a unit is free: the contract says so
     if (count_ > 0) {
       --count_;
       return true;
     }
-    return detail::wait_on(waiters_, call, this, tp);
+    return primitive::wait_on(waiters_, call, this, tp);
   }
   std::size_t count_;
-  detail::WaitQueue waiters_;
+  primitive::WaitQueue waiters_;
 };
 
 class BoundedSemaphore : public Semaphore {

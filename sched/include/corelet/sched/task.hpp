@@ -7,7 +7,7 @@
 // the tasklet, never the thread. Never block the thread inside a tasklet: use
 // corelet::run_blocking or the I/O layer.
 
-#include <corelet/sched/detail/tasklet.hpp>
+#include <corelet/sched/primitive.hpp>
 
 #include <cstdint>
 #include <functional>
@@ -111,7 +111,7 @@ class Task {
   template <class Rep, class Period>
   bool wait_for(std::chrono::duration<Rep, Period> d) {
     check("Task::wait_for");
-    return detail::wait_done(t_, "Task::wait_for", detail::deadline_after(d));
+    return detail::wait_done(t_, "Task::wait_for", primitive::deadline_after(d));
   }
   bool wait_until(Clock::time_point tp) {
     check("Task::wait_until");
@@ -221,9 +221,9 @@ inline void yield() { detail::yield(); }
 // sleep_until / sleep_for — park the tasklet until the time. Cancellation:
 // throws Cancelled at once. A time in the past still yields.
 inline void sleep_until(Clock::time_point tp) {
-  detail::Tasklet* t = detail::require_tasklet("this_tasklet::sleep");
+  detail::Tasklet* t = primitive::require_tasklet("this_tasklet::sleep");
   (void)t;
-  if (detail::park("this_tasklet::sleep", nullptr, tp, WaitKind::Timer) == detail::Wake::Cancelled) throw Cancelled{};
+  if (primitive::park("this_tasklet::sleep", nullptr, tp, WaitKind::Timer) == primitive::Wake::Cancelled) throw Cancelled{};
 }
 template <class C, class D>
 void sleep_until(std::chrono::time_point<C, D> tp) {
@@ -231,24 +231,24 @@ void sleep_until(std::chrono::time_point<C, D> tp) {
 }
 template <class Rep, class Period>
 void sleep_for(std::chrono::duration<Rep, Period> d) {
-  sleep_until(detail::deadline_after(d));
+  sleep_until(primitive::deadline_after(d));
 }
 
 // id — the running tasklet's id (unique in the process), 0 outside a tasklet.
 inline std::uint64_t id() noexcept {
-  detail::Tasklet* t = detail::current();
+  detail::Tasklet* t = primitive::current();
   return t ? t->running.id : 0;
 }
 // name — the running tasklet's name, empty outside a tasklet.
 inline const std::string& name() noexcept {
   static const std::string empty;
-  detail::Tasklet* t = detail::current();
+  detail::Tasklet* t = primitive::current();
   return t ? t->name : empty;
 }
 // cancellation_point — throws Cancelled if a cancellation is pending; for
 // long computations that do not otherwise block.
 inline void cancellation_point() {
-  detail::Tasklet* t = detail::current();
+  detail::Tasklet* t = primitive::current();
   if (t && t->cancel_pending) {
     t->cancel_pending = false;
     throw Cancelled{};

@@ -1,7 +1,7 @@
 #pragma once
 // Internal: the job record of run_blocking.
 
-#include <corelet/sched/detail/tasklet.hpp>
+#include <corelet/sched/primitive.hpp>
 
 #include <stop_token>
 

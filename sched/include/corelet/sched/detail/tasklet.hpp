@@ -1,6 +1,9 @@
 #pragma once
-// Internal: the tasklet control block, wait queues and the scheduler entry points
-// that the header-only primitives use. Not part of the public API.
+// Internal: the tasklet control block and the scheduler calls that Task,
+// spawn and join use. The extension API (waiters, wait queues, park/unpark)
+// is <corelet/sched/primitive.hpp>, which includes this header.
+
+#include <corelet/sched/primitive.hpp>
 
 #include <corelet/core/fiber.hpp>
 #include <corelet/core/overflow.hpp>
@@ -17,60 +20,7 @@
 
 namespace corelet {
 
-using Clock = std::chrono::steady_clock;
-
 namespace detail {
-
-struct Tasklet;
-struct WaitQueue;
-
-// Why a parked tasklet was made ready again.
-enum class Wake : std::uint8_t { Notified, Timeout, Cancelled };
-
-// Waiter — one parked tasklet's entry in one wait queue. It lives on the parked
-// tasklet's stack for the duration of the park; a tasklet parked in a select has
-// several, chained through `sibling`. Unparking a tasklet unlinks all of them.
-struct Waiter {
-  Tasklet* tasklet = nullptr;
-  Waiter* prev = nullptr;
-  Waiter* next = nullptr;
-  WaitQueue* queue = nullptr;  // non-null while linked
-  Waiter* sibling = nullptr;   // next waiter of the same park
-  void* slot = nullptr;        // the primitive's: a value to take, a place to put one
-  std::size_t index = 0;       // the primitive's: select case, count asked for...
-  bool movable = true;         // a sender's slot may be moved from (else copied)
-  enum class State : std::uint8_t { Pending, Done, Closed } state = State::Pending;
-};
-
-// WaitQueue — FIFO of waiters (intrusive, no allocation).
-struct WaitQueue {
-  Waiter* head = nullptr;
-  Waiter* tail = nullptr;
-  std::size_t count = 0;
-
-  bool empty() const noexcept { return head == nullptr; }
-  std::size_t size() const noexcept { return count; }
-  void push_back(Waiter* w) noexcept {
-    w->queue = this;
-    w->next = nullptr;
-    w->prev = tail;
-    if (tail) tail->next = w; else head = w;
-    tail = w;
-    ++count;
-  }
-  void remove(Waiter* w) noexcept {
-    if (w->prev) w->prev->next = w->next; else head = w->next;
-    if (w->next) w->next->prev = w->prev; else tail = w->prev;
-    w->prev = w->next = nullptr;
-    w->queue = nullptr;
-    --count;
-  }
-  Waiter* pop_front() noexcept {
-    Waiter* w = head;
-    if (w) remove(w);
-    return w;
-  }
-};
 
 // Tasklet-local storage: a singly linked list of values keyed by the address of
 // their TaskletLocal<T>.
@@ -168,65 +118,25 @@ struct TaskletWithResult : Tasklet {
 template <>
 struct TaskletWithResult<void> : Tasklet {};
 
-// enlist — links w, a waiter of tasklet t, into q as the only waiter of t's
-// next park (the common case; select chains several through `sibling`).
-inline void enlist(Waiter& w, Tasklet* t, WaitQueue& q) noexcept {
+}  // namespace detail
+
+inline void primitive::enlist(Waiter& w, Tasklet* t, WaitQueue& q) noexcept {
   w.tasklet = t;
   q.push_back(&w);
   t->waiters = &w;
 }
 
+namespace detail {
+
 // ---- scheduler entry points (sched/src/scheduler.cpp) ----
 
-// The running tasklet, or nullptr outside any tasklet (also outside run()).
-Tasklet* current() noexcept;
-// Throws UsageError("corelet: <call> called outside a tasklet") if not in one.
-Tasklet* require_tasklet(const char* call);
 // Adds a new tasklet to the running scheduler's ready queue. Throws UsageError
 // if no scheduler runs on this thread.
 void start(Tasklet* t, const char* call);
 
-// park — suspends the current tasklet, which has linked its waiters (if any)
-// into wait queues, until unpark() or the deadline. If a cancellation is pending
-// it returns Wake::Cancelled at once without suspending. In every case the
-// tasklet's waiters are unlinked on return.
-// `kind` is what accounting files the wait under.
-Wake park(const char* what, const void* obj, Clock::time_point deadline = Clock::time_point::max(),
-          WaitKind kind = WaitKind::Sync);
-// unpark — makes a parked tasklet ready with the given reason, unlinking its
-// waiters and its timer. No-op if the tasklet is not parked.
-void unpark(Tasklet* t, Wake why = Wake::Notified) noexcept;
-// Wakes the tasklet of the first waiter in q (state = Done); false if none.
-bool wake_one(WaitQueue& q) noexcept;
-// Wakes every waiter of q with the given state.
-void wake_all(WaitQueue& q, Waiter::State st = Waiter::State::Done) noexcept;
-
-// Parks on q (one waiter) until woken or the deadline. Throws Cancelled.
-// Returns false on timeout.
-bool wait_on(WaitQueue& q, const char* what, const void* obj,
-             Clock::time_point deadline = Clock::time_point::max(), WaitKind kind = WaitKind::Sync);
-// Like wait_on, but returns the waiter's state: Done or Closed when woken,
-// Pending on timeout. Throws Cancelled. After Closed the primitive may already
-// be destroyed: the caller must not touch it. A woken waiter that its
-// primitive keeps on a list of its own until it runs (Queue's woken_) is taken
-// off that list here.
-Waiter::State wait_state(WaitQueue& q, const char* what, const void* obj, Clock::time_point deadline,
-                         WaitKind kind = WaitKind::Sync);
-
 void yield();
 
-// park_stackless — the current tasklet, a stackless one inside step(), has
-// linked its waiters (if any) into wait queues and will park when its step
-// returns: until unpark() or the deadline, like park(). Returns false, with
-// nothing parked and its waiters unlinked, if a cancellation was pending (the
-// step goes on and reports it). After the wake, Tasklet::wake says why.
-bool park_stackless(const char* what, const void* obj, Clock::time_point deadline = Clock::time_point::max(),
-                    WaitKind kind = WaitKind::Sync);
-
 void cancel(Tasklet* t) noexcept;
-// Whether t belongs to the scheduler running on this thread (false outside
-// any): primitives shared by two schedulers check it before waking a waiter.
-bool on_this_scheduler(const Tasklet* t) noexcept;
 // Cancels every tasklet of this thread's scheduler (no-op outside one).
 void cancel_everything() noexcept;
 void retain(Tasklet* t) noexcept;
@@ -236,15 +146,6 @@ void release(Tasklet* t) noexcept;
 bool wait_done(Tasklet* t, const char* what, Clock::time_point deadline);
 // Detaches t: run() no longer waits for it; its result is discarded.
 void detach(Tasklet* t);
-
-template <class Rep, class Period>
-Clock::time_point deadline_after(std::chrono::duration<Rep, Period> d) noexcept {
-  const auto now = Clock::now();
-  if (d <= d.zero()) return now;
-  if (d >= std::chrono::duration_cast<std::chrono::duration<Rep, Period>>(Clock::time_point::max() - now))
-    return Clock::time_point::max();
-  return now + std::chrono::duration_cast<Clock::duration>(d);
-}
 
 }  // namespace detail
 }  // namespace corelet
