@@ -51,6 +51,8 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--macro", action="store_true")
+    ap.add_argument("--against", metavar="BUILD", help="another build's ipc_corelet, run in the same rounds "
+                    "(interleaved), for a before/after table")
     a = ap.parse_args()
     perf = Path(a.build) / "perf"
     corelet, ref = str(perf / "ipc_corelet"), str(perf / "ipc_ref")
@@ -77,6 +79,14 @@ def main():
     cmds["spawn_on rtt"] = [corelet, "spawn_on_rtt", n(100_000)]
     cmds["pool default"] = [corelet, "pool", n(1_000_000), "0"]
     cmds["pool chunk 1"] = [corelet, "pool", n(100_000), "1"]
+    if a.against:
+        other = str(Path(a.against) / "perf" / "ipc_corelet")
+        if not Path(other).exists():
+            fail(f"{other} is missing")
+        for size, count, _ in ((64, 5_000_000, 0), (1024, 2_000_000, 0), (65536, 100_000, 0)):
+            cmds[f"against {size}"] = [other, "tput", str(size), n(count)]
+        cmds["against rtt busy"] = [other, "rtt", n(200_000)]
+        cmds["against rtt sleeping"] = [other, "rtt_sleep", n(30_000)]
 
     results = {k: [] for k in cmds}
     for r in range(a.runs):
@@ -103,6 +113,19 @@ def main():
     print()
     print(f"Pool::map overhead per task: {med['pool default']:,.1f} ns with the default chunks, "
           f"{med['pool chunk 1']:,.0f} ns with chunksize 1.")
+    if a.against:
+        print(f"\nThe same rounds, {a.against}'s ipc_corelet (against) beside {a.build}'s (this build):\n")
+        print("| | against | this build | this / against (median of each round's ratio) |")
+        print("|---|---|---|---|")
+        for key, label, unit, higher in (("64", "mailbox 64 B", "msg/s", True), ("1024", "mailbox 1 KiB", "msg/s", True),
+                                         ("65536", "mailbox 64 KiB", "msg/s", True),
+                                         ("rtt busy", "busy-peer round trip", "ns", False),
+                                         ("rtt sleeping", "sleeping-peer round trip", "ns", False)):
+            mine = results[f"corelet {key}"]
+            theirs = results[f"against {key}"]
+            ratios = [m / t for m, t in zip(mine, theirs) if t]
+            print(f"| {label} | {statistics.median(theirs):,.0f} {unit} | {statistics.median(mine):,.0f} {unit} | "
+                  f"**{statistics.median(ratios):.2f}x** ({', '.join(f'{r:.2f}' for r in ratios)}) |")
     print("\nAll rounds:\n")
     for k, v in results.items():
         print(f"- {k}: " + ", ".join(f"{x:,.6g}" for x in v))

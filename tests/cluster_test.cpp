@@ -7,9 +7,18 @@
 
 #include "cluster_support.hpp"
 
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstddef>
 
 #include <algorithm>
 #include <atomic>
@@ -372,6 +381,54 @@ TEST(Cluster, ADeadWorkerFailsItsCallersAndIsReplaced) {
   ASSERT_EQ(seen.size(), 1u) << "the supervisor reports the death once";
   EXPECT_EQ(seen[0].worker, 1);
   EXPECT_EQ(seen[0].signal, SIGKILL);
+}
+
+// Where pidfd_open is missing (Linux < 5.3, a seccomp filter, valgrind) the
+// supervisor learns of deaths by SIGCHLD. A child process with a filter that
+// fails pidfd_open with ENOSYS runs the same death and replacement.
+TEST(Cluster, WithoutPidfdsADeathStillFailsItsCallersAndIsReplaced) {
+  std::fflush(nullptr);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    sock_filter filter[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_pidfd_open, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (ENOSYS & SECCOMP_RET_DATA)),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    sock_fprog prog{static_cast<unsigned short>(sizeof filter / sizeof filter[0]), filter};
+    if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
+      ::_exit(10);
+    if (::syscall(SYS_pidfd_open, ::getpid(), 0) >= 0 || errno != ENOSYS) ::_exit(11);  // the filter works
+    int deaths = 0;
+    Config cfg{.workers = 2, .quiet = true};
+    cfg.on_worker_exit = [&](const corelet::WorkerExit& e) { deaths += e.worker == 1 && e.signal == SIGKILL; };
+    const int r = corelet::run(cfg, [] {
+      const pid_t old = corelet::worker_pid(1);
+      if (old <= 0) return 12;
+      auto f = corelet::spawn_on(1, sleep_long, 3600);
+      corelet::this_tasklet::sleep_for(5ms);
+      if (::kill(old, SIGKILL) != 0) return 13;
+      try {
+        f.get();
+        return 14;
+      } catch (const corelet::WorkerLost& e) {
+        if (e.worker() != 1 || e.pid() != old || e.signal() != SIGKILL) return 15;
+      }
+      while (!corelet::worker_alive(1)) corelet::this_tasklet::sleep_for(1ms);
+      if (corelet::worker_pid(1) == old) return 16;
+      return corelet::spawn_on(1, square, 9).get() == 81 ? 0 : 17;
+    });
+    ::_exit(r != 0 ? r : deaths == 1 ? 0 : 18);
+  }
+  int st = 0;
+  ASSERT_EQ(::waitpid(child, &st, 0), child);
+  ASSERT_TRUE(WIFEXITED(st)) << "status " << st;
+  EXPECT_EQ(WEXITSTATUS(st), 0) << "10: no seccomp; 11: filter ineffective; 12-17: the scenario; 18: deaths";
 }
 
 TEST(Cluster, ShutdownPolicyStopsEverythingAndReportsFailure) {

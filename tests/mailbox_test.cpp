@@ -84,6 +84,46 @@ TEST(Mailbox, LocalSendAndManyProducers) {
             0);
 }
 
+// A trivially copyable message is kept as bytes in the mailbox's ring buffer,
+// which doubles as messages pile up: every one must come out whole, in order.
+struct Stamp {
+  std::uint64_t seq;
+  unsigned char fill[200];
+};
+int stamp(Address to, int count) {
+  for (int i = 0; i < count; ++i) {
+    Stamp s{static_cast<std::uint64_t>(i), {}};
+    for (unsigned char& c : s.fill) c = static_cast<unsigned char>(i * 7 + (&c - s.fill));
+    corelet::send(to, s);
+  }
+  return count;
+}
+CORELET_REMOTE(stamp);
+
+TEST(Mailbox, APileOfMessagesComesOutWholeAndInOrder) {
+  EXPECT_EQ(corelet::run(Config{.workers = 2},
+                         [] {
+                           corelet::Mailbox<Stamp> box;
+                           corelet::Mailbox<int> local;
+                           for (int i = 0; i < 100; ++i) corelet::send(local.address(), i);  // queued before any recv
+                           EXPECT_EQ(local.size(), 100u);
+                           for (int i = 0; i < 100; ++i) EXPECT_EQ(local.recv(), i);
+                           auto sent = corelet::spawn_on(1, stamp, box.address(), 5000);
+                           EXPECT_EQ(sent.get(), 5000);  // all sent before the first recv: they pile up here
+                           std::uint64_t bad = 0;
+                           for (int i = 0; i < 5000; ++i) {
+                             const Stamp s = box.recv();
+                             bad += s.seq != static_cast<std::uint64_t>(i);
+                             for (std::size_t k = 0; k < sizeof s.fill; ++k)
+                               bad += s.fill[k] != static_cast<unsigned char>(i * 7 + static_cast<int>(k));
+                           }
+                           EXPECT_EQ(bad, 0u);
+                           EXPECT_FALSE(box.try_recv());
+                           return status();
+                         }),
+            0);
+}
+
 TEST(Mailbox, RecvTimesOutAndCloseEndsReceivers) {
   EXPECT_EQ(corelet::run(Config{.workers = 1},
                          [] {

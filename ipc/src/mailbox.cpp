@@ -32,11 +32,12 @@ MailboxBase* find_box(const Address& a) noexcept {
 
 void check_address(const Address& to, const char* call) {
   check_worker(to.worker, call);
-  if (!to.valid()) throw std::invalid_argument(std::string("corelet::") + call + ": invalid address");
+  if (!to.valid()) [[unlikely]]
+    throw std::invalid_argument(std::string("corelet::") + call + ": invalid address");
 }
 
 void send_mail_parts(const Address& to, const std::string_view* parts, std::size_t n) {
-  corelet::primitive::require_tasklet("send");
+  // send_parts throws UsageError("corelet: send called outside a tasklet").
   if (!g_cluster->address_alive(to)) throw WorkerLost(g_worker->last_exit(to.worker), "send to " + to_string(to));
   g_worker->send_parts(to.worker, kMail, parts, n, "send");
 }

@@ -137,11 +137,18 @@ void require_cluster(const char* call) {
   corelet::primitive::require_tasklet(call);
 }
 
-void check_worker(int worker, const char* call) {
+namespace {
+[[noreturn, gnu::noinline, gnu::cold]] void bad_worker(int worker, const char* call) {
   if (!g_cluster || !g_worker) throw UsageError(std::string("corelet::") + call + " called outside a cluster worker");
-  if (worker < 0 || worker >= g_cluster->n)
-    throw std::out_of_range(std::string("corelet::") + call + ": no worker " + std::to_string(worker) + " (there are " +
-                            std::to_string(g_cluster->n) + ")");
+  throw std::out_of_range(std::string("corelet::") + call + ": no worker " + std::to_string(worker) + " (there are " +
+                          std::to_string(g_cluster->n) + ")");
+}
+}  // namespace
+
+void check_worker(int worker, const char* call) {
+  // On every message's path: the error messages are built out of line.
+  if (!g_cluster || !g_worker || worker < 0 || worker >= g_cluster->n) [[unlikely]]
+    bad_worker(worker, call);
 }
 
 std::pair<std::string, std::string> current_exception_info() {

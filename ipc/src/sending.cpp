@@ -13,6 +13,9 @@ using corelet::primitive::Waiter;
 
 void Worker::send_parts(int to, std::uint16_t kind, const std::string_view* parts, std::size_t nparts,
                         std::string_view task, std::uint32_t expected) {
+  const void* me = corelet::primitive::current();
+  if (!me) [[unlikely]]
+    throw UsageError("corelet: " + std::string(task) + " called outside a tasklet");
   Out& o = out_[to];
   if (peer_dead_[to]) {
     // Maybe replaced since this worker's last poll: look before failing.
@@ -41,41 +44,59 @@ void Worker::send_parts(int to, std::uint16_t kind, const std::string_view* part
   const std::uint64_t batch = c_.cfg.ring_bytes / 8;
   std::size_t total = 0;
   for (std::size_t i = 0; i < nparts; ++i) total += parts[i].size();
-  std::size_t off = 0;
-  std::size_t part = 0, part_off = 0;  // where the copying stands in parts
-  do {
-    const auto len = static_cast<std::uint32_t>(std::min(max, total - off));
-    const std::uint16_t flags =
-        static_cast<std::uint16_t>((off == 0 ? kFirst : 0) | (off + len == total ? kLast : 0));
+  if (total <= max) {
+    // One frame (the common case): the parts one after the other.
+    const auto len = static_cast<std::uint32_t>(total);
     std::byte* p;
     while (!(p = o.w.try_reserve(len))) {
       wait_space(to, o, len);
       if (peer_dead_[to] || in_[to].incarnation != incarnation) throw_lost(to, task);
     }
-    for (std::uint32_t done = 0; done < len;) {
-      const std::size_t take = std::min<std::size_t>(len - done, parts[part].size() - part_off);
-      std::memcpy(p + done, parts[part].data() + part_off, take);
-      done += static_cast<std::uint32_t>(take);
-      part_off += take;
-      if (part_off == parts[part].size()) {
-        ++part;
-        part_off = 0;
-      }
+    for (std::size_t i = 0; i < nparts; ++i) {
+      if (parts[i].empty()) continue;
+      std::memcpy(p, parts[i].data(), parts[i].size());
+      p += parts[i].size();
     }
-    o.w.commit(len, kind, flags);
-    if (off == 0) {  // the message is on its way
-      ++messages_out_;
-      corelet::detail::trace_message(true, message_id(id_, to, o.sent++), kind_name(kind));
-    }
-    off += len;
+    o.w.commit(len, kind, kFirst | kLast);
+    ++messages_out_;
+    corelet::detail::trace_message(true, message_id(id_, to, o.sent++), kind_name(kind));
     if (o.w.unpublished() >= batch) flush(to);
-  } while (off < total);
+  } else {
+    std::size_t off = 0;
+    std::size_t part = 0, part_off = 0;  // where the copying stands in parts
+    do {
+      const auto len = static_cast<std::uint32_t>(std::min(max, total - off));
+      const std::uint16_t flags =
+          static_cast<std::uint16_t>((off == 0 ? kFirst : 0) | (off + len == total ? kLast : 0));
+      std::byte* p;
+      while (!(p = o.w.try_reserve(len))) {
+        wait_space(to, o, len);
+        if (peer_dead_[to] || in_[to].incarnation != incarnation) throw_lost(to, task);
+      }
+      for (std::uint32_t done = 0; done < len;) {
+        const std::size_t take = std::min<std::size_t>(len - done, parts[part].size() - part_off);
+        std::memcpy(p + done, parts[part].data() + part_off, take);
+        done += static_cast<std::uint32_t>(take);
+        part_off += take;
+        if (part_off == parts[part].size()) {
+          ++part;
+          part_off = 0;
+        }
+      }
+      o.w.commit(len, kind, flags);
+      if (off == 0) {  // the message is on its way
+        ++messages_out_;
+        corelet::detail::trace_message(true, message_id(id_, to, o.sent++), kind_name(kind));
+      }
+      off += len;
+      if (o.w.unpublished() >= batch) flush(to);
+    } while (off < total);
+  }
   // Publication. A message goes out at once unless the same tasklet already
   // sent on this ring in this poll round: then it waits for the next poll()
   // (when this tasklet parks or yields and the loop comes round), or for a
   // full batch above. One tasklet's burst costs one shared store, while a
   // single message followed by computation is not held back.
-  const void* me = corelet::primitive::current();
   if (o.round == round_ && o.sender == me) {
     dirty_[to] = 1;
   } else {

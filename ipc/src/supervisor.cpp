@@ -100,6 +100,9 @@ struct Supervisor {
   Cluster c;
   std::vector<pid_t> pids;
   std::vector<int> pidfds;
+  // Without pidfd_open (Linux < 5.3, a seccomp filter, valgrind) deaths come
+  // as SIGCHLD through the signalfd, and every worker is polled with waitid.
+  bool sigchld = false;
   int sigfd = -1;
   sigset_t old_mask{};
   bool mask_set = false;
@@ -203,8 +206,10 @@ void fork_worker(Supervisor& s, int w, std::function<int()>& main, bool replacem
   }
   s.pids[w] = pid;
   slot.pid.store(pid, std::memory_order_relaxed);
-  s.pidfds[w] = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-  if (s.pidfds[w] < 0) throw_errno("corelet: pidfd_open");
+  if (!s.sigchld) {
+    s.pidfds[w] = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+    if (s.pidfds[w] < 0) throw_errno("corelet: pidfd_open");
+  }
   // A new process has acknowledged nothing yet: the supervisor must not count
   // its predecessor's acknowledgements (it acknowledges at start, after it
   // emptied its rings with the peers that are dead).
@@ -262,6 +267,15 @@ int run_cluster(const Config& cfg, std::function<int()> main) {
   if (dump_sig) {
     sigaddset(&stop_sigs, dump_sig);
     corelet::detail::install_profile_handlers();  // inherited by the workers
+  }
+  {
+    const int probe = static_cast<int>(::syscall(SYS_pidfd_open, ::getpid(), 0));
+    if (probe >= 0) {
+      ::close(probe);
+    } else if (errno == ENOSYS || errno == EPERM) {
+      s.sigchld = true;
+      sigaddset(&stop_sigs, SIGCHLD);
+    }
   }
   if (::sigprocmask(SIG_BLOCK, &stop_sigs, &s.old_mask) < 0) throw_errno("corelet: sigprocmask");
   s.mask_set = true;
@@ -326,11 +340,19 @@ int run_cluster(const Config& cfg, std::function<int()> main) {
     }
     const int r = ::poll(fds.data(), fds.size(), timeout);
     if (r < 0 && errno != EINTR) throw_errno("corelet: poll in the supervisor");
+    // The workers that ended, with how: from their pidfds, or (sigchld) from
+    // a waitid of every worker after a SIGCHLD.
+    std::vector<std::pair<int, siginfo_t>> ended;
+    bool reap_all = false;
     for (std::size_t i = 0; r > 0 && i < fds.size(); ++i) {
       if (!(fds[i].revents & POLLIN)) continue;
       if (who[i] < 0) {
         signalfd_siginfo si;
         while (::read(s.sigfd, &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
+          if (static_cast<int>(si.ssi_signo) == SIGCHLD) {
+            reap_all = true;
+            continue;
+          }
           if (dump_sig && static_cast<int>(si.ssi_signo) == dump_sig) {
             if (si.ssi_code == SI_USER || si.ssi_code == SI_QUEUE)
               for (int w = 0; w < c.n; ++w)
@@ -351,6 +373,18 @@ int run_cluster(const Config& cfg, std::function<int()> main) {
         if (errno == EINTR) continue;
         throw_errno("corelet: waitid");
       }
+      ::close(s.pidfds[w]);
+      s.pidfds[w] = -1;
+      ended.emplace_back(w, info);
+    }
+    if (reap_all)
+      for (int w = 0; w < c.n; ++w) {
+        if (s.pids[w] <= 0) continue;
+        siginfo_t info{};
+        if (::waitid(P_PID, static_cast<id_t>(s.pids[w]), &info, WEXITED | WNOHANG) == 0 && info.si_pid != 0)
+          ended.emplace_back(w, info);
+      }
+    for (const auto& [w, info] : ended) {
       WorkerExit ex;
       ex.worker = w;
       ex.pid = s.pids[w];
@@ -359,8 +393,6 @@ int run_cluster(const Config& cfg, std::function<int()> main) {
       } else {
         ex.signal = info.si_status;
       }
-      ::close(s.pidfds[w]);
-      s.pidfds[w] = -1;
       s.pids[w] = 0;
       --alive;
       WorkerSlot& slot = c.slot(w);

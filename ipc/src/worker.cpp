@@ -274,12 +274,14 @@ Address Worker::open_box(MailboxBase* box) {
 }
 
 void Worker::on_mail(const std::byte* p, std::size_t n) {
-  Decoder d(p, n);
-  const auto box = d.get<std::uint32_t>();
-  const auto gen = d.get<std::uint32_t>();
-  const auto type = d.get<std::uint64_t>();
-  if (gen != c_.slot(id_).gen.load(std::memory_order_relaxed)) return;  // for a predecessor of ours
-  if (MailboxBase* b = find_box(box)) b->deliver(d, type);
+  MailHeader h;
+  if (n < sizeof h) throw DecodeError("corelet: message is truncated");
+  std::memcpy(&h, p, sizeof h);
+  if (h.gen != c_.slot(id_).gen.load(std::memory_order_relaxed)) return;  // for a predecessor of ours
+  if (MailboxBase* b = find_box(h.box)) {
+    Decoder d(p + sizeof h, n - sizeof h);
+    b->deliver(d, h.type);
+  }
 }
 
 }  // namespace corelet::ipc::detail

@@ -69,10 +69,18 @@ class Worker final : public corelet::detail::LoopHook {
 
   // Mailboxes of this worker.
   Address open_box(MailboxBase* box);
-  void close_box(std::uint32_t id) noexcept { boxes_.erase(id); }
+  void close_box(std::uint32_t id) noexcept {
+    boxes_.erase(id);
+    if (id == last_box_) last_box_ = 0;
+  }
+  // A stream of messages goes to one box: the last one found is kept.
   MailboxBase* find_box(std::uint32_t id) const noexcept {
+    if (id == last_box_) return last_box_ptr_;
     auto it = boxes_.find(id);
-    return it == boxes_.end() ? nullptr : it->second;
+    if (it == boxes_.end()) return nullptr;
+    last_box_ = id;
+    last_box_ptr_ = it->second;
+    return it->second;
   }
 
   bool peer_alive(int w) const noexcept { return w == id_ || !peer_dead_[w]; }
@@ -149,6 +157,8 @@ class Worker final : public corelet::detail::LoopHook {
   std::uint64_t messages_out_ = 0;
   std::uint64_t wakes_sent_ = 0;
   std::unordered_map<std::uint32_t, MailboxBase*> boxes_;
+  mutable std::uint32_t last_box_ = 0;  // box ids start at 1: 0 is none
+  mutable MailboxBase* last_box_ptr_ = nullptr;
   std::uint32_t next_box_ = 1;
 };
 

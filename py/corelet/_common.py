@@ -86,10 +86,12 @@ class _PlainCodeShared:
             plain_code_of._plain_code_class = cls
 
     def __new__(cls, *_args, **_kwargs):
+        # super(): the next base's __new__ (object's, or a C base's such as
+        # the queues' _QueueCore), for the shared subclass too.
         shared = cls.__dict__.get("_plain_code_class")
         if shared is not None and current_id() == 0:
-            return object.__new__(shared)
-        return object.__new__(cls)
+            return super().__new__(shared)
+        return super().__new__(cls)
 
 
 class _WithItsLock:

@@ -5,9 +5,12 @@ queue.Queue's methods (and multiprocessing's JoinableQueue name).
 while a bounded queue is full. ``get_nowait``/``put_nowait`` raise queue.Empty
 and queue.Full, as the standard library's do.
 
-Hand-offs keep the order and the bound exact: an item put while a getter
-waits goes straight to that getter, and a slot freed by get() is reserved for
-the first waiting putter.
+The state machine — the bound, the unfinished-task count, the waiting getters,
+putters and joiners — is sched's Queue (the _QueueCore base, in C++), the one
+fiber tasklets use; the items live in the object's own storage (_init, _qsize,
+_put and _get, which subclasses override as queue.Queue's do). As with
+queue.Queue and its condition variables, a woken getter or putter looks
+again when it runs, and waits again if another tasklet came first.
 
 Made in plain code (outside any tasklet), Queue() and JoinableQueue() give
 their cross-process subclass of corelet._shared_queue, as multiprocessing's
@@ -17,30 +20,26 @@ they are made.
 
 import heapq
 import queue as _stdlib_queue
-import types
 from collections import deque
 
 from ._common import _NONE, _PlainCodeShared
-from ._corelet import WaitQueue, ready
+from ._corelet import _QueueCore, ready
 
 __all__ = ["Queue", "LifoQueue", "PriorityQueue", "JoinableQueue", "Empty", "Full"]
 
 Empty = _stdlib_queue.Empty
 Full = _stdlib_queue.Full
 
+_NO_ITEM = object()
 
-class Queue(_PlainCodeShared):
+
+class Queue(_PlainCodeShared, _QueueCore):
     """queue.Queue for tasklets (FIFO). Made in plain code (outside any
     tasklet) it is the cross-process SharedQueue, as multiprocessing.Queue."""
 
     def __init__(self, maxsize=0):
         self.maxsize = maxsize
         self._init(maxsize)
-        self._getters = WaitQueue()
-        self._putters = WaitQueue()
-        self._reserved = 0  # slots handed to woken putters that have not put yet
-        self._unfinished = 0
-        self._all_done = WaitQueue()
 
     # The storage; subclasses change the order.
     def _init(self, maxsize):
@@ -63,31 +62,18 @@ class Queue(_PlainCodeShared):
         return not self._qsize()
 
     def full(self):
-        return 0 < self.maxsize <= self._qsize() + self._reserved
+        return 0 < self.maxsize <= self._qsize()
 
     def put(self, item, block=True, timeout=None):
         """Operation: puts item; waits (block) while the queue is full, raising
         queue.Full after timeout seconds or at once if block is False."""
-        if not self.full():
-            self._do_put(item)
+        if self._try_put(item):
             return _NONE
         if not block:
             raise Full
         if timeout is not None and timeout < 0:
             raise ValueError("'timeout' must be a non-negative number")
-        return self._put_slow(item, timeout)
-
-    def _do_put(self, item):
-        self._unfinished += 1
-        if not self._qsize() and self._getters.notify(item):
-            return  # a waiting getter took it
-        self._put(item)
-
-    @types.coroutine
-    def _put_slow(self, item, timeout):
-        yield self._putters.wait(timeout, timeout_error=Full, what="Queue.put")
-        self._reserved -= 1  # get() reserved this slot for us
-        self._do_put(item)
+        return self._put_op(item, timeout)
 
     def put_nowait(self, item):
         return self.put(item, False)
@@ -96,46 +82,32 @@ class Queue(_PlainCodeShared):
         """Operation giving the next item; waits (block) while the queue is
         empty, raising queue.Empty after timeout seconds or at once if block is
         False."""
-        if self._qsize():
-            return ready(self._take())
+        item = self._try_get(_NO_ITEM)
+        if item is not _NO_ITEM:
+            return ready(item)
         if not block:
             raise Empty
         if timeout is not None and timeout < 0:
             raise ValueError("'timeout' must be a non-negative number")
-        return self._getters.wait(timeout, timeout_error=Empty, what="Queue.get")
+        return self._get_op(timeout)
 
     def get_nowait(self):
         """The next item now, or queue.Empty."""
-        if not self._qsize():
+        item = self._try_get(_NO_ITEM)
+        if item is _NO_ITEM:
             raise Empty
-        return self._take()
-
-    def _take(self):
-        item = self._get()
-        if self._putters and not 0 < self.maxsize <= self._qsize() + self._reserved:
-            self._reserved += 1
-            self._putters.notify(True)
         return item
 
-    def task_done(self):
-        """One item taken from the queue is processed (see join())."""
-        if self._unfinished <= 0:
-            raise ValueError("task_done() called too many times")
-        self._unfinished -= 1
-        if self._unfinished == 0:
-            self._all_done.notify_all(True)
+    # task_done() is _QueueCore's.
 
     def join(self):
         """Operation: waits until every item put has been marked task_done()."""
-        if self._unfinished == 0:
+        if self._unfinished() == 0:
             return _NONE
-        return self._all_done.wait(what="Queue.join")
+        return self._join_op()
 
     def __repr__(self):
-        return (
-            f"<corelet.{type(self).__name__} size={self._qsize()} maxsize={self.maxsize}, "
-            f"{len(self._getters)} getters, {len(self._putters)} putters waiting>"
-        )
+        return f"<corelet.{type(self).__name__} size={self._qsize()} maxsize={self.maxsize}>"
 
 
 class LifoQueue(Queue):

@@ -26,9 +26,7 @@ class Channel : public corelet::Channel<pyb::object> {
   // Tasklets of two schedulers (two corelet.run on two threads) must not
   // meet on one channel: a wake would go to the wrong ready queue.
   void check_here() const {
-    if (!waiters_are_here())
-      throw UsageError("corelet: Channel: tasklets of another corelet.run (another thread, or a run that ended) "
-                       "wait on this channel; a channel belongs to one scheduler");
+    if (!waiters_are_here()) throw UsageError(not_here_message("Channel"));
   }
 };
 

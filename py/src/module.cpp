@@ -49,6 +49,7 @@ PYBIND11_MODULE(_corelet, m) {
   bind_tasklets(m);
   bind_channel(m);
   bind_sync(m);
+  bind_queue(m);
   bind_blocking(m);
   bind_io(m);
   bind_cluster(m);

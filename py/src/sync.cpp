@@ -28,9 +28,7 @@ class WaitQueue {
   WaitQueue& operator=(const WaitQueue&) = delete;
 
   bool notify(PyObject* value) {
-    if (!q_.empty() && !primitive::on_this_scheduler(q_.head->tasklet))
-      throw UsageError("corelet: tasklets of another corelet.run (another thread, or a run that ended) wait on "
-                       "this primitive; locks, events and queues belong to one scheduler");
+    if (!primitive::waiters_are_here(q_)) throw UsageError(not_here_message("WaitQueue.notify"));
     primitive::Waiter* w = q_.pop_front();
     if (!w) return false;
     *static_cast<PyObject**>(w->slot) = Py_NewRef(value);
@@ -177,16 +175,6 @@ void core_dealloc(PyObject* self) {
   core_of<Core>(self).~Core();
   type->tp_free(self);
   Py_DECREF(type);
-}
-
-template <class Core>
-bool check_here(const Core& c, const char* what) {
-  if (c.waiters_are_here()) return true;
-  PyErr_Format(g_exc.usage,
-               "corelet: %s: tasklets of another corelet.run (another thread, or a run that ended) wait on "
-               "this primitive; locks, events and queues belong to one scheduler",
-               what);
-  return false;
 }
 
 // wait(timeout, what): the operation (timeout: None or seconds).

@@ -380,6 +380,12 @@ Clock::time_point deadline_from(const pyb::object& timeout, const char* call) {
   return deadline_from(timeout.ptr(), call);
 }
 
+std::string not_here_message(const char* what) {
+  return std::string("corelet: ") + what +
+         ": tasklets of another corelet.run (another thread, or a run that ended) wait on it; channels, locks, "
+         "events and queues belong to one scheduler";
+}
+
 PyObject* set_python_error() noexcept {
   try {
     throw;

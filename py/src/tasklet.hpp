@@ -204,7 +204,21 @@ void set_spawn_site(PyTasklet& t) noexcept;
 void bind_tasklets(pyb::module_& m);
 void bind_profile(pyb::module_& m);
 void bind_channel(pyb::module_& m);
+// not_here_message — what a primitive says when tasklets of another
+// scheduler wait on it (a wake-up would go to the wrong ready queue): every
+// primitive of the binding belongs to one corelet.run.
+std::string not_here_message(const char* what);
+// check_here — true if p's waiters (p.waiters_are_here()) are this
+// scheduler's; else UsageError set, false.
+template <class P>
+bool check_here(const P& p, const char* what) {
+  if (p.waiters_are_here()) return true;
+  PyErr_SetString(g_exc.usage, not_here_message(what).c_str());
+  return false;
+}
+
 void bind_sync(pyb::module_& m);
+void bind_queue(pyb::module_& m);
 void bind_blocking(pyb::module_& m);
 void bind_io(pyb::module_& m);
 void bind_cluster(pyb::module_& m);

@@ -111,7 +111,9 @@ std::string ms(std::uint64_t ns) {
 
 TaskletDescriber* set_describer(TaskletDescriber* d) noexcept { return std::exchange(tl_describer, d); }
 
-void trace_message(bool out, std::uint64_t id, const char* name) noexcept {
+std::atomic<std::uint32_t> g_traces_open{0};
+
+void trace_message_now(bool out, std::uint64_t id, const char* name) noexcept {
   if (Scheduler* s = this_scheduler()) s->trace_message(out, id, name);
 }
 
@@ -127,11 +129,15 @@ void Scheduler::run_loop() {
     }
     tracer_ = std::make_unique<Tracer>(path, hook_ == nullptr, label);
     if (!tracer_->ok()) tracer_.reset();
+    if (tracer_) g_traces_open.fetch_add(1, std::memory_order_relaxed);
     accounting_ = accounting_ || tracer_ != nullptr;  // the trace rides on accounting's hooks
   }
   struct EndTrace {
     std::unique_ptr<Tracer>& t;
-    ~EndTrace() { t.reset(); }  // written out when the run ends, also by an exception
+    ~EndTrace() {  // written out when the run ends, also by an exception
+      if (t) g_traces_open.fetch_sub(1, std::memory_order_relaxed);
+      t.reset();
+    }
   } end_trace{tracer_};
   if (!accounting_) {
     loop();

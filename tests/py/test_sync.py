@@ -461,6 +461,63 @@ def test_bounded_queue_blocks_putters_and_keeps_the_bound():
     assert run(main) == list(range(10))
 
 
+def test_a_woken_getter_that_finds_the_item_gone_waits_for_the_next():
+    # As with queue.Queue's condition variables, an item put while a getter
+    # waits can still be taken by a tasklet that runs first; the woken getter
+    # then waits again (its deadline unchanged) and nothing is lost.
+    def getter(q, got):
+        got.append((yield q.get(timeout=30)))
+
+    def main():
+        q = corelet.Queue()
+        got = []
+        t = corelet.spawn(getter, q, got)
+        yield  # the getter waits
+        yield q.put("first")  # wakes it...
+        taken = q.get_nowait()  # ...but main takes the item before it runs
+        yield  # the getter runs, finds nothing, waits again
+        assert got == [] and q.qsize() == 0
+        yield q.put("second")
+        yield t.join()
+        return taken, got
+
+    assert run(main) == ("first", ["second"])
+
+
+def test_a_subclass_may_keep_the_items_its_own_way():
+    # queue.Queue's storage hooks: _init, _qsize, _put, _get.
+    class EveryOther(corelet.Queue):
+        def _init(self, maxsize):
+            self.items = []
+
+        def _qsize(self):
+            return len(self.items)
+
+        def _put(self, item):
+            self.items.insert(0 if len(self.items) % 2 else len(self.items), item)
+
+        def _get(self):
+            return self.items.pop()
+
+    def consumer(q, out):
+        for _ in range(4):
+            out.append((yield q.get()))
+
+    def main():
+        q = EveryOther(maxsize=3)
+        out = []
+        c = corelet.spawn(consumer, q, out)
+        yield  # waits on the empty queue
+        for v in "abcd":
+            yield q.put(v)
+        yield c.join()
+        assert isinstance(q, corelet.Queue) and q.empty() and q.maxsize == 3
+        return out
+
+    out = run(main)
+    assert sorted(out) == ["a", "b", "c", "d"]
+
+
 def test_queue_nowait_timeouts_and_stdlib_exceptions():
     def main():
         q = corelet.Queue(1)
@@ -613,3 +670,55 @@ def test_a_yielded_generator_runs_as_a_call_and_its_exception_reaches_the_caller
         return "ok"
 
     assert run(main) == "ok"
+
+
+def test_a_primitive_that_tasklets_of_another_run_wait_on_refuses_to_wake_them():
+    # Two corelet.run on two threads: a wake-up from the other would go to the
+    # wrong scheduler's ready queue. The lock, its waiter and the queue's
+    # getter are thread 1's; thread 2's tasklet gets UsageError, and nothing
+    # changes for thread 1.
+    made = threading.Event()
+    done = threading.Event()
+    box = {}
+
+    def thread1():
+        def waiter(lock):
+            yield lock.acquire()
+            lock.release()
+
+        def getter(q):
+            return (yield q.get())
+
+        def main():
+            box["lock"], box["q"] = corelet.Lock(), corelet.Queue()
+            yield box["lock"].acquire()
+            w, g = corelet.spawn(waiter, box["lock"]), corelet.spawn(getter, box["q"])
+            yield  # both wait
+            made.set()
+            yield corelet.run_blocking(done.wait, 30)
+            box["lock"].release()  # hands the lock to its waiter here
+            box["q"].put_nowait("item")
+            yield w.join()
+            return (yield g.join())
+
+        box["result"] = corelet.run(main)
+
+    t = threading.Thread(target=thread1)
+    t.start()
+    assert made.wait(30)
+
+    def other():
+        errors = []
+        for call in (box["lock"].release, lambda: box["q"].put_nowait("x")):
+            try:
+                call()
+            except corelet.UsageError as e:
+                errors.append(str(e))
+        return errors
+        yield
+
+    errors = corelet.run(other)
+    done.set()
+    t.join(30)
+    assert len(errors) == 2 and all("another corelet.run" in e for e in errors), errors
+    assert box["result"] == "item"

@@ -22,9 +22,14 @@
 #include <corelet/sched/primitive.hpp>
 #include <corelet/sched/errors.hpp>
 
+#include <boost/circular_buffer.hpp>
+
+#include <algorithm>
 #include <compare>
+#include <cstddef>
 #include <cstdint>
-#include <deque>
+#include <cstring>
+#include <new>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -71,6 +76,70 @@ struct MailHeader {
 static_assert(sizeof(MailHeader) == 16);
 void check_address(const Address& to, const char* call);
 
+// type_code — typeid(T).hash_code(), the same in every worker (one binary);
+// computed once (libstdc++ hashes the type's name on every hash_code()).
+template <class T>
+std::uint64_t type_code() noexcept {
+  static const std::uint64_t code = typeid(T).hash_code();
+  return code;
+}
+
+// MailQueue — a mailbox's messages: a ring buffer that doubles when full, so
+// that a steady stream allocates nothing. A trivially copyable T is kept as
+// raw bytes, decoded straight from the ring into its slot (one copy in, one
+// out); any other T as a T, moved in and out.
+template <class T>
+class MailQueue {
+  struct Bytes {
+    Bytes() {}  // not zeroed: filled by a memcpy
+    alignas(T) unsigned char b[sizeof(T)];
+  };
+  static constexpr bool kRaw = std::is_trivially_copyable_v<T>;
+  using Slot = std::conditional_t<kRaw, Bytes, T>;
+
+ public:
+  bool empty() const noexcept { return q_.empty(); }
+  std::size_t size() const noexcept { return q_.size(); }
+  // Appends the T that `in` holds next. DecodeError leaves the queue as it was.
+  void push_decoded(Decoder& in) {
+    grow();
+    if constexpr (kRaw) {
+      const std::size_t n = in.remaining();
+      if (n < sizeof(T)) throw DecodeError("corelet: message is truncated");
+      q_.push_back();
+      std::memcpy(q_.back().b, in.position(), sizeof(T));
+    } else {
+      q_.push_back(in.get<T>());
+    }
+  }
+  void push(T&& v) {
+    grow();
+    if constexpr (kRaw) {
+      q_.push_back();
+      std::memcpy(q_.back().b, &v, sizeof(T));
+    } else {
+      q_.push_back(std::move(v));
+    }
+  }
+  T pop() {
+    if constexpr (kRaw) {
+      T v(*std::launder(reinterpret_cast<const T*>(q_.front().b)));
+      q_.pop_front();
+      return v;
+    } else {
+      T v(std::move(q_.front()));
+      q_.pop_front();
+      return v;
+    }
+  }
+
+ private:
+  void grow() {
+    if (q_.full()) q_.set_capacity(std::max<std::size_t>(16, 2 * q_.capacity()));
+  }
+  boost::circular_buffer<Slot> q_;
+};
+
 }  // namespace ipc::detail
 
 // Mailbox<T> — see the top of this file. Not copyable or movable (its
@@ -81,7 +150,7 @@ class Mailbox final : public ipc::detail::MailboxBase {
  public:
   // Mailbox — opens a mailbox in this worker. UsageError outside a cluster.
   Mailbox() {
-    type = typeid(T).hash_code();
+    type = ipc::detail::type_code<T>();
     type_name = typeid(T).name();
     addr_ = ipc::detail::open_box(this);
   }
@@ -99,17 +168,20 @@ class Mailbox final : public ipc::detail::MailboxBase {
   // recv — the next message; parks until one arrives. Throws ChannelClosed
   // once closed and drained, DecodeError for a message of another type (it
   // is dropped; the next recv goes on), Cancelled.
-  T recv() { return *recv_until(Clock::time_point::max()); }
+  T recv() {
+    if (!q_.empty() && !bad_) return q_.pop();  // the common case: one copy, into the caller's object
+    return std::move(*recv_until(Clock::time_point::max()));
+  }
   // recv_for / recv_until — as recv; nullopt on timeout.
   template <class Rep, class Period>
   std::optional<T> recv_for(std::chrono::duration<Rep, Period> d) {
     return recv_until(corelet::primitive::deadline_after(d));
   }
   std::optional<T> recv_until(Clock::time_point tp) {
-    corelet::primitive::require_tasklet("Mailbox::recv");
     for (;;) {
       if (auto v = try_recv()) return v;
       if (closed_) throw ChannelClosed();
+      corelet::primitive::require_tasklet("Mailbox::recv");  // it must wait: only a tasklet can
       const auto st = corelet::primitive::wait_state(waiters_, "Mailbox::recv", this, tp, WaitKind::Remote);
       if (st == corelet::primitive::Waiter::State::Closed) throw ChannelClosed();  // destroyed: *this is gone
       if (st == corelet::primitive::Waiter::State::Pending && q_.empty() && !bad_) return std::nullopt;
@@ -123,9 +195,7 @@ class Mailbox final : public ipc::detail::MailboxBase {
       throw ipc::DecodeError(why);
     }
     if (q_.empty()) return std::nullopt;
-    T v = std::move(q_.front());
-    q_.pop_front();
-    return v;
+    return q_.pop();
   }
   std::size_t size() const noexcept { return q_.size(); }
 
@@ -139,7 +209,7 @@ class Mailbox final : public ipc::detail::MailboxBase {
   // put — used by send() for a mailbox of this worker.
   void put(T v) {
     if (closed_) return;
-    q_.push_back(std::move(v));
+    q_.push(std::move(v));
     corelet::primitive::wake_one(waiters_);
   }
 
@@ -150,7 +220,7 @@ class Mailbox final : public ipc::detail::MailboxBase {
       bad_ = std::string("corelet: a message of another type was sent to a Mailbox<") + type_name + "> at " +
              to_string(addr_) + "; it was dropped";
     } else {
-      q_.push_back(in.get<T>());
+      q_.push_decoded(in);
     }
     corelet::primitive::wake_one(waiters_);
   }
@@ -162,7 +232,7 @@ class Mailbox final : public ipc::detail::MailboxBase {
   }
 
   Address addr_;
-  std::deque<T> q_;
+  ipc::detail::MailQueue<T> q_;
   corelet::primitive::WaitQueue waiters_;
   std::optional<std::string> bad_;
   bool closed_ = false;
@@ -178,14 +248,14 @@ void send(const Address& to, const T& v) {
   if (to.worker == this_worker()) {
     auto* box = ipc::detail::find_box(to);
     if (!box) return;
-    if (box->type != typeid(T).hash_code()) {
+    if (box->type != ipc::detail::type_code<T>()) {
       throw std::invalid_argument(std::string("corelet::send: the mailbox at ") + to_string(to) +
                                   " takes another type than " + typeid(T).name());
     }
     static_cast<Mailbox<T>*>(box)->put(v);
     return;
   }
-  const ipc::detail::MailHeader h{to.box, to.gen, typeid(T).hash_code()};
+  const ipc::detail::MailHeader h{to.box, to.gen, ipc::detail::type_code<T>()};
   if constexpr (std::is_trivially_copyable_v<T>) {
     // No allocation: the header and the value are copied into the ring.
     const std::string_view parts[2] = {{reinterpret_cast<const char*>(&h), sizeof h},
@@ -217,7 +287,7 @@ std::vector<Address> broadcast(const std::vector<Address>& to, const T& v) {
         ipc::Encoder(body).put(v);
         encoded = true;
       }
-      const ipc::detail::MailHeader h{a.box, a.gen, typeid(T).hash_code()};
+      const ipc::detail::MailHeader h{a.box, a.gen, ipc::detail::type_code<T>()};
       const std::string_view parts[2] = {{reinterpret_cast<const char*>(&h), sizeof h}, body};
       ipc::detail::send_mail_parts(a, parts, 2);
     } catch (const WorkerLost&) {

@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <optional>
@@ -71,7 +72,7 @@ struct PriorityOrder {
 template <class T, class Order>
 class BasicQueue {
  public:
-  explicit BasicQueue(std::size_t maxsize = 0) : maxsize_(maxsize) {}
+  explicit BasicQueue(std::size_t maxsize = 0, Order order = Order{}) : items_(std::move(order)), maxsize_(maxsize) {}
   BasicQueue(const BasicQueue&) = delete;
   BasicQueue& operator=(const BasicQueue&) = delete;
   // Destroying a queue shuts it down (immediately): parked getters, putters
@@ -148,6 +149,45 @@ class BasicQueue {
   std::size_t maxsize() const noexcept { return maxsize_; }
   std::size_t unfinished_tasks() const noexcept { return unfinished_; }
 
+  // ---- the non-blocking core (primitive.hpp), for other kinds of tasklet
+  // (the Python binding's stackless ones); put and get are written with it ----
+  enum class Try : std::uint8_t { Done, Wait, ShutDown };
+  // try_put_now — puts v if there is room (Done; v moved from if an rvalue),
+  // else Wait or ShutDown (v untouched).
+  template <class V>
+  Try try_put_now(V&& v) {
+    if (shutdown_) return Try::ShutDown;
+    if (full()) return Try::Wait;
+    items_.push(std::forward<V>(v));
+    ++unfinished_;
+    wake_one(getters_);
+    return Try::Done;
+  }
+  // try_get_now — the next item into out (Done), else Wait, or ShutDown once
+  // shut down and drained.
+  Try try_get_now(std::optional<T>& out) {
+    if (items_.size() == 0) return shutdown_ ? Try::ShutDown : Try::Wait;
+    out.emplace(items_.pop());
+    wake_one(putters_);
+    return Try::Done;
+  }
+  // enlist_* — w (its tasklet set) waits for an item, for room, or for the
+  // last task_done(). Condition-variable style: a waiter woken with Done
+  // must call woken(w), then try again (another tasklet may have come
+  // first); Closed means the queue was shut down or destroyed.
+  void enlist_getter(Waiter& w) noexcept { enlist_on(getters_, w); }
+  void enlist_putter(Waiter& w) noexcept { enlist_on(putters_, w); }
+  void enlist_joiner(Waiter& w) noexcept { enlist_on(joiners_, w); }
+  void woken(Waiter& w) noexcept {
+    if (w.queue) w.queue->remove(&w);  // off woken_ (see wake_one)
+  }
+  void set_maxsize(std::size_t maxsize) noexcept { maxsize_ = maxsize; }
+  bool waiters_are_here() const noexcept {
+    for (const WaitQueue* q : {&getters_, &putters_, &joiners_})
+      if (!primitive::waiters_are_here(*q)) return false;
+    return true;
+  }
+
  private:
   // Condition-variable style: a woken tasklet re-checks the queue when it
   // runs (another may have taken the item or the room first), and LIFO and
@@ -162,6 +202,10 @@ class BasicQueue {
     woken_.push_back(w);
     return true;
   }
+  static void enlist_on(WaitQueue& q, Waiter& w) noexcept {
+    w.state = Waiter::State::Pending;
+    q.push_back(&w);
+  }
   // Parks on q. Returns Pending on timeout, Closed if the queue was shut down
   // or destroyed (do not touch it then), Done if woken (it is alive, and
   // wait_state has taken the waiter off woken_). Throws Cancelled.
@@ -172,8 +216,11 @@ class BasicQueue {
   template <class V>
   bool put_impl(V&& v, Clock::time_point deadline, bool may_block, const char* call) {
     for (;;) {
-      if (shutdown_) throw QueueShutDown{};
-      if (!full()) break;
+      switch (try_put_now(std::forward<V>(v))) {  // moves from v only when Done
+        case Try::Done: return true;
+        case Try::ShutDown: throw QueueShutDown{};
+        case Try::Wait: break;
+      }
       if (!may_block) return false;
       switch (wait(putters_, call, deadline)) {
         case Waiter::State::Pending: return false;
@@ -181,15 +228,15 @@ class BasicQueue {
         case Waiter::State::Done: break;
       }
     }
-    items_.push(std::forward<V>(v));
-    ++unfinished_;
-    wake_one(getters_);
-    return true;
   }
   std::optional<T> get_impl(Clock::time_point deadline, bool may_block, const char* call) {
+    std::optional<T> v;
     for (;;) {
-      if (items_.size() > 0) break;
-      if (shutdown_) throw QueueShutDown{};
+      switch (try_get_now(v)) {
+        case Try::Done: return v;
+        case Try::ShutDown: throw QueueShutDown{};
+        case Try::Wait: break;
+      }
       if (!may_block) return std::nullopt;
       switch (wait(getters_, call, deadline)) {
         case Waiter::State::Pending: return std::nullopt;
@@ -197,9 +244,6 @@ class BasicQueue {
         case Waiter::State::Done: break;
       }
     }
-    std::optional<T> v(items_.pop());
-    wake_one(putters_);
-    return v;
   }
 
   Order items_;

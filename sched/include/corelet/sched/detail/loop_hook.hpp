@@ -4,6 +4,7 @@
 
 #include <corelet/sched/profile.hpp>
 
+#include <atomic>
 #include <cstdint>
 #include <ctime>
 #include <string>
@@ -103,8 +104,17 @@ void install_profile_handlers();
 
 // trace_message — with CORELET_TRACE, records a message sent to (out) or
 // received from another worker as one end of a flow; `id` is the same at both
-// ends. On a scheduler's thread; a no-op without a trace.
-void trace_message(bool out, std::uint64_t id, const char* name) noexcept;
+// ends. On a scheduler's thread; a no-op without a trace (one load: it is on
+// every message's path).
+// g_traces_open counts the schedulers of this process that write a trace.
+// Relaxed: a scheduler opens its trace on its own thread before its loop
+// runs, so it sees its own increment; another thread that misses it calls
+// nothing, and its own scheduler has no trace to write to anyway.
+extern std::atomic<std::uint32_t> g_traces_open;
+void trace_message_now(bool out, std::uint64_t id, const char* name) noexcept;
+inline void trace_message(bool out, std::uint64_t id, const char* name) noexcept {
+  if (g_traces_open.load(std::memory_order_relaxed) != 0) trace_message_now(out, id, name);
+}
 // trace_file_begin / trace_file_end — a cluster's supervisor writes the
 // trace file's opening and closing brackets around the workers' events.
 void trace_file_begin() noexcept;
