@@ -12,6 +12,9 @@
 //
 // SIZE is the message's own bytes (a sequence number and filler), as in
 // ipc_ref; corelet adds its 8-byte frame header and 16-byte mail header.
+// IPC_CORELET_RING_BYTES (a power of two) sets the ring's data bytes for tput
+// and raw_tput (default: Config's, 1 MiB), to compare with ipc_ref's rings of
+// 1024 slots (64 MiB at 64 KiB messages).
 
 #include <corelet/corelet.hpp>
 
@@ -33,6 +36,11 @@
 namespace {
 
 using SteadyClock = std::chrono::steady_clock;
+
+std::size_t ring_bytes() {
+  const char* v = std::getenv("IPC_CORELET_RING_BYTES");
+  return v && *v ? std::strtoull(v, nullptr, 10) : corelet::Config{}.ring_bytes;
+}
 
 std::int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(SteadyClock::now().time_since_epoch()).count();
@@ -75,7 +83,9 @@ double* g_result = nullptr;
 template <std::size_t Size>
 double tput(std::uint64_t n) {
   // Stacks hold a message (recv returns it by value): 64 KiB ones need more.
-  corelet::run(corelet::Config{.workers = 2, .stack_size = 4 * Size + 64 * 1024}, [&] {
+  corelet::Config cfg{.workers = 2, .stack_size = 4 * Size + 64 * 1024};
+  cfg.ring_bytes = ring_bytes();
+  corelet::run(cfg, [&] {
     corelet::Mailbox<Msg<Size>> box;
     auto f = corelet::spawn_on(1, blast<Size>, box.address(), n);
     box.recv();  // the clock starts at the first message, as in ipc_ref
@@ -96,7 +106,7 @@ double tput(std::uint64_t n) {
 // ---- raw_tput: the ring alone between two pinned processes ----
 
 double raw_tput(std::size_t size, std::uint64_t n) {
-  constexpr std::size_t kCap = std::size_t{1} << 20;
+  const std::size_t kCap = ring_bytes();
   void* mem = mmap(nullptr, corelet::ipc::ring_bytes(kCap) + 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (mem == MAP_FAILED) std::exit(1);
   auto* h = corelet::ipc::init_ring(mem, kCap);
