@@ -562,9 +562,8 @@ class SelectOp final : public Op {
     if (ops_.empty()) throw pyb::value_error("corelet.select: no cases");
   }
   Begin begin(PyTasklet& t) override {
-    static std::size_t rotation = 0;
     const std::size_t n = ops_.size();
-    const std::size_t start = rotation++ % n;
+    const std::size_t start = primitive::select_start(n);
     for (std::size_t k = 0; k < n; ++k) {
       const std::size_t i = (start + k) % n;
       PyObject* v = nullptr;
@@ -582,10 +581,7 @@ class SelectOp final : public Op {
     ws_.assign(n, primitive::Waiter{});
     primitive::Waiter* chain = nullptr;
     for (std::size_t i = 0; i < n; ++i) {
-      ws_[i].tasklet = &t;
-      ws_[i].index = i;
-      ws_[i].sibling = chain;
-      chain = &ws_[i];
+      primitive::add_case(&t, ws_[i], i, chain);
       ops_[i]->link(t, ws_[i]);
     }
     t.waiters = chain;
@@ -597,13 +593,13 @@ class SelectOp final : public Op {
       case primitive::Wake::Timeout: t.raise_new(PyExc_TimeoutError, "corelet: select: timed out"); return true;
       case primitive::Wake::Notified: break;
     }
-    for (std::size_t i = 0; i < ws_.size(); ++i) {
-      if (ws_[i].state == primitive::Waiter::State::Pending) continue;
-      PyObject* v = nullptr;
-      if (ops_[i]->fired(t, ws_[i], &v) == 1) give(t, i, v);
+    const std::size_t i = primitive::fired(ws_.data(), ws_.size());
+    if (i == ws_.size()) {
+      t.raise_new(PyExc_RuntimeError, "corelet: select: woken with no case done");  // cannot happen
       return true;
     }
-    t.raise_new(PyExc_RuntimeError, "corelet: select: woken with no case done");  // cannot happen
+    PyObject* v = nullptr;
+    if (ops_[i]->fired(t, ws_[i], &v) == 1) give(t, i, v);
     return true;
   }
   const char* what() const noexcept override { return "select"; }

@@ -181,7 +181,7 @@ class Mailbox final : public ipc::detail::MailboxBase {
     for (;;) {
       if (auto v = try_recv()) return v;
       if (closed_) throw ChannelClosed();
-      corelet::primitive::require_tasklet("Mailbox::recv");  // it must wait: only a tasklet can
+      // It must wait: wait_state throws UsageError("corelet: Mailbox::recv called outside a tasklet").
       const auto st = corelet::primitive::wait_state(waiters_, "Mailbox::recv", this, tp, WaitKind::Remote);
       if (st == corelet::primitive::Waiter::State::Closed) throw ChannelClosed();  // destroyed: *this is gone
       if (st == corelet::primitive::Waiter::State::Pending && q_.empty() && !bad_) return std::nullopt;

@@ -360,11 +360,6 @@ struct DefaultCase {
   void fire() { fn(); }
 };
 
-inline std::size_t select_rotation() noexcept {
-  thread_local std::size_t n = 0;
-  return n++;
-}
-
 }  // namespace detail
 
 template <class T, class F = detail::NoHandler>
@@ -401,7 +396,7 @@ std::size_t select(Cases&&... cases) {
   };
 
   // 1. A case that is ready now, from a rotating start.
-  const std::size_t start = detail::select_rotation() % n;
+  const std::size_t start = primitive::select_start(n);
   for (std::size_t k = 0; k < n && chosen == n; ++k) {
     const std::size_t want = (start + k) % n;
     for_each([&](auto ic) {
@@ -434,10 +429,7 @@ std::size_t select(Cases&&... cases) {
         deadline = c.deadline;
         timeout_index = i;
       } else if constexpr (std::decay_t<decltype(c)>::kind != CaseKind::Default) {
-        ws[i].tasklet = t;
-        ws[i].index = i;
-        ws[i].sibling = chain;
-        chain = &ws[i];
+        primitive::add_case(t, ws[i], i, chain);
         c.enqueue(ws[i]);
       }
     });
@@ -445,10 +437,7 @@ std::size_t select(Cases&&... cases) {
     switch (primitive::park("corelet::select", nullptr, deadline)) {
       case primitive::Wake::Cancelled: throw Cancelled{};
       case primitive::Wake::Timeout: chosen = timeout_index; break;
-      case primitive::Wake::Notified:
-        for (std::size_t i = 0; i < n; ++i)
-          if (ws[i].tasklet && ws[i].state != primitive::Waiter::State::Pending) chosen = i;
-        break;
+      case primitive::Wake::Notified: chosen = primitive::fired(ws, n); break;
     }
     if (chosen < n && ws[chosen].state == primitive::Waiter::State::Closed) {
       bool is_send = false;

@@ -183,6 +183,28 @@ Waiter::State wait_state(WaitQueue& q, const char* what, const void* obj, Clock:
 bool wait_on(WaitQueue& q, const char* what, const void* obj,
              Clock::time_point deadline = Clock::time_point::max(), WaitKind kind = WaitKind::Sync);
 
+// ---- select: one park on several queues ----
+// A select tries its cases from select_start(n) on (a start that rotates per
+// thread, so that a busy case cannot starve the others), then parks on all
+// of them: add_case links each case's waiter into the chain of the park
+// (the case enlists it after), the tasklet's `waiters` is set to the chain,
+// and after the wake fired() says which case completed. One wake unparks the
+// tasklet and unlinks every other case's waiter.
+std::size_t select_start(std::size_t n) noexcept;
+inline void add_case(Tasklet* t, Waiter& w, std::size_t index, Waiter*& chain) noexcept {
+  w.tasklet = t;
+  w.index = index;
+  w.sibling = chain;
+  chain = &w;
+}
+// The index of the first waiter of ws[0, n) that was completed (Done or
+// Closed), n if none (a timeout). Waiters of no case have no tasklet.
+inline std::size_t fired(const Waiter* ws, std::size_t n) noexcept {
+  for (std::size_t i = 0; i < n; ++i)
+    if (ws[i].tasklet && ws[i].state != Waiter::State::Pending) return i;
+  return n;
+}
+
 // ---- waking ----
 
 // unpark — makes a parked tasklet ready with the given reason, unlinking its
