@@ -95,7 +95,7 @@ class SharedQueue(Queue, plain_code_of=Queue):
         """multiprocessing's; corelet's queues have no feeder thread."""
 
     # Queue's storage hooks and hand-off helpers: the items are in shared memory.
-    _init = _qsize = _put = _get = _do_put = _put_slow = _take = _in_process_only
+    _init = _qsize = _put = _get = _in_process_only
 
     def __repr__(self):
         name = type(self).__name__.removeprefix("Shared")

@@ -307,7 +307,6 @@ class SharedBarrier(Barrier, plain_code_of=Barrier):
         self._core.complete(index, gen, True)
         return index
 
-    _break = _in_process_only
 
     def abort(self):
         """Breaks the barrier: waiters raise BrokenBarrierError."""

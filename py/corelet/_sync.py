@@ -12,9 +12,10 @@ one, naming what to write instead.
 
 Wake-ups are hand-offs: a released Lock or Semaphore unit goes to the first
 waiter directly, so a tasklet that did not wait cannot barge in ahead of it.
-Lock, RLock and the semaphores are sched's Semaphore and Event the flag of
-sched's Event (the _Units and _Flag types of the extension): the state
-machines fiber tasklets use, with threading's names and checks here.
+Lock, RLock and the semaphores are sched's Semaphore, Event the flag of
+sched's Event, Barrier sched's Barrier (the _Units, _Flag and _Gate types of
+the extension): the state machines fiber tasklets use, with threading's
+names and checks here.
 
 Made in plain code (outside any tasklet), Lock() and the others but Timer
 give their cross-process subclass of corelet._shared_sync, as
@@ -26,7 +27,7 @@ import time
 import types
 
 from ._common import _FALSE, _TRUE, _AsyncWith, _PlainCodeShared, _WithItsLock, _timeout
-from ._corelet import Cancelled, UsageError, WaitQueue, _Flag, _Units, current_id, spawn
+from ._corelet import UsageError, WaitQueue, _Flag, _Gate, _Units, current_id, spawn
 
 __all__ = ["Lock", "RLock", "Condition", "Semaphore", "BoundedSemaphore", "Event", "Barrier", "Timer"]
 
@@ -315,74 +316,51 @@ class Event(_PlainCodeShared):
 
 class Barrier(_PlainCodeShared):
     """threading.Barrier for tasklets: ``index = yield barrier.wait()``.
+    sched's Barrier (_Gate); the action runs here, in the last party's tasklet.
 
     A wait that times out or is cancelled breaks the barrier, as a timeout does
     in threading: the other waiters raise BrokenBarrierError."""
 
     def __init__(self, parties, action=None, timeout=None):
-        if parties < 1:
-            raise ValueError("parties must be > 0")
-        self._parties = parties
+        self._gate = _Gate(parties)
         self._action = action
         self._timeout = timeout
-        self._count = 0
-        self._broken = False
-        self._waiters = WaitQueue()
 
     @types.coroutine
     def wait(self, timeout=None):
         if timeout is None:
             timeout = self._timeout
-        if self._broken:
-            raise BrokenBarrierError
-        index = self._count
-        self._count += 1
-        if self._count == self._parties:
+        index, last = self._gate.arrive()  # BrokenBarrierError if broken
+        if last:
             try:
                 if self._action:
                     self._action()
             except BaseException:
-                self._break()
+                self._gate.abort()
                 raise
-            self._count = 0
-            self._waiters.notify_all(True)
+            self._gate.pass_()
             return index
-        try:
-            passed = yield self._waiters.wait(_timeout(timeout, "Barrier.wait"), None, what="Barrier.wait")
-        except Cancelled:
-            self._break()
-            raise
-        if passed is True:
-            return index
-        if passed is None:  # timed out
-            self._break()
-        raise BrokenBarrierError
-
-    def _break(self):
-        self._broken = True
-        self._count = 0
-        self._waiters.notify_all(False)
+        yield self._gate.wait(_timeout(timeout, "Barrier.wait"))
+        return index
 
     def reset(self):
         """Waiters now raise BrokenBarrierError; the barrier is usable again."""
-        self._waiters.notify_all(False)
-        self._count = 0
-        self._broken = False
+        self._gate.reset()
 
     def abort(self):
-        self._break()
+        self._gate.abort()
 
     @property
     def parties(self):
-        return self._parties
+        return self._gate.parties()
 
     @property
     def n_waiting(self):
-        return len(self._waiters)
+        return self._gate.waiting()
 
     @property
     def broken(self):
-        return self._broken
+        return self._gate.broken()
 
 
 class Timer:

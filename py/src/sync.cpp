@@ -1,12 +1,13 @@
 // The building blocks of corelet's Python synchronization primitives
-// (py/corelet/_sync.py, _queues.py): sched's Semaphore and Event as small
-// Python types (_Units, _Flag) whose state machines Lock, RLock, Semaphore
-// and Event use; a wait queue whose waiters are handed a value by notify();
+// (py/corelet/_sync.py, _queues.py): sched's Semaphore, Event and Barrier as
+// small Python types (_Units, _Flag, _Gate) whose state machines Lock, RLock,
+// Semaphore, Event and Barrier use; a wait queue whose waiters are handed a value by notify();
 // an operation that is complete at once; and run_blocking.
 
 #include "tasklet.hpp"
 
 #include <corelet/sched/detail/blocking.hpp>
+#include <corelet/sched/barrier.hpp>
 #include <corelet/sched/errors.hpp>
 #include <corelet/sched/event.hpp>
 #include <corelet/sched/semaphore.hpp>
@@ -117,6 +118,9 @@ struct CoreObject {
 };
 using UnitsObject = CoreObject<corelet::Semaphore>;
 using FlagObject = CoreObject<corelet::Event>;
+using GateObject = CoreObject<corelet::Barrier>;
+
+PyObject* g_broken_barrier = nullptr;  // threading.BrokenBarrierError
 
 // CoreWaitOp — a wait on a core: for a unit of a Semaphore (given True once
 // it is ours) or for an Event's set() (True). False on timeout.
@@ -259,6 +263,115 @@ PyObject* flag_clear(PyObject* self, PyObject*) {
   Py_RETURN_NONE;
 }
 
+// ---- _Gate: corelet::Barrier for the Python Barrier ----
+
+// GateWaitOp — a party that is not the last waits for the barrier to pass:
+// True then; BrokenBarrierError if it breaks or is reset first, or when the
+// wait times out (which breaks it, as in threading); a cancelled wait breaks
+// it too.
+class GateWaitOp final : public Op {
+ public:
+  GateWaitOp(PyObject* owner, Clock::time_point deadline)
+      : owner_(Py_NewRef(owner)), gate_(reinterpret_cast<GateObject*>(owner)->core), deadline_(deadline) {}
+  ~GateWaitOp() override { Py_DECREF(owner_); }
+  Begin begin(PyTasklet& t) override {
+    if (deadline_ <= Clock::now()) {
+      gate_.abort();
+      broken(t);
+      return Begin::Done;
+    }
+    w_.tasklet = &t;
+    t.waiters = &w_;
+    gate_.enlist(w_);
+    if (park(t, *this, &gate_, deadline_)) return Begin::Parked;
+    gate_.abort();  // cancelled before it parked
+    return Begin::Done;
+  }
+  bool end(PyTasklet& t) override {
+    switch (t.wake) {
+      case primitive::Wake::Cancelled:
+        gate_.abort();
+        t.raise_cancelled();
+        return true;
+      case primitive::Wake::Timeout:
+        gate_.abort();
+        broken(t);
+        return true;
+      case primitive::Wake::Notified:
+        break;
+    }
+    if (w_.state == primitive::Waiter::State::Closed) broken(t);
+    else t.give(Py_NewRef(Py_True));
+    return true;
+  }
+  const char* what() const noexcept override { return "Barrier.wait"; }
+
+ private:
+  static void broken(PyTasklet& t) { t.raise_new(g_broken_barrier, "corelet: Barrier.wait: the barrier is broken"); }
+  PyObject* owner_;
+  corelet::Barrier& gate_;
+  Clock::time_point deadline_;
+  primitive::Waiter w_;
+};
+
+PyObject* gate_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
+  static const char* kw[] = {"parties", nullptr};
+  Py_ssize_t parties = 0;
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "n:_Gate", const_cast<char**>(kw), &parties)) return nullptr;
+  if (parties < 1) {
+    PyErr_SetString(PyExc_ValueError, "parties must be > 0");
+    return nullptr;
+  }
+  PyObject* self = type->tp_alloc(type, 0);
+  if (!self) return nullptr;
+  new (&core_of<corelet::Barrier>(self)) corelet::Barrier(static_cast<std::size_t>(parties));
+  return self;
+}
+
+// arrive() -> (index, last): counts the caller in; BrokenBarrierError if broken.
+PyObject* gate_arrive(PyObject* self, PyObject*) {
+  try {
+    const corelet::Barrier::Arrival a = core_of<corelet::Barrier>(self).arrive();
+    return Py_BuildValue("(nO)", static_cast<Py_ssize_t>(a.index), a.last ? Py_True : Py_False);
+  } catch (...) {
+    return set_python_error();
+  }
+}
+
+PyObject* gate_pass(PyObject* self, PyObject*) {
+  corelet::Barrier& b = core_of<corelet::Barrier>(self);
+  if (!check_here(b, "Barrier.wait")) return nullptr;
+  b.pass();
+  Py_RETURN_NONE;
+}
+
+PyObject* gate_abort(PyObject* self, PyObject*) {
+  corelet::Barrier& b = core_of<corelet::Barrier>(self);
+  if (!check_here(b, "Barrier.abort")) return nullptr;
+  b.abort();
+  Py_RETURN_NONE;
+}
+
+PyObject* gate_reset(PyObject* self, PyObject*) {
+  corelet::Barrier& b = core_of<corelet::Barrier>(self);
+  if (!check_here(b, "Barrier.reset")) return nullptr;
+  b.reset();
+  Py_RETURN_NONE;
+}
+
+PyObject* gate_wait(PyObject* self, PyObject* timeout) {
+  try {
+    const Clock::time_point d = deadline_from(timeout, "Barrier.wait");
+    return pyb::cast(new GateWaitOp(self, d), pyb::return_value_policy::take_ownership).release().ptr();
+  } catch (...) {
+    return set_python_error();
+  }
+}
+
+PyObject* gate_parties(PyObject* self, PyObject*) { return PyLong_FromSize_t(core_of<corelet::Barrier>(self).parties()); }
+PyObject* gate_waiting(PyObject* self, PyObject*) { return PyLong_FromSize_t(core_of<corelet::Barrier>(self).n_waiting()); }
+PyObject* gate_broken(PyObject* self, PyObject*) { return PyBool_FromLong(core_of<corelet::Barrier>(self).broken()); }
+
 template <class F>
 PyCFunction as_cfunction(F f) {
   return reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(f));
@@ -281,6 +394,18 @@ PyMethodDef g_flag_methods[] = {
     {"wait", as_cfunction(&core_wait<corelet::Event>), METH_FASTCALL,
      "wait(timeout, what) -> operation giving True once the flag is set, False on timeout."},
     {"waiting", as_cfunction(&core_waiting<corelet::Event>), METH_NOARGS, "Tasklets waiting for the flag."},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+PyMethodDef g_gate_methods[] = {
+    {"arrive", as_cfunction(&gate_arrive), METH_NOARGS, "arrive() -> (index, last): counts the caller in."},
+    {"pass_", as_cfunction(&gate_pass), METH_NOARGS, "The last party: the others go on."},
+    {"wait", as_cfunction(&gate_wait), METH_O, "wait(timeout) -> operation: a party that is not the last waits."},
+    {"abort", as_cfunction(&gate_abort), METH_NOARGS, nullptr},
+    {"reset", as_cfunction(&gate_reset), METH_NOARGS, nullptr},
+    {"parties", as_cfunction(&gate_parties), METH_NOARGS, nullptr},
+    {"waiting", as_cfunction(&gate_waiting), METH_NOARGS, nullptr},
+    {"broken", as_cfunction(&gate_broken), METH_NOARGS, nullptr},
     {nullptr, nullptr, 0, nullptr},
 };
 
@@ -403,6 +528,13 @@ void bind_sync(pyb::module_& m) {
                                                   &flag_new, g_flag_methods);
   if (!flag) throw pyb::error_already_set();
   m.add_object("_Flag", pyb::reinterpret_steal<pyb::object>(flag));
+  pyb::class_<GateWaitOp, Op>(m, "_GateWait");
+  g_broken_barrier = pyb::object(pyb::module_::import("threading").attr("BrokenBarrierError")).release().ptr();
+  PyObject* gate = make_core_type<corelet::Barrier>(
+      "corelet._corelet._Gate", "_Gate(parties): corelet::Barrier's count, generations and breaking.", &gate_new,
+      g_gate_methods);
+  if (!gate) throw pyb::error_already_set();
+  m.add_object("_Gate", pyb::reinterpret_steal<pyb::object>(gate));
   pyb::class_<WaitOp, Op>(m, "_Wait");
   pyb::class_<ReadyOp, Op>(m, "_Ready");
   pyb::class_<WaitQueue>(m, "WaitQueue",

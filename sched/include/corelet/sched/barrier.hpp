@@ -33,9 +33,8 @@ class Barrier {
   }
   std::size_t wait_until(Clock::time_point tp) {
     detail::Tasklet* t = primitive::require_tasklet("Barrier::wait");
-    if (broken_) throw BrokenBarrier{};
-    const std::size_t index = count_++;
-    if (count_ == parties_) {
+    const Arrival a = arrive();
+    if (a.last) {
       if (action_) {
         try {
           action_();
@@ -44,12 +43,13 @@ class Barrier {
           throw;
         }
       }
-      count_ = 0;
-      primitive::wake_all(waiters_);
-      return index;
+      pass();
+      return a.index;
     }
     primitive::Waiter w;
-    primitive::enlist(w, t, waiters_);
+    w.tasklet = t;
+    t->waiters = &w;
+    enlist(w);
     const primitive::Wake r = primitive::park("Barrier::wait", this, tp);
     if (r == primitive::Wake::Cancelled) {
       break_barrier();
@@ -60,8 +60,34 @@ class Barrier {
       throw BrokenBarrier{};
     }
     if (w.state == primitive::Waiter::State::Closed) throw BrokenBarrier{};
-    return index;
+    return a.index;
   }
+
+  // The non-blocking core (primitive.hpp), for other kinds of tasklet (the
+  // Python binding's stackless ones) and wait_until: arrive() counts the
+  // caller in (BrokenBarrier if broken); the last to arrive runs the action
+  // (abort() if it fails) and calls pass(), which wakes the others (state
+  // Done); the others enlist a waiter (its tasklet set) and park. A waiter
+  // that times out or is cancelled breaks the barrier (abort()); a broken
+  // or reset barrier wakes its waiters with state Closed.
+  struct Arrival {
+    std::size_t index;  // in [0, parties)
+    bool last;          // the caller completes the barrier
+  };
+  Arrival arrive() {
+    if (broken_) throw BrokenBarrier{};
+    const std::size_t index = count_++;
+    return {index, count_ == parties_};
+  }
+  void pass() noexcept {
+    count_ = 0;
+    primitive::wake_all(waiters_);
+  }
+  void enlist(primitive::Waiter& w) noexcept {
+    w.state = primitive::Waiter::State::Pending;
+    waiters_.push_back(&w);
+  }
+  bool waiters_are_here() const noexcept { return primitive::waiters_are_here(waiters_); }
 
   // abort — breaks the barrier: current and future waiters throw BrokenBarrier.
   void abort() noexcept { break_barrier(); }
