@@ -386,6 +386,48 @@ def test_barrier_timeout_breaks_it_for_everyone():
     assert corelet.BrokenBarrierError is threading.BrokenBarrierError
 
 
+def test_barrier_abort_reset_a_failing_action_and_a_cancelled_party():
+    def party(b, out):
+        try:
+            out.append((yield b.wait()))
+        except threading.BrokenBarrierError:
+            out.append("broken")
+
+    def main():
+        out = []
+        b = corelet.Barrier(2)
+        corelet.spawn(party, b, out)
+        yield  # waits
+        b.abort()
+        yield
+        assert out == ["broken"] and b.broken
+        with pytest.raises(threading.BrokenBarrierError):
+            yield b.wait()  # a broken barrier refuses at once
+        b.reset()
+        assert not b.broken and b.parties == 2
+
+        def boom():
+            raise KeyError("action")
+
+        bad = corelet.Barrier(2, action=boom)
+        corelet.spawn(party, bad, out)
+        yield
+        with pytest.raises(KeyError):
+            yield bad.wait()  # the last party runs the action; its error is the last party's
+        yield
+        assert out[-1] == "broken" and bad.broken
+
+        c = corelet.Barrier(3)
+        t = corelet.spawn(party, c, out)
+        yield
+        t.cancel()
+        yield
+        assert c.broken  # a cancelled party breaks it, as a timeout does
+        return out
+
+    assert run(main) == ["broken", "broken"]
+
+
 # ---- Timer --------------------------------------------------------------------
 
 
