@@ -641,11 +641,6 @@ bool wait_on(WaitQueue& q, const char* what, const void* obj, Clock::time_point 
   return wait_state(q, what, obj, deadline, kind) != Waiter::State::Pending;
 }
 
-std::size_t select_start(std::size_t n) noexcept {
-  thread_local std::size_t rotation = 0;
-  return rotation++ % n;
-}
-
 }  // namespace corelet::primitive
 
 namespace corelet::detail {
