@@ -47,11 +47,8 @@ void Worker::send_parts(int to, std::uint16_t kind, const std::string_view* part
   if (total <= max) {
     // One frame (the common case): the parts one after the other.
     const auto len = static_cast<std::uint32_t>(total);
-    std::byte* p;
-    while (!(p = o.w.try_reserve(len))) {
-      wait_space(to, o, len);
-      if (peer_dead_[to] || in_[to].incarnation != incarnation) throw_lost(to, task);
-    }
+    std::byte* p = o.w.try_reserve(len);
+    if (!p) p = reserve_waiting(to, o, len, incarnation, task);
     for (std::size_t i = 0; i < nparts; ++i) {
       if (parts[i].empty()) continue;
       std::memcpy(p, parts[i].data(), parts[i].size());
@@ -68,11 +65,8 @@ void Worker::send_parts(int to, std::uint16_t kind, const std::string_view* part
       const auto len = static_cast<std::uint32_t>(std::min(max, total - off));
       const std::uint16_t flags =
           static_cast<std::uint16_t>((off == 0 ? kFirst : 0) | (off + len == total ? kLast : 0));
-      std::byte* p;
-      while (!(p = o.w.try_reserve(len))) {
-        wait_space(to, o, len);
-        if (peer_dead_[to] || in_[to].incarnation != incarnation) throw_lost(to, task);
-      }
+      std::byte* p = o.w.try_reserve(len);
+      if (!p) p = reserve_waiting(to, o, len, incarnation, task);
       for (std::uint32_t done = 0; done < len;) {
         const std::size_t take = std::min<std::size_t>(len - done, parts[part].size() - part_off);
         std::memcpy(p + done, parts[part].data() + part_off, take);
@@ -109,6 +103,16 @@ void Worker::send_parts(int to, std::uint16_t kind, const std::string_view* part
 void Worker::flush_all() noexcept {
   for (int k = 0; k < n_; ++k)
     if (dirty_[k]) flush(k);
+}
+
+std::byte* Worker::reserve_waiting(int to, Out& o, std::uint32_t len, std::uint32_t incarnation,
+                                   std::string_view task) {
+  // The peer may die (or be replaced) while we wait for its ring.
+  for (;;) {
+    wait_space(to, o, len);
+    if (peer_dead_[to] || in_[to].incarnation != incarnation) throw_lost(to, task);
+    if (std::byte* p = o.w.try_reserve(len)) return p;
+  }
 }
 
 void Worker::wait_space(int to, Out& o, std::uint32_t size) {

@@ -274,14 +274,11 @@ Address Worker::open_box(MailboxBase* box) {
 }
 
 void Worker::on_mail(const std::byte* p, std::size_t n) {
+  Decoder d(p, n);
   MailHeader h;
-  if (n < sizeof h) throw DecodeError("corelet: message is truncated");
-  std::memcpy(&h, p, sizeof h);
+  std::memcpy(&h, d.take(sizeof h), sizeof h);
   if (h.gen != c_.slot(id_).gen.load(std::memory_order_relaxed)) return;  // for a predecessor of ours
-  if (MailboxBase* b = find_box(h.box)) {
-    Decoder d(p + sizeof h, n - sizeof h);
-    b->deliver(d, h.type);
-  }
+  if (MailboxBase* b = find_box(h.box)) b->deliver(d, h.type);
 }
 
 }  // namespace corelet::ipc::detail

@@ -128,6 +128,9 @@ class Worker final : public corelet::detail::LoopHook {
   void drain() noexcept;
   bool inbound_pending() noexcept;
   void flush(int to) noexcept;
+  // Room for a frame of len bytes once try_reserve failed: parks until the
+  // peer frees space; throws WorkerLost if it dies or is replaced meanwhile.
+  std::byte* reserve_waiting(int to, Out& o, std::uint32_t len, std::uint32_t incarnation, std::string_view task);
   void wait_space(int to, Out& o, std::uint32_t size);
   void dispatch(int from, std::uint16_t kind, const std::byte* p, std::size_t n) noexcept;
   void on_call(int from, const std::byte* p, std::size_t n);

@@ -6,6 +6,7 @@
 // fiber tasklets use; this file adds the stackless operations and threading's
 // exceptions.
 
+#include "core_type.hpp"
 #include "tasklet.hpp"
 
 #include <corelet/sched/errors.hpp>
@@ -56,12 +57,7 @@ struct PyOrder {
 using Core = corelet::detail::BasicQueue<pyb::object, PyOrder>;
 using Try = Core::Try;
 
-struct QueueObject {
-  PyObject_HEAD
-  Core core;
-};
-
-Core& core_of(PyObject* self) { return reinterpret_cast<QueueObject*>(self)->core; }
+Core& core_of(PyObject* self) noexcept { return py::core_of<Core>(self); }
 
 struct Errors {
   PyObject* empty = nullptr;  // queue.Empty
@@ -175,25 +171,13 @@ class QueueOp final : public Op {
   primitive::Waiter w_;
 };
 
-PyObject* op_object(QueueOp* op) {
-  return pyb::cast(op, pyb::return_value_policy::take_ownership).release().ptr();
-}
-
 // ---- the type's methods (METH_FASTCALL: they are on every put and get) ----
 
 PyObject* queue_new(PyTypeObject* type, PyObject*, PyObject*) {
   PyObject* self = type->tp_alloc(type, 0);
   if (!self) return nullptr;
-  new (&core_of(self)) Core(0, PyOrder{self});
+  new (&core_of(self)) Core(0, PyOrder{self});  // its order is the object itself: not make_core
   return self;
-}
-
-void queue_dealloc(PyObject* self) {
-  PyTypeObject* type = Py_TYPE(self);
-  // Every parked operation holds a reference to the queue: none is left.
-  core_of(self).~Core();  // its size() sees the count of 0 and calls nothing
-  type->tp_free(self);
-  Py_DECREF(type);
 }
 
 // _try_put(item) -> True if put now (there was room), False if it must wait.
@@ -275,11 +259,6 @@ int queue_set_maxsize(PyObject* self, PyObject* value, void*) {
   return 0;
 }
 
-template <class F>
-PyCFunction as_cfunction(F f) {
-  return reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(f));
-}
-
 PyMethodDef g_methods[] = {
     {"_try_put", as_cfunction(&queue_try_put), METH_O, nullptr},
     {"_try_get", as_cfunction(&queue_try_get), METH_O, nullptr},
@@ -304,17 +283,10 @@ void bind_queue(pyb::module_& m) {
   pyb::module_ queue = pyb::module_::import("queue");
   g_queue_exc.empty = pyb::object(queue.attr("Empty")).release().ptr();
   g_queue_exc.full = pyb::object(queue.attr("Full")).release().ptr();
-  PyType_Slot slots[] = {
-      {Py_tp_new, reinterpret_cast<void*>(&queue_new)},
-      {Py_tp_dealloc, reinterpret_cast<void*>(&queue_dealloc)},
-      {Py_tp_methods, g_methods},
-      {Py_tp_getset, g_getset},
-      {Py_tp_doc, const_cast<char*>("Base of corelet.Queue: sched's queue state machine on the object's storage.")},
-      {0, nullptr},
-  };
-  PyType_Spec spec{"corelet._corelet._QueueCore", static_cast<int>(sizeof(QueueObject)), 0,
-                   Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE, slots};
-  PyObject* type = PyType_FromSpec(&spec);
+  // core_dealloc: the core's size() sees the object's count of 0 and calls nothing.
+  PyObject* type = make_core_type<Core>(
+      "corelet._corelet._QueueCore", "Base of corelet.Queue: sched's queue state machine on the object's storage.",
+      &queue_new, g_methods, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE, g_getset);
   if (!type) throw pyb::error_already_set();
   m.add_object("_QueueCore", pyb::reinterpret_steal<pyb::object>(type));
 }

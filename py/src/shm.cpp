@@ -110,10 +110,6 @@ class IpcWaitOp final : public FiberOp {
   const char* closed_msg_;
 };
 
-PyObject* as_op(IpcWaitOp* op) {
-  return pyb::cast(op, pyb::return_value_policy::take_ownership).release().ptr();
-}
-
 // ---- the module's cached objects ----
 
 struct Cached {
@@ -225,7 +221,7 @@ class ShmQueue {
   }
   PyObject* join_op() {
     auto q = q_;
-    return as_op(new IpcWaitOp(
+    return op_object(new IpcWaitOp(
         "Queue.join", [q] { return q->join(Clock::time_point::max()) ? 1L : 0L; },
         [](long) { return Py_NewRef(Py_None); }, q.mapping()));
   }
@@ -233,7 +229,7 @@ class ShmQueue {
     const Clock::time_point d = deadline_from(timeout, "Connection.poll");
     if (q_->wait_readable(kNoWait)) return Py_NewRef(g_c.ready_true);
     auto q = q_;
-    return as_op(new IpcWaitOp(
+    return op_object(new IpcWaitOp(
         "Connection.poll", [q, d] { return q->wait_readable(d) ? 1L : 0L; },
         [](long r) { return PyBool_FromLong(r); }, q.mapping()));
   }
@@ -412,7 +408,7 @@ PyObject* shmq_put(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject*
         // The op keeps its own bytes: str's UTF-8 buffer belongs to obj.
         auto payload = std::make_shared<std::string>(p, static_cast<std::size_t>(n));
         auto shared = sq->shared();  // the lambda's copies keep the mapping and the bytes
-        result = as_op(new IpcWaitOp(
+        result = op_object(new IpcWaitOp(
             "Queue.put",
             [shared, payload, d, kind] { return shared->put(payload->data(), payload->size(), d, kind) ? 1L : 0L; },
             [](long r) -> PyObject* {
@@ -465,7 +461,7 @@ PyObject* shmq_get(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject*
       auto shared = sq->shared();
       // The message, taken in the fiber (no GIL), decoded under the GIL.
       auto msg = std::make_shared<ipc::Queue::Message>();
-      return as_op(new IpcWaitOp(
+      return op_object(new IpcWaitOp(
           "Queue.get",
           [shared, msg, d] {
             auto m = shared->get(d);
@@ -532,7 +528,7 @@ class ShmLock {
   bool locked() const noexcept { return m_->locked(); }
   PyObject* acquire_op(Clock::time_point d) {
     auto m = m_;
-    return as_op(new IpcWaitOp(
+    return op_object(new IpcWaitOp(
         "Lock.acquire", [m, d] { return m->try_lock_until(d) ? 1L : 0L; },
         [](long r) { return PyBool_FromLong(r); }, m.mapping()));
   }
@@ -581,7 +577,7 @@ class ShmRLock {
     const Clock::time_point d = deadline_from(timeout, "RLock.acquire");
     const std::uint64_t me = ipc::this_owner();
     auto r = r_;
-    return as_op(new IpcWaitOp(
+    return op_object(new IpcWaitOp(
         "RLock.acquire",
         [r, d, me, depth] {
           return (depth == 0 ? r->try_lock_until(d, me) : r->restore(depth, d, me)) ? 1L : 0L;
@@ -617,7 +613,7 @@ class ShmSemaphore {
     if (s_->try_acquire()) return Py_NewRef(g_c.ready_true);
     const Clock::time_point d = deadline_from(timeout, "Semaphore.acquire");
     auto s = s_;
-    return as_op(new IpcWaitOp(
+    return op_object(new IpcWaitOp(
         "Semaphore.acquire", [s, d] { return s->try_acquire_until(d) ? 1L : 0L; },
         [](long r) { return PyBool_FromLong(r); }, s.mapping()));
   }
@@ -643,7 +639,7 @@ class ShmEvent {
     if (e_->is_set()) return Py_NewRef(g_c.ready_true);
     const Clock::time_point d = deadline_from(timeout, "Event.wait");
     auto e = e_;
-    return as_op(new IpcWaitOp(
+    return op_object(new IpcWaitOp(
         "Event.wait", [e, d] { return e->wait(d) ? 1L : 0L; }, [](long r) { return PyBool_FromLong(r); },
         e.mapping()));
   }
@@ -666,7 +662,7 @@ class ShmCondition {
   PyObject* wait_op(std::uint32_t seen, const pyb::object& timeout) {
     const Clock::time_point d = deadline_from(timeout, "Condition.wait");
     auto c = c_;
-    return as_op(new IpcWaitOp(
+    return op_object(new IpcWaitOp(
         "Condition.wait", [c, seen, d] { return c->wait_from(seen, d) ? 1L : 0L; },
         [](long r) { return PyBool_FromLong(r); }, c.mapping()));
   }
@@ -698,7 +694,7 @@ class ShmBarrier {
     const Clock::time_point d = deadline_from(timeout, "Barrier.wait");
     auto b = b_;
     auto got = std::make_shared<ipc::Barrier::Arrival>();
-    return as_op(new IpcWaitOp(
+    return op_object(new IpcWaitOp(
         "Barrier.wait",
         [b, d, got] {
           *got = b->arrive(d);
@@ -711,7 +707,7 @@ class ShmBarrier {
   PyObject* wait_passed_op(std::uint32_t index, std::uint32_t gen, const pyb::object& timeout) {
     const Clock::time_point d = deadline_from(timeout, "Barrier.wait");
     auto b = b_;
-    return as_op(new IpcWaitOp(
+    return op_object(new IpcWaitOp(
         "Barrier.wait", [b, d, index, gen] { return static_cast<long>(b->wait_passed({index, gen, false}, d)); },
         [](long i) { return PyLong_FromLong(i); }, b.mapping()));
   }
@@ -783,17 +779,17 @@ PyObject* lock_enter(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 }
 
 PyMethodDef g_fast[] = {
-    {"_lock_acquire", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&lock_acquire)),
+    {"_lock_acquire", as_cfunction(&lock_acquire),
      METH_FASTCALL | METH_KEYWORDS, "acquire(block=True, timeout=None)"},
-    {"_lock_release", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&lock_release)), METH_FASTCALL,
+    {"_lock_release", as_cfunction(&lock_release), METH_FASTCALL,
      "release()"},
-    {"_lock_enter", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&lock_enter)), METH_FASTCALL,
+    {"_lock_enter", as_cfunction(&lock_enter), METH_FASTCALL,
      "__enter__()"},
-    {"_shmq_put", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&shmq_put)),
+    {"_shmq_put", as_cfunction(&shmq_put),
      METH_FASTCALL | METH_KEYWORDS, "put(obj, block=True, timeout=None)"},
-    {"_shmq_get", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&shmq_get)),
+    {"_shmq_get", as_cfunction(&shmq_get),
      METH_FASTCALL | METH_KEYWORDS, "get(block=True, timeout=None)"},
-    {"_shmq_try_get", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&shmq_try_get)), METH_FASTCALL,
+    {"_shmq_try_get", as_cfunction(&shmq_try_get), METH_FASTCALL,
      nullptr},
 };
 
@@ -855,7 +851,7 @@ void bind_shm(pyb::module_& m) {
           [](SharedMemory& s, std::size_t off, std::uint32_t expected, pyb::object timeout) {
             const Clock::time_point d = deadline_from(timeout, "SharedMemory.wait");
             std::atomic<std::uint32_t>* w = &s.word(off);
-            return pyb::reinterpret_steal<pyb::object>(as_op(new IpcWaitOp(
+            return pyb::reinterpret_steal<pyb::object>(op_object(new IpcWaitOp(
                 "wait on shared memory", [w, expected, d] { return futex_wait(*w, expected, d) == FutexWait::Woken ? 1L : 0L; },
                 [](long r) { return PyBool_FromLong(r); }, s.mapping())));
           },

@@ -4,6 +4,7 @@
 // Semaphore, Event and Barrier use; a wait queue whose waiters are handed a value by notify();
 // an operation that is complete at once; and run_blocking.
 
+#include "core_type.hpp"
 #include "tasklet.hpp"
 
 #include <corelet/sched/detail/blocking.hpp>
@@ -12,7 +13,6 @@
 #include <corelet/sched/event.hpp>
 #include <corelet/sched/semaphore.hpp>
 
-#include <new>
 #include <string>
 #include <type_traits>
 
@@ -75,8 +75,7 @@ class WaitOp final : public Op {
   void link(PyTasklet&, primitive::Waiter& w) override {
     Py_CLEAR(value_);
     w.slot = &value_;
-    w.state = primitive::Waiter::State::Pending;
-    queue_.q_.push_back(&w);
+    primitive::wait_in(queue_.q_, w);
   }
 
   bool end(PyTasklet& t) override {
@@ -111,15 +110,6 @@ class WaitOp final : public Op {
 // that fiber tasklets use; the Python classes add threading's names and
 // argument checks.
 
-template <class Core>
-struct CoreObject {
-  PyObject_HEAD
-  Core core;
-};
-using UnitsObject = CoreObject<corelet::Semaphore>;
-using FlagObject = CoreObject<corelet::Event>;
-using GateObject = CoreObject<corelet::Barrier>;
-
 PyObject* g_broken_barrier = nullptr;  // threading.BrokenBarrierError
 
 // CoreWaitOp — a wait on a core: for a unit of a Semaphore (given True once
@@ -128,7 +118,7 @@ template <class Core>
 class CoreWaitOp final : public Op {
  public:
   CoreWaitOp(PyObject* owner, Clock::time_point deadline, const char* what)
-      : owner_(Py_NewRef(owner)), core_(reinterpret_cast<CoreObject<Core>*>(owner)->core), deadline_(deadline),
+      : owner_(Py_NewRef(owner)), core_(core_of<Core>(owner)), deadline_(deadline),
         what_(what) {}
   ~CoreWaitOp() override { Py_DECREF(owner_); }
   Begin begin(PyTasklet& t) override {
@@ -167,20 +157,6 @@ class CoreWaitOp final : public Op {
   primitive::Waiter w_;
 };
 
-template <class Core>
-Core& core_of(PyObject* self) {
-  return reinterpret_cast<CoreObject<Core>*>(self)->core;
-}
-
-template <class Core>
-void core_dealloc(PyObject* self) {
-  // Every parked wait holds a reference to its core: none is left here.
-  PyTypeObject* type = Py_TYPE(self);
-  core_of<Core>(self).~Core();
-  type->tp_free(self);
-  Py_DECREF(type);
-}
-
 // wait(timeout, what): the operation (timeout: None or seconds).
 template <class Core>
 PyObject* core_wait(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
@@ -192,7 +168,7 @@ PyObject* core_wait(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
   if (!what) return nullptr;
   try {
     const Clock::time_point d = deadline_from(args[0], what);
-    return pyb::cast(new CoreWaitOp<Core>(self, d, what), pyb::return_value_policy::take_ownership).release().ptr();
+    return op_object(new CoreWaitOp<Core>(self, d, what));
   } catch (...) {
     return set_python_error();
   }
@@ -211,10 +187,7 @@ PyObject* units_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
     PyErr_SetString(PyExc_ValueError, "corelet: _Units: value must be >= 0");
     return nullptr;
   }
-  PyObject* self = type->tp_alloc(type, 0);
-  if (!self) return nullptr;
-  new (&core_of<corelet::Semaphore>(self)) corelet::Semaphore(static_cast<std::size_t>(value));
-  return self;
+  return make_core<corelet::Semaphore>(type, static_cast<std::size_t>(value));
 }
 
 PyObject* units_take(PyObject* self, PyObject*) { return PyBool_FromLong(core_of<corelet::Semaphore>(self).try_acquire()); }
@@ -243,10 +216,7 @@ PyObject* flag_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
     if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "_Flag() takes no arguments");
     return nullptr;
   }
-  PyObject* self = type->tp_alloc(type, 0);
-  if (!self) return nullptr;
-  new (&core_of<corelet::Event>(self)) corelet::Event();
-  return self;
+  return make_core<corelet::Event>(type);
 }
 
 PyObject* flag_is_set(PyObject* self, PyObject*) { return PyBool_FromLong(core_of<corelet::Event>(self).is_set()); }
@@ -272,7 +242,7 @@ PyObject* flag_clear(PyObject* self, PyObject*) {
 class GateWaitOp final : public Op {
  public:
   GateWaitOp(PyObject* owner, Clock::time_point deadline)
-      : owner_(Py_NewRef(owner)), gate_(reinterpret_cast<GateObject*>(owner)->core), deadline_(deadline) {}
+      : owner_(Py_NewRef(owner)), gate_(core_of<corelet::Barrier>(owner)), deadline_(deadline) {}
   ~GateWaitOp() override { Py_DECREF(owner_); }
   Begin begin(PyTasklet& t) override {
     if (deadline_ <= Clock::now()) {
@@ -322,10 +292,7 @@ PyObject* gate_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
     PyErr_SetString(PyExc_ValueError, "parties must be > 0");
     return nullptr;
   }
-  PyObject* self = type->tp_alloc(type, 0);
-  if (!self) return nullptr;
-  new (&core_of<corelet::Barrier>(self)) corelet::Barrier(static_cast<std::size_t>(parties));
-  return self;
+  return make_core<corelet::Barrier>(type, static_cast<std::size_t>(parties));
 }
 
 // arrive() -> (index, last): counts the caller in; BrokenBarrierError if broken.
@@ -338,31 +305,23 @@ PyObject* gate_arrive(PyObject* self, PyObject*) {
   }
 }
 
-PyObject* gate_pass(PyObject* self, PyObject*) {
+// pass_(), abort(), reset(): each wakes the waiters, so each checks that
+// they are this scheduler's.
+template <void (corelet::Barrier::*Do)() noexcept>
+PyObject* gate_wake(PyObject* self, const char* what) {
   corelet::Barrier& b = core_of<corelet::Barrier>(self);
-  if (!check_here(b, "Barrier.wait")) return nullptr;
-  b.pass();
+  if (!check_here(b, what)) return nullptr;
+  (b.*Do)();
   Py_RETURN_NONE;
 }
-
-PyObject* gate_abort(PyObject* self, PyObject*) {
-  corelet::Barrier& b = core_of<corelet::Barrier>(self);
-  if (!check_here(b, "Barrier.abort")) return nullptr;
-  b.abort();
-  Py_RETURN_NONE;
-}
-
-PyObject* gate_reset(PyObject* self, PyObject*) {
-  corelet::Barrier& b = core_of<corelet::Barrier>(self);
-  if (!check_here(b, "Barrier.reset")) return nullptr;
-  b.reset();
-  Py_RETURN_NONE;
-}
+PyObject* gate_pass(PyObject* self, PyObject*) { return gate_wake<&corelet::Barrier::pass>(self, "Barrier.wait"); }
+PyObject* gate_abort(PyObject* self, PyObject*) { return gate_wake<&corelet::Barrier::abort>(self, "Barrier.abort"); }
+PyObject* gate_reset(PyObject* self, PyObject*) { return gate_wake<&corelet::Barrier::reset>(self, "Barrier.reset"); }
 
 PyObject* gate_wait(PyObject* self, PyObject* timeout) {
   try {
     const Clock::time_point d = deadline_from(timeout, "Barrier.wait");
-    return pyb::cast(new GateWaitOp(self, d), pyb::return_value_policy::take_ownership).release().ptr();
+    return op_object(new GateWaitOp(self, d));
   } catch (...) {
     return set_python_error();
   }
@@ -371,11 +330,6 @@ PyObject* gate_wait(PyObject* self, PyObject* timeout) {
 PyObject* gate_parties(PyObject* self, PyObject*) { return PyLong_FromSize_t(core_of<corelet::Barrier>(self).parties()); }
 PyObject* gate_waiting(PyObject* self, PyObject*) { return PyLong_FromSize_t(core_of<corelet::Barrier>(self).n_waiting()); }
 PyObject* gate_broken(PyObject* self, PyObject*) { return PyBool_FromLong(core_of<corelet::Barrier>(self).broken()); }
-
-template <class F>
-PyCFunction as_cfunction(F f) {
-  return reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(f));
-}
 
 PyMethodDef g_units_methods[] = {
     {"take", as_cfunction(&units_take), METH_NOARGS, "take() -> True if a unit was free (now ours)."},
@@ -408,19 +362,6 @@ PyMethodDef g_gate_methods[] = {
     {"broken", as_cfunction(&gate_broken), METH_NOARGS, nullptr},
     {nullptr, nullptr, 0, nullptr},
 };
-
-template <class Core>
-PyObject* make_core_type(const char* name, const char* doc, newfunc make, PyMethodDef* methods) {
-  PyType_Slot slots[] = {
-      {Py_tp_new, reinterpret_cast<void*>(make)},
-      {Py_tp_dealloc, reinterpret_cast<void*>(&core_dealloc<Core>)},
-      {Py_tp_methods, methods},
-      {Py_tp_doc, const_cast<char*>(doc)},
-      {0, nullptr},
-  };
-  PyType_Spec spec{name, static_cast<int>(sizeof(CoreObject<Core>)), 0, Py_TPFLAGS_DEFAULT, slots};
-  return PyType_FromSpec(&spec);
-}
 
 // ReadyOp — complete at once with its value: what a primitive returns when
 // it need not wait (an uncontended Lock.acquire()), so that `yield` and

@@ -204,6 +204,19 @@ void set_spawn_site(PyTasklet& t) noexcept;
 void bind_tasklets(pyb::module_& m);
 void bind_profile(pyb::module_& m);
 void bind_channel(pyb::module_& m);
+// as_cfunction — a C function of any METH_ signature as PyMethodDef's ml_meth.
+template <class F>
+PyCFunction as_cfunction(F f) noexcept {
+  return reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(f));
+}
+
+// op_object — a new operation (an Op subclass bound with pybind11) as the
+// Python object that owns it.
+template <class O>
+PyObject* op_object(O* op) {
+  return pyb::cast(op, pyb::return_value_policy::take_ownership).release().ptr();
+}
+
 // not_here_message — what a primitive says when tasklets of another
 // scheduler wait on it (a wake-up would go to the wrong ready queue): every
 // primitive of the binding belongs to one corelet.run.

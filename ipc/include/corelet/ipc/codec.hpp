@@ -117,10 +117,8 @@ class Decoder {
   template <class T>
   T get() {
     if constexpr (std::is_trivially_copyable_v<T>) {
-      need(sizeof(T));
       T v;
-      std::memcpy(static_cast<void*>(&v), p_, sizeof(T));
-      p_ += sizeof(T);
+      std::memcpy(static_cast<void*>(&v), take(sizeof(T)), sizeof(T));
       return v;
     } else {
       static_assert(std::is_default_constructible_v<T>,
@@ -140,10 +138,14 @@ class Decoder {
   }
   std::string_view get_string() {
     const auto n = get<std::uint32_t>();
+    return {take(n), n};
+  }
+  // take — the next n bytes, in place (DecodeError if fewer are left).
+  const char* take(std::size_t n) {
     need(n);
-    std::string_view s(p_, n);
+    const char* p = p_;
     p_ += n;
-    return s;
+    return p;
   }
   const char* position() const noexcept { return p_; }
   std::size_t remaining() const noexcept { return static_cast<std::size_t>(end_ - p_); }

@@ -104,10 +104,9 @@ class MailQueue {
   void push_decoded(Decoder& in) {
     grow();
     if constexpr (kRaw) {
-      const std::size_t n = in.remaining();
-      if (n < sizeof(T)) throw DecodeError("corelet: message is truncated");
+      const char* bytes = in.take(sizeof(T));  // DecodeError before anything is queued
       q_.push_back();
-      std::memcpy(q_.back().b, in.position(), sizeof(T));
+      std::memcpy(q_.back().b, bytes, sizeof(T));
     } else {
       q_.push_back(in.get<T>());
     }

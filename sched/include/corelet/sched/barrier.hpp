@@ -84,8 +84,7 @@ class Barrier {
     primitive::wake_all(waiters_);
   }
   void enlist(primitive::Waiter& w) noexcept {
-    w.state = primitive::Waiter::State::Pending;
-    waiters_.push_back(&w);
+    primitive::wait_in(waiters_, w);
   }
   bool waiters_are_here() const noexcept { return primitive::waiters_are_here(waiters_); }
 

@@ -124,14 +124,12 @@ class Channel {
   void enlist_sender(primitive::Waiter& w, T& v, bool movable = true) noexcept {
     w.slot = &v;
     w.movable = movable;
-    w.state = primitive::Waiter::State::Pending;
-    senders_.push_back(&w);
+    primitive::wait_in(senders_, w);
   }
   void enlist_receiver(primitive::Waiter& w, std::optional<T>& out) noexcept {
     out.reset();
     w.slot = &out;
-    w.state = primitive::Waiter::State::Pending;
-    receivers_.push_back(&w);
+    primitive::wait_in(receivers_, w);
   }
   // Whether every tasklet waiting here belongs to this thread's scheduler (a
   // wake-up must not go to another one's ready queue): what a binding checks

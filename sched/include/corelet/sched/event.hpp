@@ -42,8 +42,7 @@ class Event {
   // Python binding's stackless ones): is_set() tries now; enlist(w) makes w
   // (its tasklet set) wait for set() (w.state Done).
   void enlist(primitive::Waiter& w) noexcept {
-    w.state = primitive::Waiter::State::Pending;
-    waiters_.push_back(&w);
+    primitive::wait_in(waiters_, w);
   }
   bool waiters_are_here() const noexcept { return primitive::waiters_are_here(waiters_); }
 

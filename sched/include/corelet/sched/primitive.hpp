@@ -150,6 +150,14 @@ inline bool waiters_are_here(const WaitQueue& q) noexcept;
 
 // ---- parking ----
 
+// wait_in — w joins the back of q, Pending: a primitive's own half of
+// enlisting (the caller has set w.tasklet and the tasklet's `waiters`, or
+// calls enlist, which does both halves).
+inline void wait_in(WaitQueue& q, Waiter& w) noexcept {
+  w.state = Waiter::State::Pending;
+  q.push_back(&w);
+}
+
 // enlist — links w, a waiter of tasklet t, into q as the only waiter of t's
 // next park (select chains several through `sibling` and sets the tasklet's
 // first itself: see channel.hpp).

@@ -175,9 +175,9 @@ class BasicQueue {
   // last task_done(). Condition-variable style: a waiter woken with Done
   // must call woken(w), then try again (another tasklet may have come
   // first); Closed means the queue was shut down or destroyed.
-  void enlist_getter(Waiter& w) noexcept { enlist_on(getters_, w); }
-  void enlist_putter(Waiter& w) noexcept { enlist_on(putters_, w); }
-  void enlist_joiner(Waiter& w) noexcept { enlist_on(joiners_, w); }
+  void enlist_getter(Waiter& w) noexcept { wait_in(getters_, w); }
+  void enlist_putter(Waiter& w) noexcept { wait_in(putters_, w); }
+  void enlist_joiner(Waiter& w) noexcept { wait_in(joiners_, w); }
   void woken(Waiter& w) noexcept {
     if (w.queue) w.queue->remove(&w);  // off woken_ (see wake_one)
   }
@@ -201,10 +201,6 @@ class BasicQueue {
     unpark(w->tasklet);  // unlinks the tasklet's waiters: w is in no queue now
     woken_.push_back(w);
     return true;
-  }
-  static void enlist_on(WaitQueue& q, Waiter& w) noexcept {
-    w.state = Waiter::State::Pending;
-    q.push_back(&w);
   }
   // Parks on q. Returns Pending on timeout, Closed if the queue was shut down
   // or destroyed (do not touch it then), Done if woken (it is alive, and

@@ -47,8 +47,7 @@ class Semaphore {
   // makes w (its tasklet set) wait for a unit, which release() hands over
   // (w.state Done: the unit is the waiter's).
   void enlist(primitive::Waiter& w) noexcept {
-    w.state = primitive::Waiter::State::Pending;
-    waiters_.push_back(&w);
+    primitive::wait_in(waiters_, w);
   }
   bool waiters_are_here() const noexcept { return primitive::waiters_are_here(waiters_); }
 
