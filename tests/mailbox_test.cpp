@@ -124,6 +124,83 @@ TEST(Mailbox, APileOfMessagesComesOutWholeAndInOrder) {
             0);
 }
 
+// A receiver parked in recv() is handed each message straight from the ring
+// (no queue between): a ping-pong keeps it parked at every arrival.
+int stamp_when_acked(Address to, int count) {
+  corelet::Mailbox<int> acks;
+  EXPECT_TRUE(corelet::register_name("acks", acks.address()));
+  for (int i = 0; i < count; ++i) {
+    Stamp s{static_cast<std::uint64_t>(i), {}};
+    for (unsigned char& c : s.fill) c = static_cast<unsigned char>(i * 7 + (&c - s.fill));
+    corelet::send(to, s);
+    if (acks.recv() != i) return -1;
+  }
+  corelet::unregister_name("acks");
+  return count;
+}
+CORELET_REMOTE(stamp_when_acked);
+
+TEST(Mailbox, AReceiverParkedInRecvGetsEachMessageWholeAndInOrder) {
+  EXPECT_EQ(corelet::run(Config{.workers = 2},
+                         [] {
+                           corelet::Mailbox<Stamp> box;
+                           auto sent = corelet::spawn_on(1, stamp_when_acked, box.address(), 300);
+                           const Address acks = wait_for_name("acks");
+                           std::uint64_t bad = 0;
+                           for (int i = 0; i < 300; ++i) {
+                             const Stamp s = box.recv();
+                             bad += s.seq != static_cast<std::uint64_t>(i);
+                             for (std::size_t k = 0; k < sizeof s.fill; ++k)
+                               bad += s.fill[k] != static_cast<unsigned char>(i * 7 + static_cast<int>(k));
+                             corelet::send(acks, i);
+                           }
+                           EXPECT_EQ(bad, 0u);
+                           EXPECT_EQ(sent.get(), 300);
+                           EXPECT_FALSE(box.try_recv());
+                           return status();
+                         }),
+            0);
+}
+
+// Receivers in recv() and in recv_for() wait on one mailbox; one that timed
+// out or was cancelled while parked loses no message: the next is queued.
+TEST(Mailbox, TimedCancelledAndPlainReceiversShareItWithoutLosingAMessage) {
+  EXPECT_EQ(corelet::run(Config{.workers = 1},
+                         [] {
+                           corelet::Mailbox<Stamp> box;
+                           auto timed = corelet::spawn([&box] { return box.recv_for(1h)->seq; });
+                           auto plain = corelet::spawn([&box] { return box.recv().seq; });
+                           corelet::this_tasklet::yield();  // both park: timed first
+                           corelet::send(box.address(), Stamp{10, {}});
+                           corelet::send(box.address(), Stamp{11, {}});
+                           EXPECT_EQ(timed.join(), 10u);
+                           EXPECT_EQ(plain.join(), 11u);
+
+                           auto cancelled = corelet::spawn([&box] { return box.recv().seq; });
+                           corelet::this_tasklet::yield();  // parked in recv
+                           cancelled.cancel();
+                           EXPECT_THROW(cancelled.join(), corelet::Cancelled);
+                           EXPECT_FALSE(box.recv_for(1ms));  // timed out in its turn
+                           corelet::send(box.address(), Stamp{12, {}});
+                           EXPECT_EQ(box.size(), 1u) << "queued: nobody waits";
+                           EXPECT_EQ(box.recv().seq, 12u);
+
+                           auto closing = corelet::spawn([&box] {
+                             try {
+                               box.recv();
+                               return 1;
+                             } catch (const corelet::ChannelClosed&) {
+                               return 2;
+                             }
+                           });
+                           corelet::this_tasklet::yield();
+                           box.close();
+                           EXPECT_EQ(closing.join(), 2);
+                           return status();
+                         }),
+            0);
+}
+
 TEST(Mailbox, RecvTimesOutAndCloseEndsReceivers) {
   EXPECT_EQ(corelet::run(Config{.workers = 1},
                          [] {

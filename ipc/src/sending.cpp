@@ -57,7 +57,8 @@ void Worker::send_parts(int to, std::uint16_t kind, const std::string_view* part
     o.w.commit(len, kind, kFirst | kLast);
     ++messages_out_;
     corelet::detail::trace_message(true, message_id(id_, to, o.sent++), kind_name(kind));
-    if (o.w.unpublished() >= batch) flush(to);
+    // A large message goes out at once: the receiver copies it while we copy the next.
+    if (o.w.unpublished() >= batch || len >= kLargeFrame) flush(to);
   } else {
     std::size_t off = 0;
     std::size_t part = 0, part_off = 0;  // where the copying stands in parts

@@ -90,10 +90,17 @@ void Worker::drain() noexcept {
         continue;
       }
     }
+    // Per ring per poll at most 1,024 frames, so that other rings and the
+    // tasklets get their turn; and a large frame ends the drain, so that a
+    // receiver woken by a large message runs (and waits in recv again, to be
+    // handed the next one straight from the ring) before more of them are
+    // copied into its mailbox's queue: one copy after the ring, not two.
     Frame f;
-    int budget = 1024;  // frames per ring per poll: other rings and tasklets get their turn
+    int budget = 1024;
     bool popped = false;
-    while (budget-- > 0 && in.r.peek(f)) {
+    bool large = false;
+    while (budget-- > 0 && !large && in.r.peek(f)) {
+      large = f.size >= kLargeFrame;
       if ((f.flags & (kFirst | kLast)) == (kFirst | kLast)) {
         in.message = in.received++;
         dispatch(k, f.kind, f.data, f.size);

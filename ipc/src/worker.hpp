@@ -21,6 +21,8 @@ enum MsgKind : std::uint16_t { kCall = 1, kReply = 2, kMail = 3 };
 // Frame flags: a message is one frame (both) or a run of chunks.
 inline constexpr std::uint16_t kFirst = 1;
 inline constexpr std::uint16_t kLast = 2;
+// A frame this large ends a poll's drain of its ring (see Worker::drain).
+inline constexpr std::uint32_t kLargeFrame = 16 * 1024;
 
 // A message's id in the trace: the same at both ends (each ring is FIFO, and
 // both ends count the messages since its last reset).

@@ -29,6 +29,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <new>
 #include <optional>
 #include <string>
@@ -87,42 +88,77 @@ std::uint64_t type_code() noexcept {
 // MailQueue — a mailbox's messages: a ring buffer that doubles when full, so
 // that a steady stream allocates nothing. A trivially copyable T is kept as
 // raw bytes, decoded straight from the ring into its slot (one copy in, one
-// out); any other T as a T, moved in and out.
+// out); any other T as a T in a boost::circular_buffer, moved in and out.
+// (The raw slots are not a circular_buffer: it has no emplace, and its
+// push_back() copies a value-initialised temporary into the slot, a second
+// copy of every message.)
 template <class T>
 class MailQueue {
-  struct Bytes {
-    Bytes() {}  // not zeroed: filled by a memcpy
-    alignas(T) unsigned char b[sizeof(T)];
-  };
   static constexpr bool kRaw = std::is_trivially_copyable_v<T>;
-  using Slot = std::conditional_t<kRaw, Bytes, T>;
+
+  class RawRing {
+    struct alignas(T) Slot {
+      unsigned char b[sizeof(T)];  // no initialiser: new Slot[n] leaves it to the memcpy
+    };
+
+   public:
+    std::size_t size() const noexcept { return count_; }
+    // A slot at the back, to be filled by the caller.
+    unsigned char* append() {
+      if (count_ == cap_) grow();
+      unsigned char* p = slots_[(head_ + count_) & (cap_ - 1)].b;
+      ++count_;
+      return p;
+    }
+    const unsigned char* front() const noexcept { return slots_[head_].b; }
+    void pop_front() noexcept {
+      head_ = (head_ + 1) & (cap_ - 1);
+      --count_;
+    }
+
+   private:
+    void grow() {
+      const std::size_t n = cap_ ? 2 * cap_ : 16;  // a power of two: the index is a mask
+      std::unique_ptr<Slot[]> s(new Slot[n]);
+      for (std::size_t i = 0; i < count_; ++i) std::memcpy(s[i].b, slots_[(head_ + i) & (cap_ - 1)].b, sizeof(T));
+      slots_ = std::move(s);
+      cap_ = n;
+      head_ = 0;
+    }
+    std::unique_ptr<Slot[]> slots_;
+    std::size_t cap_ = 0, head_ = 0, count_ = 0;
+  };
 
  public:
-  bool empty() const noexcept { return q_.empty(); }
+  bool empty() const noexcept { return q_.size() == 0; }
   std::size_t size() const noexcept { return q_.size(); }
   // Appends the T that `in` holds next. DecodeError leaves the queue as it was.
   void push_decoded(Decoder& in) {
-    grow();
     if constexpr (kRaw) {
       const char* bytes = in.take(sizeof(T));  // DecodeError before anything is queued
-      q_.push_back();
-      std::memcpy(q_.back().b, bytes, sizeof(T));
+      std::memcpy(q_.append(), bytes, sizeof(T));
     } else {
+      grow();
       q_.push_back(in.get<T>());
     }
   }
   void push(T&& v) {
-    grow();
     if constexpr (kRaw) {
-      q_.push_back();
-      std::memcpy(q_.back().b, &v, sizeof(T));
+      std::memcpy(q_.append(), &v, sizeof(T));
     } else {
+      grow();
       q_.push_back(std::move(v));
     }
   }
+  // Copies the front message into `out` and drops it (a trivially copyable T).
+  void pop_into(T& out) noexcept {
+    static_assert(kRaw);
+    std::memcpy(static_cast<void*>(&out), q_.front(), sizeof(T));
+    q_.pop_front();
+  }
   T pop() {
     if constexpr (kRaw) {
-      T v(*std::launder(reinterpret_cast<const T*>(q_.front().b)));
+      T v(*std::launder(reinterpret_cast<const T*>(q_.front())));
       q_.pop_front();
       return v;
     } else {
@@ -136,7 +172,7 @@ class MailQueue {
   void grow() {
     if (q_.full()) q_.set_capacity(std::max<std::size_t>(16, 2 * q_.capacity()));
   }
-  boost::circular_buffer<Slot> q_;
+  std::conditional_t<kRaw, RawRing, boost::circular_buffer<T>> q_;
 };
 
 }  // namespace ipc::detail
@@ -168,8 +204,8 @@ class Mailbox final : public ipc::detail::MailboxBase {
   // once closed and drained, DecodeError for a message of another type (it
   // is dropped; the next recv goes on), Cancelled.
   T recv() {
-    if (!q_.empty() && !bad_) return q_.pop();  // the common case: one copy, into the caller's object
-    return std::move(*recv_until(Clock::time_point::max()));
+    if (!q_.empty() && !bad_) return q_.pop();  // one copy, into the caller's object
+    return recv_waiting();
   }
   // recv_for / recv_until — as recv; nullopt on timeout.
   template <class Rep, class Period>
@@ -188,11 +224,7 @@ class Mailbox final : public ipc::detail::MailboxBase {
   }
   // try_recv — a message if one is here; nullopt otherwise.
   std::optional<T> try_recv() {
-    if (bad_) {
-      std::string why = std::move(*bad_);
-      bad_.reset();
-      throw ipc::DecodeError(why);
-    }
+    throw_if_bad();
     if (q_.empty()) return std::nullopt;
     return q_.pop();
   }
@@ -208,17 +240,78 @@ class Mailbox final : public ipc::detail::MailboxBase {
   // put — used by send() for a mailbox of this worker.
   void put(T v) {
     if (closed_) return;
+    if constexpr (kHandoff) {
+      if (auto* w = handoff_waiter()) return hand_off(w, &v);
+    }
     q_.push(std::move(v));
     corelet::primitive::wake_one(waiters_);
   }
 
  private:
+  // kHandoff — a message for a receiver already parked in recv() is copied
+  // from the ring straight into that recv's result, not through the queue:
+  // one copy after the ring, as a plain ring's consumer makes. The waiter's
+  // `slot` points at the result; `index` becomes 1 once it is filled.
+  static constexpr bool kHandoff = std::is_trivially_copyable_v<T> && std::is_trivially_default_constructible_v<T>;
+
+  T recv_waiting() {
+    if constexpr (kHandoff) {
+      return recv_handed();
+    } else {
+      return std::move(*recv_until(Clock::time_point::max()));
+    }
+  }
+  T recv_handed() {
+    // Every return returns v, declared at the function's outermost scope: v
+    // is the caller's object (GCC's NRVO needs both; objdump shows one memcpy).
+    T v;
+    for (;;) {
+      throw_if_bad();
+      if (!q_.empty()) {
+        q_.pop_into(v);
+        return v;
+      }
+      if (closed_) throw ChannelClosed();
+      corelet::primitive::Waiter w;
+      w.slot = &v;
+      corelet::primitive::enlist(w, corelet::primitive::require_tasklet("Mailbox::recv"), waiters_);
+      // park unlinks w on every return, so deliver never writes into v after this.
+      if (corelet::primitive::park("Mailbox::recv", this, Clock::time_point::max(), WaitKind::Remote) ==
+          corelet::primitive::Wake::Cancelled)
+        throw Cancelled{};
+      if (w.state == corelet::primitive::Waiter::State::Closed) throw ChannelClosed();  // *this may be gone
+      if (w.index == 1) return v;
+    }
+  }
+
+  // The receiver a message goes to directly: the first waiter, if it waits
+  // in recv() and nothing is queued before it (the order of arrival holds).
+  corelet::primitive::Waiter* handoff_waiter() const noexcept {
+    corelet::primitive::Waiter* w = waiters_.head;
+    return w && w->slot && q_.empty() ? w : nullptr;
+  }
+  static void hand_off(corelet::primitive::Waiter* w, const void* bytes) noexcept {
+    std::memcpy(w->slot, bytes, sizeof(T));
+    w->index = 1;
+    corelet::primitive::complete(w);
+  }
+
+  void throw_if_bad() {
+    if (!bad_) return;
+    std::string why = std::move(*bad_);
+    bad_.reset();
+    throw ipc::DecodeError(why);
+  }
+
   void deliver(ipc::Decoder& in, std::uint64_t sent_type) override {
     if (closed_) return;
     if (sent_type != type) {
       bad_ = std::string("corelet: a message of another type was sent to a Mailbox<") + type_name + "> at " +
              to_string(addr_) + "; it was dropped";
     } else {
+      if constexpr (kHandoff) {
+        if (auto* w = handoff_waiter()) return hand_off(w, in.take(sizeof(T)));  // DecodeError: w untouched
+      }
       q_.push_decoded(in);
     }
     corelet::primitive::wake_one(waiters_);
