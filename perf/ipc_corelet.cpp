@@ -6,6 +6,7 @@
 //   ipc_corelet tput SIZE [N]        mailbox messages of SIZE bytes, worker 1 -> 0, msg/s
 //   ipc_corelet raw_tput SIZE [N]    corelet's ring alone (RingWriter/RingReader), msg/s
 //   ipc_corelet rtt [N]              mailbox ping-pong, peers polling (idle_spin), median ns
+//   ipc_corelet raw_rtt [N]          the same ping-pong on corelet's rings alone, median ns
 //   ipc_corelet rtt_sleep [N]        the same with idle_spin = 0: every message wakes a sleeper
 //   ipc_corelet spawn_on_rtt [N]     spawn_on(1, noop).get(), median ns
 //   ipc_corelet pool N CHUNK         Pool::map of a trivial function: ns per task
@@ -103,14 +104,20 @@ double tput(std::uint64_t n) {
   return *g_result;
 }
 
-// ---- raw_tput: the ring alone between two pinned processes ----
+// ---- raw_tput / raw_rtt: the ring alone between two pinned processes ----
 
-double raw_tput(std::size_t size, std::uint64_t n) {
+// Runs side(0, rings, result) and side(1, ...) in two children pinned to the
+// first two allowed CPUs, over `nrings` fresh rings in shared memory; returns
+// what a side stored in *result.
+template <class Side>
+double raw_pair(int nrings, Side side) {
   const std::size_t kCap = ring_bytes();
-  void* mem = mmap(nullptr, corelet::ipc::ring_bytes(kCap) + 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  const std::size_t one = corelet::ipc::ring_bytes(kCap);
+  void* mem = mmap(nullptr, nrings * one + 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (mem == MAP_FAILED) std::exit(1);
-  auto* h = corelet::ipc::init_ring(mem, kCap);
-  auto* result = reinterpret_cast<double*>(static_cast<std::byte*>(mem) + corelet::ipc::ring_bytes(kCap));
+  std::vector<corelet::ipc::RingHeader*> rings;
+  for (int i = 0; i < nrings; ++i) rings.push_back(corelet::ipc::init_ring(static_cast<std::byte*>(mem) + i * one, kCap));
+  auto* result = reinterpret_cast<double*>(static_cast<std::byte*>(mem) + nrings * one);
   cpu_set_t set;
   sched_getaffinity(0, sizeof set, &set);
   std::vector<int> cpus;
@@ -118,16 +125,32 @@ double raw_tput(std::size_t size, std::uint64_t n) {
     if (CPU_ISSET(c, &set)) cpus.push_back(c);
   std::fflush(nullptr);
   pid_t pids[2];
-  for (int side = 0; side < 2; ++side) {
-    pids[side] = fork();
-    if (pids[side] != 0) continue;
-    cpu_set_t one;
-    CPU_ZERO(&one);
-    CPU_SET(cpus[static_cast<std::size_t>(side) % cpus.size()], &one);
-    sched_setaffinity(0, sizeof one, &one);
+  for (int s = 0; s < 2; ++s) {
+    pids[s] = fork();
+    if (pids[s] != 0) continue;
+    cpu_set_t mine;
+    CPU_ZERO(&mine);
+    CPU_SET(cpus[static_cast<std::size_t>(s) % cpus.size()], &mine);
+    sched_setaffinity(0, sizeof mine, &mine);
+    side(s, rings, result);
+    _exit(0);
+  }
+  for (pid_t p : pids) {
+    int st = 0;
+    waitpid(p, &st, 0);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+      std::fprintf(stderr, "ipc_corelet: a raw_* child failed\n");
+      std::exit(1);
+    }
+  }
+  return *result;
+}
+
+double raw_tput(std::size_t size, std::uint64_t n) {
+  return raw_pair(1, [&](int side, const std::vector<corelet::ipc::RingHeader*>& rings, double* result) {
     std::vector<unsigned char> buf(size, 1);
     if (side == 0) {  // producer: publishes every 32 messages or when full
-      corelet::ipc::RingWriter w(h);
+      corelet::ipc::RingWriter w(rings[0]);
       for (std::uint64_t i = 0; i < n;) {
         std::byte* p = w.try_reserve(static_cast<std::uint32_t>(size));
         if (!p) {
@@ -141,7 +164,7 @@ double raw_tput(std::size_t size, std::uint64_t n) {
       }
       w.publish();
     } else {
-      corelet::ipc::RingReader r(h);
+      corelet::ipc::RingReader r(rings[0]);
       corelet::ipc::Frame f;
       std::uint64_t got = 0;
       std::int64_t t0 = 0;
@@ -159,17 +182,47 @@ double raw_tput(std::size_t size, std::uint64_t n) {
       }
       *result = static_cast<double>(n - 1) / (static_cast<double>(now_ns() - t0) / 1e9);
     }
-    _exit(0);
-  }
-  for (pid_t p : pids) {
-    int st = 0;
-    waitpid(p, &st, 0);
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-      std::fprintf(stderr, "ipc_corelet: raw_tput child failed\n");
-      std::exit(1);
+  });
+}
+
+// raw_rtt — a 64-byte ping-pong on two of corelet's rings, each message
+// published and released at once, both sides spinning: the ring's own share
+// of the mailbox round trip (rtt), measured as ipc_ref's ref_rtt is.
+double raw_rtt(std::uint64_t n) {
+  return raw_pair(2, [&](int side, const std::vector<corelet::ipc::RingHeader*>& rings, double* result) {
+    corelet::ipc::RingWriter w(rings[side]);
+    corelet::ipc::RingReader r(rings[1 - side]);
+    unsigned char m[64]{};
+    auto put = [&](std::uint64_t i) {
+      std::memcpy(m, &i, sizeof i);
+      while (!w.try_write(1, m, sizeof m)) {}
+      w.publish();
+    };
+    auto take = [&]() {
+      corelet::ipc::Frame f;
+      while (!r.peek(f)) {}
+      std::uint64_t seq;
+      std::memcpy(m, f.data, sizeof m);
+      std::memcpy(&seq, m, sizeof seq);
+      r.pop(f);
+      r.release();
+      return seq;
+    };
+    const std::uint64_t warm = 1000;
+    if (side == 1) {
+      for (std::uint64_t i = 0; i < warm + n; ++i) put(take());
+      return;
     }
-  }
-  return *result;
+    std::vector<double> samples;
+    samples.reserve(n);
+    for (std::uint64_t i = 0; i < warm + n; ++i) {
+      const auto t0 = now_ns();
+      put(i);
+      if (take() != i) _exit(3);
+      if (i >= warm) samples.push_back(static_cast<double>(now_ns() - t0));
+    }
+    *result = median(samples);
+  });
 }
 
 // ---- round trips ----
@@ -272,6 +325,8 @@ int main(int argc, char** argv) {
   } else if (mode == "raw_tput") {
     const std::size_t size = arg(2, 64);
     report("corelet_ring_tput", size, raw_tput(size, arg(3, size >= 65536 ? 200'000 : 20'000'000)), "msg/s");
+  } else if (mode == "raw_rtt") {
+    report("corelet_ring_rtt", 64, raw_rtt(arg(2, 1'000'000)), "ns");
   } else if (mode == "rtt") {
     rtt("corelet_rtt_busy", corelet::Config{}, static_cast<int>(arg(2, 200'000)));
   } else if (mode == "rtt_sleep") {
@@ -283,7 +338,7 @@ int main(int argc, char** argv) {
   } else if (mode == "pool") {
     pool(arg(2, 1'000'000), arg(3, 0));
   } else {
-    std::fprintf(stderr, "usage: ipc_corelet tput|raw_tput SIZE [N] | rtt [N] | rtt_sleep [N] | spawn_on_rtt [N] | pool N CHUNK\n");
+    std::fprintf(stderr, "usage: ipc_corelet tput|raw_tput SIZE [N] | rtt [N] | raw_rtt [N] | rtt_sleep [N] | spawn_on_rtt [N] | pool N CHUNK\n");
     return 2;
   }
   return 0;
