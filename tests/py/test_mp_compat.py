@@ -575,3 +575,34 @@ def test_lambdas_reach_the_workers(mp, pool):
     better_in_corelet(mp, "lambdas and closures reach the workers (cloudpickle)")
     k = 10
     assert pool.map(lambda x: x + k, range(3)) == [10, 11, 12]
+
+
+# ---- the dummy and pool modules ---------------------------------------------------
+
+
+def test_dummy_runs_the_same_program_over_threads(mp):
+    import importlib
+
+    dummy = importlib.import_module(mp.__name__ + ".dummy")
+    q = dummy.Queue()
+    t = dummy.Process(target=put_three, args=(q,))
+    t.start()
+    t.join(30)
+    assert [q.get(timeout=10) for _ in range(3)] == [1, "two", [3]]
+    with dummy.Pool(2) as p:
+        assert p.map(square, range(5)) == [0, 1, 4, 9, 16]
+    assert set(dummy.__all__) <= set(dir(dummy))
+
+
+def test_the_pool_module_has_thread_pool(mp):
+    import importlib
+
+    pool_module = importlib.import_module(mp.__name__ + ".pool")
+    with pool_module.ThreadPool(2) as tp:
+        assert tp.map(square, range(4)) == [0, 1, 4, 9]
+    p = pool_module.Pool(1)
+    try:
+        assert p.apply(square, (7,)) == 49
+    finally:
+        p.terminate()
+        p.join()
