@@ -24,8 +24,9 @@ tasklet gives up the CPU only where it yields or awaits a corelet operation
     corelet.run(main)
 
 Importing corelet changes nothing in the standard library and starts no
-thread. corelet.open and corelet.socket are left out of ``__all__`` so that
-``from corelet import *`` cannot shadow the builtin open or the socket module.
+thread. corelet.open, corelet.socket and corelet.TimeoutError (multiprocessing's)
+are left out of ``__all__`` so that ``from corelet import *`` cannot shadow the
+builtin open, the socket module or the builtin TimeoutError.
 """
 
 from ._corelet import (
@@ -71,17 +72,35 @@ from ._actors import ActorProxy, actor_processes, register, sender, spawn_actor,
 # The cross-process primitives; importing _shared_sync and _shared_queue also
 # makes them what Lock(), Queue() and the others give in plain code.
 from . import _shared_sync  # noqa: F401
-from ._shared_queue import Connection, Pipe
-from ._shared_values import Array, Value
-from ._process import Process, active_children
+from ._shared_queue import Connection, Pipe, SimpleQueue
+from ._shared_values import Array, RawArray, RawValue, Value
+from ._process import Process, active_children, current_process, parent_process
+from ._context import (
+    AuthenticationError,
+    BufferTooShort,
+    ProcessError,
+    TimeoutError,  # noqa: A004 - multiprocessing's name; not in __all__
+    cpu_count,
+    freeze_support,
+    get_all_start_methods,
+    get_context,
+    get_logger,
+    get_start_method,
+    log_to_stderr,
+    set_executable,
+    set_forkserver_preload,
+    set_start_method,
+)
 
 __all__ = [
     "ActorProxy",
-    "AsyncResult",
     "Array",
+    "AsyncResult",
+    "AuthenticationError",
     "Barrier",
     "BoundedSemaphore",
     "BrokenBarrierError",
+    "BufferTooShort",
     "Cancelled",
     "Channel",
     "ChannelClosed",
@@ -100,36 +119,52 @@ __all__ = [
     "Pool",
     "PriorityQueue",
     "Process",
+    "ProcessError",
     "Queue",
+    "RawArray",
+    "RawValue",
     "RemoteError",
     "RemoteTraceback",
     "RLock",
     "Semaphore",
+    "SimpleQueue",
     "Task",
     "Timer",
     "UsageError",
     "Value",
-    "WorkerLost",
     "WaitQueue",
+    "WorkerLost",
     "accounting",
-    "current",
     "active_children",
     "actor_processes",
     "call_on",
+    "cpu_count",
     "create_connection",
     "create_server",
+    "current",
     "current_id",
+    "current_process",
     "dump",
+    "freeze_support",
+    "get_all_start_methods",
+    "get_context",
+    "get_logger",
+    "get_start_method",
+    "log_to_stderr",
     "num_workers",
+    "parent_process",
     "read",
-    "register",
     "ready",
+    "register",
     "run",
     "run_blocking",
     "select",
     "sender",
     "set_accounting",
+    "set_executable",
+    "set_forkserver_preload",
     "set_stall_threshold",
+    "set_start_method",
     "sleep",
     "socketpair",
     "spawn",

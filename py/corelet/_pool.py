@@ -16,6 +16,7 @@ on. Exceptions raised by the function arrive with their type, message and
 the remote traceback (as __cause__).
 """
 
+import collections
 import itertools
 import multiprocessing
 import os
@@ -23,6 +24,7 @@ import queue
 import socket as _socket
 import struct
 import threading
+import time
 import traceback
 import types
 
@@ -86,7 +88,11 @@ def _dumps_items(bundle):
                 try:
                     dumps(item)
                 except TypeError as e:
-                    raise TypeError(f"corelet.Pool: an item cannot be sent to the workers: {e}") from None
+                    # The pickler's own error (dumps says which object in a
+                    # TypeError caused by it), as multiprocessing raises it.
+                    own = e.__cause__ if e.__cause__ is not None else e
+                    own.add_note(f"corelet.Pool: item {item!r:.80} cannot be sent to the workers")
+                    raise own from None
         raise
 
 
@@ -221,31 +227,38 @@ class Pool:
                     break
                 if len(data) < n:
                     break
-                with self._lock:
-                    result = self._jobs.get(job)
-                if result is None:
-                    continue
-                try:
-                    status, replies = loads(data)
-                    if status != "ok":  # the whole bundle failed (its worker died...)
-                        raise_remote(replies)
-                except BaseException as e:  # noqa: BLE001 - fails its job, not the thread
-                    result._set(first, False, e)
-                    replies = []
-                for i, (status, value) in enumerate(replies):
-                    if status == "ok":
-                        result._set(first + i, True, value)
-                    else:
-                        try:
-                            raise_remote(value)
-                        except BaseException as e:  # noqa: BLE001
-                            result._set(first + i, False, e)
-                if result.ready():
-                    with self._lock:
-                        self._jobs.pop(job, None)
+                self._deliver(job, first, data)
+                del data
         finally:
             f.close()
             self._fail_all(RuntimeError("corelet.Pool: the pool's cluster ended"))
+
+    def _deliver(self, job, first, data):
+        # A function of its own: none of a frame's objects stays referenced
+        # by the reader thread until the next frame (the caller's results
+        # are the caller's alone once map returns).
+        with self._lock:
+            result = self._jobs.get(job)
+        if result is None:
+            return
+        try:
+            status, replies = loads(data)
+            if status != "ok":  # the whole bundle failed (its worker died...)
+                raise_remote(replies)
+        except BaseException as e:  # noqa: BLE001 - fails its job, not the thread
+            result._set(first, False, e)
+            replies = []
+        for i, (status, value) in enumerate(replies):
+            if status == "ok":
+                result._set(first + i, True, value)
+            else:
+                try:
+                    raise_remote(value)
+                except BaseException as e:  # noqa: BLE001
+                    result._set(first + i, False, e)
+        if result.ready():
+            with self._lock:
+                self._jobs.pop(job, None)
 
     def _fail_all(self, exc):
         with self._lock:
@@ -314,24 +327,14 @@ class Pool:
         return self.starmap_async(func, iterable, chunksize).get()
 
     def imap(self, func, iterable, chunksize=1):
-        """Results in order, each as soon as its chunk is done."""
-        items = list(iterable)
-        chunks = _chunks(items, chunksize, self._processes)
-        results = [self._submit(func, [c], False, False) for c in chunks]
-        for r in results:
-            yield from r.get()
+        """An iterator of the results in order, each as soon as its chunk is
+        done (next(timeout) as multiprocessing's). The iterable is read as
+        the results are taken: at most a few chunks per worker ahead."""
+        return _PlainImap(self, func, iterable, chunksize, True)
 
     def imap_unordered(self, func, iterable, chunksize=1):
-        """Results as chunks finish, in any order."""
-        items = list(iterable)
-        chunks = _chunks(items, chunksize, self._processes)
-        done = queue.SimpleQueue()
-        results = [self._submit(func, [c], False, False, callback=done.put, error_callback=done.put) for c in chunks]
-        for _ in results:
-            v = done.get()
-            if isinstance(v, BaseException):
-                raise v
-            yield from v
+        """As imap, the results as chunks finish, in any order."""
+        return _PlainImap(self, func, iterable, chunksize, False)
 
     def close(self):
         """No more work; the workers end once the work given is done (join)."""
@@ -361,6 +364,8 @@ class Pool:
         self._sock.close()
 
     def __enter__(self):
+        if self._state != "run":
+            raise ValueError("Pool not running")
         return self
 
     def __exit__(self, *exc):
@@ -376,6 +381,124 @@ class Pool:
 
     def __repr__(self):
         return f"<corelet.Pool state={self._state} processes={self._processes}>"
+
+
+class _Failed:
+    """A chunk's error, in the stream of imap_unordered's finished chunks."""
+
+    def __init__(self, exc):
+        self.exc = exc
+
+
+class _End:
+    """The last entry of an imap's stream: how many chunks went out, and the
+    iterable's error if it raised one."""
+
+    def __init__(self, submitted, error):
+        self.submitted = submitted
+        self.error = error
+
+
+def _left(deadline):
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+class _PlainImap:
+    """Pool.imap / imap_unordered in plain code. A reader thread takes the
+    iterable's items chunk by chunk and submits them, at most a few chunks
+    per worker ahead of the results taken; next(timeout) as multiprocessing's
+    IMapIterator. An error of the iterable is raised in its place, after the
+    results of the items before it; a chunk's error in the chunk's place,
+    and the results after it go on."""
+
+    def __init__(self, pool, func, iterable, chunksize, ordered):
+        if pool._state != "run":
+            raise ValueError("Pool not running")
+        if chunksize < 1:
+            raise ValueError(f"Chunksize must be 1+, not {chunksize:n}")
+        self._pool = pool
+        self._func = func
+        self._ordered = ordered
+        self._room = threading.Semaphore(4 * pool._processes)  # chunks out and not yet taken
+        # Ordered: the AsyncResults in order. Unordered: the chunks' values
+        # (or _Failed) as they finish. Both end with an _End.
+        self._q = queue.SimpleQueue()
+        self._out = collections.deque()
+        self._head = None  # an AsyncResult whose next(timeout) timed out
+        self._taken = 0
+        self._end = None
+        # A daemon thread: a pool terminated while the iterable blocks is
+        # not held up by it.
+        threading.Thread(target=self._read, args=(iter(iterable), chunksize), name="corelet.Pool imap", daemon=True).start()
+
+    def _read(self, it, chunksize):
+        submitted, error = 0, None
+        while self._pool._state == "run":
+            if not self._room.acquire(timeout=0.5):
+                continue
+            chunk, last = [], False
+            try:
+                for _ in range(chunksize):
+                    chunk.append(next(it))
+            except StopIteration:
+                last = True
+            except BaseException as e:  # noqa: BLE001 - next() raises it in its place
+                error, last = e, True
+            if chunk:
+                submitted += 1
+                try:
+                    if self._ordered:
+                        self._q.put(self._pool._submit(self._func, [chunk], False, False))
+                    else:
+                        self._pool._submit(self._func, [chunk], False, False, callback=self._q.put,
+                                           error_callback=lambda e: self._q.put(_Failed(e)))
+                except BaseException as e:  # noqa: BLE001 - an item that cannot be sent: that chunk fails
+                    if self._ordered:
+                        failed = AsyncResult(1, False)
+                        failed._set(0, False, e)
+                        self._q.put(failed)
+                    else:
+                        self._q.put(_Failed(e))
+            if last:
+                break
+        self._q.put(_End(submitted, error))
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return self.next()
+
+    def next(self, timeout=None):
+        """The next result; multiprocessing.TimeoutError if none comes within timeout."""
+        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        while not self._out:
+            if self._end is not None and (self._ordered or self._taken == self._end.submitted):
+                error, self._end.error = self._end.error, None
+                if error is not None:
+                    raise error
+                raise StopIteration
+            v, self._head = self._head, None
+            if v is None:
+                try:
+                    v = self._q.get(timeout=_left(deadline))
+                except queue.Empty:
+                    raise TimeoutError from None
+            if isinstance(v, _End):
+                self._end = v
+                continue
+            if self._ordered and not v._event.wait(_left(deadline)):
+                self._head = v
+                raise TimeoutError
+            self._taken += 1
+            self._room.release()
+            if self._ordered:
+                self._out.extend(v.get())  # raises the chunk's error
+            elif isinstance(v, _Failed):
+                raise v.exc
+            else:
+                self._out.extend(v)
+        return self._out.popleft()
 
 
 class _Kw:

@@ -1,33 +1,134 @@
-"""Process, as multiprocessing's with the fork start method, and
-active_children. A child runs its target in the forked copy of this
-process, so the shared primitives made before start() reach it by
-inheritance; when it ends it closes its copies of the Pipe ends, as a
-process's file descriptors close at its exit. At exit, daemonic children
-are terminated and the others joined.
+"""Process, as multiprocessing's with the fork start method; active_children,
+current_process and parent_process. A child runs its target in the forked
+copy of this process, so the shared primitives made before start() reach it
+by inheritance; when it ends it waits for its non-daemon threads and closes
+its copies of the Pipe ends, as a process's file descriptors close at its
+exit. At exit, daemonic children are terminated and the others joined; a
+daemonic child started from the main thread also ends when its parent dies
+however the parent ends (the kernel's parent-death signal).
 """
 
 import atexit
+import ctypes
 import os
 import select
 import signal
 import sys
+import threading
 import traceback
 import types
-import weakref
 
 from ._common import _in_tasklet
 from ._corelet import UsageError, _run, wait_readable
 from ._shared_queue import _close_inherited
 
-__all__ = ["Process", "active_children"]
+__all__ = ["Process", "active_children", "current_process", "parent_process"]
 
-_children = weakref.WeakSet()
+# Started children not yet reaped. Strong references, as multiprocessing's:
+# a child whose Process object the program dropped is still terminated or
+# joined at exit.
+_children = set()
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _flush_std_streams():
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (AttributeError, ValueError, OSError):
+            pass
+
+
+def _die_with_parent(parent_pid):
+    """In a daemonic child: the kernel sends SIGKILL when the parent dies."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        return
+    if os.getppid() != parent_pid:  # the parent died before the signal was armed
+        os._exit(1)
+
+
+class _MainProcess:
+    """What current_process() is in the program's first process."""
+
+    def __init__(self):
+        self.name = "MainProcess"
+        self.daemon = False
+        self.authkey = os.urandom(32)
+        self.exitcode = None
+
+    @property
+    def pid(self):
+        return os.getpid()
+
+    ident = pid
+
+    def is_alive(self):
+        return True
+
+    def __repr__(self):
+        return f"<corelet._MainProcess name={self.name!r} pid={self.pid} started>"
+
+
+class _ParentProcess:
+    """What parent_process() is in a child: the process that started it."""
+
+    def __init__(self, name, pid):
+        self.name = name
+        self._pid = pid
+        self.daemon = False
+        self._sentinel = None
+
+    @property
+    def pid(self):
+        return self._pid
+
+    ident = pid
+
+    def is_alive(self):
+        return os.getppid() == self._pid
+
+    @property
+    def sentinel(self):
+        """A file descriptor that becomes readable when the parent ends."""
+        if self._sentinel is None:
+            self._sentinel = os.pidfd_open(self._pid)
+        return self._sentinel
+
+    def join(self, timeout=None):
+        if timeout is not None and timeout < 0:
+            timeout = 0
+        if self.is_alive():
+            try:
+                select.select([self.sentinel], [], [], timeout)
+            except ProcessLookupError:
+                pass
+
+    def __repr__(self):
+        return f"<corelet._ParentProcess name={self.name!r} pid={self._pid}>"
+
+
+_current = _MainProcess()
+_parent = None
+
+
+def current_process():
+    """The Process object of the process that calls it (multiprocessing's)."""
+    return _current
+
+
+def parent_process():
+    """The process that started this one; None in the program's first process."""
+    return _parent
 
 
 class Process:
     """multiprocessing.Process (fork): start, run, join, is_alive, exitcode,
-    terminate, kill, pid, name, daemon. target may also be a generator function
-    or an async def: the child then runs it with corelet.run."""
+    terminate, kill, close, pid, ident, name, daemon, authkey, sentinel.
+    target may also be a generator function or an async def: the child then
+    runs it with corelet.run."""
 
     _counter = 0
 
@@ -39,10 +140,16 @@ class Process:
         self._args = tuple(args)
         self._kwargs = dict(kwargs or {})
         self.name = name or f"Process-{Process._counter}"
-        self.daemon = bool(daemon)
+        self.daemon = bool(daemon) if daemon is not None else bool(_current.daemon)
+        self.authkey = _current.authkey
         self._pid = None
         self._pidfd = None
         self._exitcode = None
+        self._closed = False
+
+    def _check_closed(self):
+        if self._closed:
+            raise ValueError("process object is closed")
 
     def run(self):
         if self._target is not None:
@@ -50,6 +157,7 @@ class Process:
         return None
 
     def start(self):
+        self._check_closed()
         if self._pid is not None:
             raise AssertionError("cannot start a process twice")
         if _in_tasklet():
@@ -57,34 +165,49 @@ class Process:
                 "corelet.Process.start inside corelet.run: start processes from plain code, or use "
                 "spawn_on / Pool inside corelet.run(workers=N)"
             )
-        sys.stdout.flush()
-        sys.stderr.flush()
+        _cleanup()
+        _flush_std_streams()
+        parent_pid = os.getpid()
+        # The parent-death signal follows the thread that forks: only the
+        # main thread lives as long as the process.
+        arm_death = self.daemon and threading.current_thread() is threading.main_thread()
         pid = os.fork()
         if pid == 0:  # the child
-            code = 0
-            try:
-                _children.clear()
-                result = self.run()
-                if isinstance(result, (types.GeneratorType, types.CoroutineType)):
-                    _run(lambda: (yield result))  # corelet.run(main) with one scheduler
-            except SystemExit as e:
-                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-                if not isinstance(e.code, int) and e.code is not None:
-                    print(e.code, file=sys.stderr)
-            except BaseException:  # noqa: BLE001 - as multiprocessing: print and exit 1
-                print(f"Process {self.name}:", file=sys.stderr)
-                traceback.print_exc()
-                code = 1
-            finally:
-                try:
-                    _close_inherited()
-                    sys.stdout.flush()
-                    sys.stderr.flush()
-                finally:
-                    os._exit(code)
+            os._exit(self._bootstrap(parent_pid, arm_death))
         self._pid = pid
         self._pidfd = os.pidfd_open(pid)
         _children.add(self)
+
+    def _bootstrap(self, parent_pid, arm_death):
+        global _current, _parent
+        code = 0
+        try:
+            if arm_death:
+                _die_with_parent(parent_pid)
+            _parent = _ParentProcess(_current.name, parent_pid)
+            _current = self
+            _children.clear()
+            result = self.run()
+            if isinstance(result, (types.GeneratorType, types.CoroutineType)):
+                _run(lambda: (yield result))  # corelet.run(main) with one scheduler
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+            if not isinstance(e.code, int) and e.code is not None and sys.stderr is not None:
+                print(e.code, file=sys.stderr)
+        except BaseException:  # noqa: BLE001 - as multiprocessing: print and exit 1
+            if sys.stderr is not None:
+                print(f"Process {self.name}:", file=sys.stderr)
+                traceback.print_exc()
+            code = 1
+        finally:
+            try:
+                _join_non_daemon_threads()
+                _at_exit()
+                _close_inherited()
+                _flush_std_streams()
+            except BaseException:  # noqa: BLE001 - the exit code stands
+                pass
+        return code
 
     def _reap(self, block):
         if self._exitcode is not None or self._pid is None:
@@ -98,17 +221,22 @@ class Process:
         self._exitcode = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
         os.close(self._pidfd)
         self._pidfd = None
+        _children.discard(self)
 
     def join(self, timeout=None):
-        """Waits for the process to end (timeout seconds at most). In a tasklet,
-        an operation."""
+        """Waits for the process to end (timeout seconds at most; a negative
+        one is zero). In a tasklet, an operation."""
+        self._check_closed()
         if self._pid is None:
             raise AssertionError("can only join a started process")
+        if timeout is not None and timeout < 0:
+            timeout = 0
         if _in_tasklet():
             return self._join_op(timeout)
         if self._exitcode is None:
             if select.select([self._pidfd], [], [], timeout)[0]:
                 self._reap(True)
+        return None
 
     @types.coroutine
     def _join_op(self, timeout):
@@ -121,6 +249,9 @@ class Process:
         return None
 
     def is_alive(self):
+        self._check_closed()
+        if self is _current:
+            return True
         if self._pid is None:
             return False
         self._reap(False)
@@ -128,43 +259,90 @@ class Process:
 
     @property
     def exitcode(self):
+        self._check_closed()
         if self._pid is not None:
             self._reap(False)
         return self._exitcode
 
     @property
     def pid(self):
-        return self._pid
+        self._check_closed()
+        return os.getpid() if self is _current else self._pid
 
     ident = pid
 
     @property
     def sentinel(self):
+        """A file descriptor that becomes readable when the process ends."""
+        self._check_closed()
+        if self._pid is None:
+            raise ValueError("process not started")
         return self._pidfd
 
     def terminate(self):
+        self._check_closed()
         if self._pid is not None and self._exitcode is None:
             os.kill(self._pid, signal.SIGTERM)
 
     def kill(self):
+        self._check_closed()
         if self._pid is not None and self._exitcode is None:
             os.kill(self._pid, signal.SIGKILL)
 
+    def close(self):
+        """Releases what the Process object holds; ValueError while the
+        process runs. Afterwards most methods raise ValueError."""
+        if self._closed:
+            return
+        if self._pid is not None:
+            self._reap(False)
+            if self._exitcode is None:
+                raise ValueError(
+                    "Cannot close a process while it is still running. You should first call join() or terminate()."
+                )
+        _children.discard(self)
+        self._closed = True
+
     def __repr__(self):
-        state = "initial" if self._pid is None else ("started" if self.exitcode is None else f"stopped[{self.exitcode}]")
+        if self._closed:
+            state = "closed"
+        elif self is _current:
+            state = "started"
+        elif self._pid is None:
+            state = "initial"
+        else:
+            state = "started" if self.exitcode is None else f"stopped[{self.exitcode}]"
         return f"<corelet.Process name={self.name!r} pid={self._pid} {state}{' daemon' if self.daemon else ''}>"
 
 
+def _cleanup():
+    for p in list(_children):
+        p._reap(False)
+
+
 def active_children():
-    return [p for p in list(_children) if p.is_alive()]
+    """The children of this process that are still running."""
+    _cleanup()
+    return list(_children)
+
+
+def _join_non_daemon_threads():
+    # As threading's own shutdown at interpreter exit: a process ends once
+    # its non-daemon threads have.
+    me = threading.current_thread()
+    for t in threading.enumerate():
+        if t is not me and not t.daemon and t is not threading.main_thread():
+            t.join()
 
 
 def _at_exit():
     for p in list(_children):
-        if p.daemon and p.is_alive():
-            p.terminate()
+        if p.daemon and p._exitcode is None:
+            p._reap(False)
+            if p._exitcode is None:
+                p.terminate()
     for p in list(_children):
-        if p._pid is not None and p._exitcode is None and p._pid != os.getpid():
+        if p._pid is not None and p._exitcode is None:
             p.join()
 
 

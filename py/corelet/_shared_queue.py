@@ -21,7 +21,7 @@ from ._common import _in_process_only, _in_tasklet, _not_picklable
 from ._corelet import ShmQueue, _shmq_get, _shmq_put, _shmq_try_get, instancemethod
 from ._queues import Empty, JoinableQueue, Queue
 
-__all__ = ["SharedQueue", "SharedJoinableQueue", "Connection", "Pipe"]
+__all__ = ["SharedQueue", "SharedJoinableQueue", "SimpleQueue", "Connection", "Pipe"]
 
 _DEFAULT_BUFFER = 1 << 22  # bytes of a Queue's ring (only touched pages use memory)
 
@@ -85,8 +85,15 @@ class SharedQueue(Queue, plain_code_of=Queue):
         self._q.join(None)
 
     def close(self):
-        """No more puts; getters see EOFError once it is empty."""
-        self._q.close()
+        """This process puts and gets no more through this Queue object:
+        afterwards put and get raise ValueError, as multiprocessing's. The
+        other processes, and the items already in it, are not affected."""
+        if "put" not in self.__dict__:
+            # Instance attributes shadow the C methods: the open queue's calls cost nothing more.
+            self.put = self.get = self.put_nowait = self.get_nowait = self._closed_call
+
+    def _closed_call(self, *args, **kwargs):
+        raise ValueError(f"Queue {self!r} is closed")
 
     def join_thread(self):
         """multiprocessing's; corelet's queues have no feeder thread."""
@@ -105,6 +112,39 @@ class SharedQueue(Queue, plain_code_of=Queue):
 class SharedJoinableQueue(SharedQueue, JoinableQueue, plain_code_of=JoinableQueue):
     """multiprocessing.JoinableQueue: a SharedQueue (every one has
     task_done() and join()) that is a corelet.JoinableQueue."""
+
+
+class SimpleQueue:
+    """multiprocessing.SimpleQueue: put, get, empty, close, without bounds
+    or timeouts. A SharedQueue underneath: in a tasklet, get gives an
+    operation. close() ends this process's use of it (later calls raise
+    OSError, as on a closed handle); the other processes go on."""
+
+    def __init__(self, *, buffer=_DEFAULT_BUFFER):
+        self._queue = SharedQueue(buffer=buffer)
+        self._closed = False
+
+    __reduce__ = _not_picklable
+
+    def _check(self):
+        if self._closed:
+            raise OSError("corelet: this SimpleQueue was closed in this process")
+        return self._queue
+
+    def put(self, obj):
+        return self._check().put(obj)
+
+    def get(self):
+        return self._check().get()
+
+    def empty(self):
+        return self._check().empty()
+
+    def close(self):
+        self._closed = True
+
+    def __repr__(self):
+        return f"<corelet.SimpleQueue (shared){' closed' if self._closed else ''}>"
 
 
 class Connection:
@@ -148,9 +188,22 @@ class Connection:
         return self._check("r").get()
 
     def send_bytes(self, buf, offset=0, size=None):
+        """Sends buf[offset:offset + size] (bytes of any buffer) as one message;
+        ValueError for an offset or size outside it, as multiprocessing's."""
+        q = self._check("w")
         view = memoryview(buf).cast("B")
-        view = view[offset:] if size is None else view[offset : offset + size]
-        return self._check("w").put(bytes(view))
+        n = len(view)
+        if offset < 0:
+            raise ValueError("offset is negative")
+        if n < offset:
+            raise ValueError("buffer length < offset")
+        if size is None:
+            size = n - offset
+        elif size < 0:
+            raise ValueError("size is negative")
+        elif offset + size > n:
+            raise ValueError("buffer length < offset + size")
+        return q.put(bytes(view[offset : offset + size]))
 
     def recv_bytes(self, maxlength=None):
         data = self._check("r").get()

@@ -14,7 +14,7 @@ from ._common import _not_picklable
 from ._corelet import SharedMemory
 from ._shared_sync import SharedRLock
 
-__all__ = ["Value", "Array", "Synchronized", "SynchronizedArray"]
+__all__ = ["Value", "Array", "RawValue", "RawArray", "Synchronized", "SynchronizedArray"]
 
 _TYPECODES = {
     "c": ctypes.c_char, "u": ctypes.c_wchar, "b": ctypes.c_byte, "B": ctypes.c_ubyte,
@@ -41,7 +41,7 @@ def _raw(ctype):
 
 
 def _lock_for(lock):
-    if lock is True:
+    if lock is True or lock is None:  # None: a new lock, as multiprocessing's
         return SharedRLock()
     if lock is False:
         return None
@@ -113,10 +113,9 @@ class SynchronizedArray(Synchronized):
         return f"<corelet.Array {type(self._obj).__name__} of {len(self)}>"
 
 
-def Value(typecode_or_type, *args, lock=True):  # noqa: N802 - multiprocessing's name
-    """A ctypes object in shared memory, as multiprocessing.Value: with a
-    lock (lock=True: a new RLock; a lock object: that one) its .value is read
-    and written under it; lock=False gives the raw ctypes object."""
+def RawValue(typecode_or_type, *args):  # noqa: N802 - multiprocessing's name
+    """A ctypes object in shared memory, without a lock, as
+    multiprocessing.RawValue: args initialise it as ctype(*args) would."""
     ctype = _ctype(typecode_or_type)
     obj = _raw(ctype)
     if args:
@@ -124,18 +123,32 @@ def Value(typecode_or_type, *args, lock=True):  # noqa: N802 - multiprocessing's
             obj.value = args[0]
         else:
             ctypes.memmove(ctypes.addressof(obj), ctypes.addressof(ctype(*args)), ctypes.sizeof(ctype))
-    lk = _lock_for(lock)
+    return obj
+
+
+def RawArray(typecode_or_type, size_or_initializer):  # noqa: N802
+    """A ctypes array in shared memory, without a lock, as
+    multiprocessing.RawArray: zeroed of that size, or a copy of the sequence."""
+    ctype = _ctype(typecode_or_type)
+    if isinstance(size_or_initializer, int):
+        return _raw(ctype * size_or_initializer)
+    init = list(size_or_initializer) if not isinstance(size_or_initializer, (bytes, str)) else size_or_initializer
+    obj = _raw(ctype * len(init))
+    obj[:] = init
+    return obj
+
+
+def Value(typecode_or_type, *args, lock=True):  # noqa: N802 - multiprocessing's name
+    """A ctypes object in shared memory, as multiprocessing.Value: with a
+    lock (lock=True or None: a new RLock; a lock object: that one) its .value
+    is read and written under it; lock=False gives the raw ctypes object."""
+    lk = _lock_for(lock)  # a bad lock fails before any memory is mapped
+    obj = RawValue(typecode_or_type, *args)
     return obj if lk is None else Synchronized(obj, lk)
 
 
 def Array(typecode_or_type, size_or_initializer, *, lock=True):  # noqa: N802
     """A ctypes array in shared memory, as multiprocessing.Array."""
-    ctype = _ctype(typecode_or_type)
-    if isinstance(size_or_initializer, int):
-        obj = _raw(ctype * size_or_initializer)
-    else:
-        init = list(size_or_initializer) if not isinstance(size_or_initializer, (bytes, str)) else size_or_initializer
-        obj = _raw(ctype * len(init))
-        obj[:] = init
     lk = _lock_for(lock)
+    obj = RawArray(typecode_or_type, size_or_initializer)
     return obj if lk is None else SynchronizedArray(obj, lk)

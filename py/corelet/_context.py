@@ -1,0 +1,183 @@
+"""multiprocessing's module-level functions and errors: cpu_count,
+freeze_support, the start-method functions and contexts, set_executable,
+set_forkserver_preload, get_logger and log_to_stderr, and the error classes
+(multiprocessing's own classes, so that an `except multiprocessing.X`
+catches corelet's too).
+
+corelet starts processes by fork (multiprocessing's default on Linux):
+'fork' is the one start method there is. get_context('fork') is a context
+whose attributes are corelet's names (ctx.Process, ctx.Queue, ...).
+"""
+
+import logging
+import multiprocessing
+import os
+import sys
+
+from ._process import current_process
+
+__all__ = [
+    "AuthenticationError",
+    "BufferTooShort",
+    "ProcessError",
+    "TimeoutError",
+    "cpu_count",
+    "freeze_support",
+    "get_all_start_methods",
+    "get_context",
+    "get_logger",
+    "get_start_method",
+    "log_to_stderr",
+    "set_executable",
+    "set_forkserver_preload",
+    "set_start_method",
+]
+
+ProcessError = multiprocessing.ProcessError
+BufferTooShort = multiprocessing.BufferTooShort
+TimeoutError = multiprocessing.TimeoutError  # noqa: A001 - multiprocessing's name
+AuthenticationError = multiprocessing.AuthenticationError
+
+_METHODS = ("fork",)
+_method = None  # set by set_start_method, or by the first get_start_method
+_executable = sys.executable
+_preload = []
+
+
+def cpu_count():
+    """The number of CPUs in the system, as multiprocessing.cpu_count;
+    NotImplementedError if it cannot be told."""
+    n = os.cpu_count()
+    if n is None:
+        raise NotImplementedError("cannot determine number of cpus")
+    return n
+
+
+def freeze_support():
+    """multiprocessing's, for frozen Windows programs: nothing to do here."""
+
+
+def _check_method(method):
+    if method in _METHODS:
+        return method
+    if method in ("spawn", "forkserver"):
+        raise ValueError(
+            f"corelet: the {method!r} start method is not available; corelet starts processes by 'fork'"
+        )
+    raise ValueError(f"cannot find context for {method!r}")
+
+
+class _ForkContext:
+    """A context: corelet's names, and its start method ('fork')."""
+
+    _name = "fork"
+
+    def get_start_method(self, allow_none=False):
+        return self._name
+
+    def get_context(self, method=None):
+        return get_context(method)
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        package = sys.modules[__name__.rpartition(".")[0]]  # loaded by then: its names are the context's
+        try:
+            return getattr(package, name)
+        except AttributeError:
+            raise AttributeError(f"corelet's {self._name!r} context has no attribute {name!r}") from None
+
+    def __repr__(self):
+        return f"<corelet context {self._name!r}>"
+
+
+_FORK = _ForkContext()
+
+
+def get_context(method=None):
+    """The context of a start method (None: the current one)."""
+    if method is None:
+        get_start_method()
+        return _FORK
+    _check_method(method)
+    return _FORK
+
+
+def get_start_method(allow_none=False):
+    """The start method; once asked for, it is fixed (set_start_method then
+    needs force=True), as multiprocessing's."""
+    global _method
+    if _method is None:
+        if allow_none:
+            return None
+        _method = "fork"
+    return _method
+
+
+def set_start_method(method, force=False):
+    """Sets the start method: RuntimeError if it is already set, unless force."""
+    global _method
+    if _method is not None and not force:
+        raise RuntimeError("context has already been set")
+    if method is None and force:
+        _method = None
+        return
+    _method = _check_method(method)
+
+
+def get_all_start_methods():
+    return list(_METHODS)
+
+
+def set_executable(executable):
+    """The interpreter for start methods that run a new one (none does here:
+    fork copies this process); kept for programs that set it."""
+    global _executable
+    _executable = os.fsdecode(executable)
+
+
+def set_forkserver_preload(module_names):
+    """Kept for programs that set it: the modules a forkserver would import
+    first (fork inherits every module this process has)."""
+    global _preload
+    if not all(isinstance(m, str) for m in module_names):
+        raise TypeError("module_names must be a list of strings")
+    _preload = list(module_names)
+
+
+# ---- logging ----------------------------------------------------------------
+
+LOGGER_NAME = "corelet"
+DEFAULT_LOGGING_FORMAT = "[%(levelname)s/%(processName)s] %(message)s"
+
+
+class _ProcessName(logging.Filter):
+    """Names the record's process as corelet knows it (logging asks
+    multiprocessing, which does not know corelet's children)."""
+
+    def filter(self, record):
+        record.processName = current_process().name
+        return True
+
+
+def get_logger():
+    """corelet's logger ("corelet"), as multiprocessing.get_logger gives
+    multiprocessing's; it has no handler until log_to_stderr()."""
+    logger = logging.getLogger(LOGGER_NAME)
+    if not getattr(logger, "_corelet_set_up", False):
+        logger.propagate = False
+        logger._corelet_set_up = True
+    return logger
+
+
+def log_to_stderr(level=None):
+    """Adds a stderr handler to corelet's logger, formatted as
+    multiprocessing's ("[LEVEL/ProcessName] message"); returns the logger."""
+    logger = get_logger()
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(DEFAULT_LOGGING_FORMAT))
+    handler.addFilter(_ProcessName())
+    logger.addHandler(handler)
+    if level:
+        logger.setLevel(level)
+    return logger
