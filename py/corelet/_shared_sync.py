@@ -19,7 +19,7 @@ import types
 
 from ._common import _FALSE, _TRUE, _in_process_only, _in_tasklet, _not_picklable, _timeout
 from ._corelet import ShmBarrier, ShmCondition, ShmEvent, ShmLock, ShmRLock, ShmSemaphore, UsageError
-from ._corelet import _lock_acquire, _lock_enter, _lock_release, instancemethod
+from ._corelet import _lock_acquire, _lock_enter, _lock_release, _rlock_acquire, _rlock_enter, _rlock_release, instancemethod
 from ._sync import Barrier, BoundedSemaphore, BrokenBarrierError, Condition, Event, Lock, RLock, Semaphore
 
 __all__ = [
@@ -72,37 +72,20 @@ class SharedRLock(RLock, plain_code_of=RLock):
     """multiprocessing.RLock: its holder (process and thread, or tasklet) may
     acquire it again; it is free after as many releases."""
 
-    __slots__ = ("_core",)
+    __slots__ = ("_core", "_rp")
 
     def __init__(self):
         self._core = ShmRLock()
+        self._rp = self._core._address()  # for the C functions; lives as long as _core
 
     __reduce__ = _not_picklable
 
-    def acquire(self, block=True, timeout=None):
-        if _in_tasklet():
-            if self._core.try_acquire():
-                return _TRUE
-            if not block:
-                return _FALSE
-            return self._core.acquire_op(_timeout(timeout, "RLock.acquire"))
-        return self._core.acquire(block, _timeout(timeout, "RLock.acquire"))
-
-    def release(self):
-        try:
-            self._core.release()
-        except ValueError:
-            raise AssertionError("attempt to release recursive lock not owned by thread") from None
-
-    def __enter__(self):
-        if _in_tasklet():
-            if not self._core.try_acquire():
-                raise UsageError("corelet: `with` on a held RLock cannot wait in a tasklet; use `async with`")
-            return True
-        return self._core.acquire(True, None)
-
-    def __exit__(self, *exc):
-        self.release()
+    # C functions, as SharedLock's; release by a caller that does not hold it
+    # raises AssertionError, as multiprocessing's.
+    acquire = instancemethod(_rlock_acquire)
+    release = instancemethod(_rlock_release)
+    __enter__ = instancemethod(_rlock_enter)
+    __exit__ = instancemethod(_rlock_release)  # takes and ignores the exception arguments
 
     def _release_save(self):
         try:

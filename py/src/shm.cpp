@@ -21,6 +21,8 @@
 #include "fiber_op.hpp"
 #include "tasklet.hpp"
 
+#include <structmember.h>  // PyMemberDef, T_OBJECT_EX
+
 #include <corelet/ipc/mapping.hpp>
 #include <corelet/ipc/queue.hpp>
 #include <corelet/ipc/sync.hpp>
@@ -338,23 +340,72 @@ bool parse(const char* name, PyObject* const* args, Py_ssize_t nargs, PyObject* 
   return true;
 }
 
-// The C++ object behind a SharedQueue (attribute `_qp`) or a SharedLock
-// (`_lp`): the address of the ShmQueue / ShmLock that its `_q` / `_core`
-// attribute owns, set together in __init__ (so it lives as long as the
-// object); reading an int is far cheaper than a pybind11 cast on every call.
+// The C++ object behind a SharedQueue (attribute `_qp`), a SharedLock
+// (`_lp`) or a SharedRLock (`_rp`): the address of the ShmQueue / ShmLock /
+// ShmRLock that its `_q` / `_core` attribute owns, set together in __init__
+// (so it lives as long as the object); far cheaper to read than a pybind11
+// cast on every call.
+//
+// Where the attribute is a __slots__ member of self's type (SharedLock's
+// and SharedRLock's are), it is read at its offset: the generic attribute
+// lookup cost ~270 instructions of a Lock's acquire/release pair (callgrind),
+// where multiprocessing's whole pair costs ~1,000. One type is remembered
+// per attribute (with a reference, so that its address is not reused);
+// other types, and attributes kept in a __dict__, take the generic lookup.
+struct SlotOffset {
+  PyTypeObject* type = nullptr;
+  Py_ssize_t offset = 0;  // 0: not a slot of `type`
+};
+
+inline PyObject* slot_or_null(PyObject* self, PyObject* attr, SlotOffset& c) {
+  PyTypeObject* type = Py_TYPE(self);
+  if (type != c.type) {
+    Py_ssize_t offset = 0;
+    PyObject* d = _PyType_Lookup(type, attr);  // borrowed
+    if (d && Py_IS_TYPE(d, &PyMemberDescr_Type)) {
+      PyMemberDef* m = reinterpret_cast<PyMemberDescrObject*>(d)->d_member;
+      if (m->type == T_OBJECT_EX) offset = m->offset;
+    }
+    Py_INCREF(type);
+    Py_XDECREF(reinterpret_cast<PyObject*>(c.type));
+    c.type = type;
+    c.offset = offset;
+  }
+  if (c.offset == 0) return nullptr;
+  return *reinterpret_cast<PyObject**>(reinterpret_cast<char*>(self) + c.offset);  // borrowed; null if unset
+}
+
+// The address itself is a capsule without a name: reading it back costs a
+// type check and a load (an int's conversion cost ~60 instructions a call).
+inline pyb::capsule address_capsule(const void* p) { return pyb::capsule(p, nullptr, nullptr); }
+
+inline void* capsule_address(PyObject* a) {
+  if (!PyCapsule_CheckExact(a)) return nullptr;
+  return PyCapsule_GetPointer(a, nullptr);
+}
+
 template <class T>
-T* address_of(PyObject* self, PyObject* attr, const char* what) {
-  PyObject* a = PyObject_GetAttr(self, attr);
-  if (!a) return nullptr;
-  void* p = PyLong_AsVoidPtr(a);
-  Py_DECREF(a);
-  if (!p && !PyErr_Occurred()) PyErr_Format(PyExc_TypeError, "corelet: not a %s", what);
+T* address_of(PyObject* self, PyObject* attr, const char* what, SlotOffset& cache) {
+  void* p;
+  if (PyObject* a = slot_or_null(self, attr, cache)) {
+    p = capsule_address(a);
+  } else {
+    a = PyObject_GetAttr(self, attr);  // a __dict__ attribute, or the error for an unset one
+    if (!a) return nullptr;
+    p = capsule_address(a);
+    Py_DECREF(a);
+  }
+  if (!p) {
+    PyErr_Clear();
+    PyErr_Format(PyExc_TypeError, "corelet: not a %s", what);
+  }
   return static_cast<T*>(p);
 }
 
 ShmQueue* queue_of(PyObject* self) {
   static PyObject* name = PyUnicode_InternFromString("_qp");
-  return address_of<ShmQueue>(self, name, "shared queue");
+  static SlotOffset cache;
+  return address_of<ShmQueue>(self, name, "shared queue", cache);
 }
 
 // put(self, obj, block=True, timeout=None): the object goes as str / bytes /
@@ -572,9 +623,18 @@ class ShmRLock {
     r_->restore(depth, Clock::time_point::max(), me);
   }
   bool owned() const noexcept { return r_->owned_by(ipc::this_owner()); }
+  // release_held — release(); false (nothing done) if the caller does not hold it.
+  bool release_held() {
+    const std::uint64_t me = ipc::this_owner();
+    if (!r_->owned_by(me)) return false;
+    r_->unlock(me);
+    return true;
+  }
   // acquire_op / restore_op — the same in a tasklet (depth 0: an acquire).
   PyObject* acquire_op(const pyb::object& timeout, std::uint32_t depth) {
-    const Clock::time_point d = deadline_from(timeout, "RLock.acquire");
+    return acquire_op(deadline_from(timeout, "RLock.acquire"), depth);
+  }
+  PyObject* acquire_op(Clock::time_point d, std::uint32_t depth = 0) {
     const std::uint64_t me = ipc::this_owner();
     auto r = r_;
     return op_object(new IpcWaitOp(
@@ -717,41 +777,78 @@ class ShmBarrier {
   ipc::Shared<ipc::Barrier> b_;
 };
 
-// SharedLock's acquire / release / __enter__ / __exit__: `_lp` holds the
-// address of the ShmLock its `_core` owns. In a tasklet acquire returns an
-// operation (complete at once if the lock was free).
-ShmLock* lock_of(PyObject* self) {
-  static PyObject* name = PyUnicode_InternFromString("_lp");
-  return address_of<ShmLock>(self, name, "shared lock");
+// SharedLock's and SharedRLock's acquire / release / __enter__ / __exit__,
+// C functions (a pybind11 method and a Python frame around it cost ten times
+// the lock): `_lp` / `_rp` holds the address of the ShmLock / ShmRLock its
+// `_core` owns. In a tasklet acquire returns an operation (complete at once
+// if the lock was free); in plain code it takes a free lock without
+// anything else, and waits otherwise.
+struct LockFns {
+  static constexpr const char* kAttr = "_lp";
+  static constexpr const char* kWhat = "shared lock";
+  static constexpr const char* kAcquire = "Lock.acquire";
+  static constexpr const char* kHeld = "corelet: `with` on a held Lock cannot wait in a tasklet; use `async with`";
+  static PyObject* op(ShmLock& l, Clock::time_point d) { return l.acquire_op(d); }
+  static bool release(ShmLock& l) {
+    l.release();  // ValueError("release unlocked lock"), as threading's
+    return true;
+  }
+  static constexpr const char* kNotHeld = "";
+};
+struct RLockFns {
+  static constexpr const char* kAttr = "_rp";
+  static constexpr const char* kWhat = "shared recursive lock";
+  static constexpr const char* kAcquire = "RLock.acquire";
+  static constexpr const char* kHeld = "corelet: `with` on a held RLock cannot wait in a tasklet; use `async with`";
+  static PyObject* op(ShmRLock& r, Clock::time_point d) { return r.acquire_op(d); }
+  static bool release(ShmRLock& r) { return r.release_held(); }
+  // multiprocessing.RLock's words for it.
+  static constexpr const char* kNotHeld = "attempt to release recursive lock not owned by thread";
+};
+template <class L> struct FnsOf;
+template <> struct FnsOf<ShmLock> : LockFns {};
+template <> struct FnsOf<ShmRLock> : RLockFns {};
+
+template <class L>
+L* lock_core(PyObject* self) {
+  static PyObject* name = PyUnicode_InternFromString(FnsOf<L>::kAttr);
+  static SlotOffset cache;
+  return address_of<L>(self, name, FnsOf<L>::kWhat, cache);
 }
 
-PyObject* lock_acquire(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+template <class L>
+PyObject* any_lock_acquire(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
   bool block;
   PyObject* timeout;
   if (!parse("acquire", args, nargs, kwnames, 1, &block, &timeout, true) || !load_cache()) return nullptr;
-  ShmLock* l = lock_of(args[0]);
+  L* l = lock_core<L>(args[0]);
   if (!l) return nullptr;
   try {
     if (primitive::current()) {
       if (l->try_acquire()) return Py_NewRef(g_c.ready_true);
       if (!block) return Py_NewRef(g_c.ready_false);
-      return l->acquire_op(deadline_from(timeout, "Lock.acquire"));
+      return FnsOf<L>::op(*l, deadline_from(timeout, FnsOf<L>::kAcquire));
     }
+    if (l->try_acquire()) Py_RETURN_TRUE;
     return PyBool_FromLong(l->acquire(block, pyb::reinterpret_borrow<pyb::object>(timeout)));
   } catch (...) {
     return set_python_error();
   }
 }
 
-PyObject* lock_release(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+template <class L>
+PyObject* any_lock_release(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   if (nargs < 1) {
-    PyErr_SetString(PyExc_TypeError, "lock_release: missing self");
+    PyErr_SetString(PyExc_TypeError, "release: missing self");
     return nullptr;
   }
-  ShmLock* l = lock_of(args[0]);
+  L* l = lock_core<L>(args[0]);
   if (!l) return nullptr;
   try {
-    l->release();
+    if (!FnsOf<L>::release(*l)) {
+      PyErr_SetString(PyExc_AssertionError, FnsOf<L>::kNotHeld);
+      return nullptr;
+    }
   } catch (...) {
     return set_python_error();
   }
@@ -759,16 +856,17 @@ PyObject* lock_release(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 }
 
 // __enter__: plain code waits; a tasklet takes a free lock or gets UsageError.
-PyObject* lock_enter(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+template <class L>
+PyObject* any_lock_enter(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   if (nargs < 1) {
-    PyErr_SetString(PyExc_TypeError, "lock_enter: missing self");
+    PyErr_SetString(PyExc_TypeError, "__enter__: missing self");
     return nullptr;
   }
-  ShmLock* l = lock_of(args[0]);
+  L* l = lock_core<L>(args[0]);
   if (!l) return nullptr;
+  if (l->try_acquire()) Py_RETURN_TRUE;
   if (primitive::current()) {
-    if (l->try_acquire()) Py_RETURN_TRUE;
-    PyErr_SetString(g_exc.usage, "corelet: `with` on a held Lock cannot wait in a tasklet; use `async with`");
+    PyErr_SetString(g_exc.usage, FnsOf<L>::kHeld);
     return nullptr;
   }
   try {
@@ -779,11 +877,17 @@ PyObject* lock_enter(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 }
 
 PyMethodDef g_fast[] = {
-    {"_lock_acquire", as_cfunction(&lock_acquire),
+    {"_lock_acquire", as_cfunction(&any_lock_acquire<ShmLock>),
      METH_FASTCALL | METH_KEYWORDS, "acquire(block=True, timeout=None)"},
-    {"_lock_release", as_cfunction(&lock_release), METH_FASTCALL,
+    {"_lock_release", as_cfunction(&any_lock_release<ShmLock>), METH_FASTCALL,
      "release()"},
-    {"_lock_enter", as_cfunction(&lock_enter), METH_FASTCALL,
+    {"_lock_enter", as_cfunction(&any_lock_enter<ShmLock>), METH_FASTCALL,
+     "__enter__()"},
+    {"_rlock_acquire", as_cfunction(&any_lock_acquire<ShmRLock>),
+     METH_FASTCALL | METH_KEYWORDS, "acquire(block=True, timeout=None)"},
+    {"_rlock_release", as_cfunction(&any_lock_release<ShmRLock>), METH_FASTCALL,
+     "release()"},
+    {"_rlock_enter", as_cfunction(&any_lock_enter<ShmRLock>), METH_FASTCALL,
      "__enter__()"},
     {"_shmq_put", as_cfunction(&shmq_put),
      METH_FASTCALL | METH_KEYWORDS, "put(obj, block=True, timeout=None)"},
@@ -873,7 +977,7 @@ void bind_shm(pyb::module_& m) {
             return pyb::reinterpret_steal<pyb::object>(l.acquire_op(deadline_from(t, "Lock.acquire")));
           },
           pyb::arg("timeout") = pyb::none())
-      .def("_address", [](ShmLock& l) { return reinterpret_cast<std::uintptr_t>(&l); });
+      .def("_address", [](ShmLock& l) { return address_capsule(&l); });
 
   pyb::class_<ShmRLock>(m, "ShmRLock", "multiprocessing.RLock's core: an ipc::RecursiveMutex in shared memory.")
       .def(pyb::init<>())
@@ -883,6 +987,7 @@ void bind_shm(pyb::module_& m) {
       .def("release_all", &ShmRLock::release_all)
       .def("restore", &ShmRLock::restore)
       .def("owned", &ShmRLock::owned)
+      .def("_address", [](ShmRLock& r) { return address_capsule(&r); })
       .def(
           "acquire_op", [](ShmRLock& r, pyb::object timeout) { return pyb::reinterpret_steal<pyb::object>(r.acquire_op(timeout, 0)); },
           pyb::arg("timeout") = pyb::none())
@@ -959,7 +1064,7 @@ void bind_shm(pyb::module_& m) {
       .def_property_readonly("closed", [](ShmQueue& q) { return q.q().closed(); })
       .def_property_readonly("capacity", [](ShmQueue& q) { return q.q().capacity(); })
       .def_property_readonly("maxsize", &ShmQueue::maxsize)
-      .def("_address", [](ShmQueue& q) { return reinterpret_cast<std::uintptr_t>(&q); });
+      .def("_address", [](ShmQueue& q) { return address_capsule(&q); });
 }
 
 }  // namespace corelet::py

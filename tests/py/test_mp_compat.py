@@ -606,3 +606,28 @@ def test_the_pool_module_has_thread_pool(mp):
     finally:
         p.terminate()
         p.join()
+
+
+# ---- locks -------------------------------------------------------------------------
+
+
+def test_lock_and_rlock_misuse(mp):
+    lock, rlock = mp.Lock(), mp.RLock()
+    with pytest.raises(ValueError):
+        lock.release()  # not locked
+    with pytest.raises(AssertionError, match="not owned"):
+        rlock.release()
+    assert rlock.acquire() and rlock.acquire(False) and rlock.acquire(timeout=1)
+    for _ in range(3):
+        rlock.release()
+    with pytest.raises(AssertionError):
+        rlock.release()
+    with lock:
+        assert not lock.acquire(False)
+        assert not lock.acquire(timeout=0.01)
+    assert lock.acquire(True, 1)
+    lock.release()
+    with rlock, rlock:
+        pass
+    with pytest.raises(AssertionError):
+        rlock.release()
