@@ -132,6 +132,16 @@ TEST_F(ProfileTest, RunTimeAndWaitsAreChargedByKind) {
     });
     corelet::this_tasklet::sleep_for(40ms);  // the others waited 40 ms at least
     cpu.join();
+    // The blocking call's wait is timed from when its tasklet parks, and
+    // handing the call to a helper thread may take long (785 ms seen under
+    // TSan on a loaded machine): 30 ms more pass once it is parked.
+    for (const auto give_up = Clock::now() + 30s; Clock::now() < give_up;) {
+      const corelet::Stats now = corelet::stats();
+      const auto* bb = find(now, "blocking");
+      if (bb && bb->state == "parked") break;
+      corelet::this_tasklet::sleep_for(1ms);
+    }
+    corelet::this_tasklet::sleep_for(30ms);
     // The loop has slept at least once (a wakeup to count): main's short
     // sleeps give it the chance until it has, however late the machine let
     // it run (up to 30 s).
