@@ -439,6 +439,10 @@ TEST_F(ProfileTest, TraceFileHoldsRunsWaitsAndSleeps) {
     corelet::Channel<int> ch;
     auto rx = corelet::spawn(SpawnOptions{.name = "trace \"rx\""}, [&] { return ch.recv(); });
     corelet::this_tasklet::sleep_for(2ms);
+    // The loop sleeps at least once (the idle slice), however late the
+    // machine let main's sleep start (rx's first run took 365 ms under TSan).
+    for (const auto give_up = Clock::now() + 30s; corelet::stats(false).worker.wakeups == 0 && Clock::now() < give_up;)
+      corelet::this_tasklet::sleep_for(1ms);
     ch.send(1);
     EXPECT_EQ(rx.join(), 1);
   });
