@@ -118,7 +118,7 @@ class _Method:
             return _client().call(p._worker, payload)
         _check_worker(p._worker, f"{p._name}.{self._name}")
         payload = dumps_call(_actor_call, (p._id, self._name, args, kwargs, _acting.get(current_id())), {})
-        return spawn(_call_payload, p._worker, payload, name=f"{p._name}.{self._name}")
+        return spawn(_call_payload, p._worker, payload, f"{p._name}.{self._name}", name=f"{p._name}.{self._name}")
 
     def __repr__(self):
         return f"<method {self._name} of {self._proxy!r}>"

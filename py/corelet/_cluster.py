@@ -13,7 +13,7 @@ import types
 
 from . import _corelet
 from ._corelet import WorkerLost, num_workers, spawn, this_worker
-from ._wire import dumps, dumps_call, is_tasklet_body, loads, pack_exception, raise_remote
+from ._wire import callable_name, dumps, dumps_call, is_tasklet_body, loads, pack_exception, raise_remote
 
 __all__ = ["run_cluster", "spawn_on", "call_on", "this_worker", "num_workers", "WorkerLost"]
 
@@ -44,8 +44,8 @@ _corelet._set_remote_handler(_serve_call)
 
 
 @types.coroutine
-def _call_payload(worker, payload):
-    reply = yield _corelet._remote_call(worker, payload)
+def _call_payload(worker, payload, what=""):
+    reply = yield _corelet._remote_call(worker, payload, what)
     status, value = loads(reply)
     if status == "ok":
         return value
@@ -65,7 +65,7 @@ def call_on(worker, fn, *args, **kwargs):
     raises its exception, with the remote traceback as __cause__). The call is
     pickled now: an argument that cannot be pickled raises TypeError here."""
     _check_worker(worker, "call_on")
-    return _call_payload(worker, dumps_call(fn, args, kwargs))
+    return _call_payload(worker, dumps_call(fn, args, kwargs), callable_name(fn))
 
 
 def spawn_on(worker, fn, *args, **kwargs):
@@ -75,7 +75,7 @@ def spawn_on(worker, fn, *args, **kwargs):
     _check_worker(worker, "spawn_on")
     payload = dumps_call(fn, args, kwargs)
     name = f"spawn_on({worker}, {getattr(fn, '__qualname__', 'fn')})"
-    return spawn(_call_payload, worker, payload, name=name)
+    return spawn(_call_payload, worker, payload, callable_name(fn), name=name)
 
 
 # ---- corelet.run(main, workers=N) ---------------------------------------------

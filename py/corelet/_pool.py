@@ -31,7 +31,7 @@ import types
 from ._cluster import _call_payload
 from ._corelet import Channel, num_workers, spawn, this_worker
 from ._host import join_thread, start_host
-from ._wire import dumps, dumps_call, loads, pack_exception, raise_remote
+from ._wire import callable_name, dumps, dumps_call, loads, pack_exception, raise_remote
 
 __all__ = ["Pool", "AsyncResult", "TimeoutError"]
 
@@ -48,6 +48,18 @@ _JOB, _BUNDLE, _REPLY = 0, 1, 2
 
 _initialized = set()
 _functions = {}  # (pool token, job) -> (init, fn, star), the latest few jobs
+
+
+def _job_payload(what, payload):
+    """A JOB frame's payload: the function's name (for WorkerLost's message)
+    as a length-prefixed UTF-8 string, then the pickled job."""
+    name = what.encode("utf-8", "replace")[:1000]
+    return struct.pack("<H", len(name)) + name + payload
+
+
+def _split_job_payload(data):
+    (n,) = struct.unpack_from("<H", data, 0)
+    return bytes(data[2 : 2 + n]).decode("utf-8", "replace"), data[2 + n :]
 
 
 def _run_chunk(init, fn, items, star):
@@ -295,7 +307,8 @@ class Pool:
             try:
                 # A JOB frame's index field carries its number of bundles (the host
                 # forgets the job after the last).
-                self._sock.sendall(_FRAME.pack(_JOB, job, len(sizes), len(job_payload)) + job_payload)
+                job_frame = _job_payload(callable_name(fn), job_payload)
+                self._sock.sendall(_FRAME.pack(_JOB, job, len(sizes), len(job_frame)) + job_frame)
                 self._sock.sendall(b"".join(frames))
             except OSError as e:
                 with self._lock:
@@ -508,6 +521,10 @@ class _Kw:
         self.fn = fn
         self.kwds = dict(kwds)
 
+    @property
+    def _wrapped_call(self):
+        return self.fn
+
     def __call__(self, *args):
         return self.fn(*args, **self.kwds)
 
@@ -539,6 +556,7 @@ class ClusterPool(Pool):
         if self._state != "run":
             raise ValueError("Pool not running")
         payloads = [dumps_call(_run_chunk, (self._init, fn, c, star), {}) for c in chunks]
+        what = callable_name(fn)
         results = [None] * len(payloads)
         cursor = [0]
 
@@ -546,7 +564,7 @@ class ClusterPool(Pool):
             while cursor[0] < len(payloads):
                 i = cursor[0]
                 cursor[0] += 1
-                results[i] = yield _call_payload(worker, payloads[i])
+                results[i] = yield _call_payload(worker, payloads[i], what)
 
         # Interleaved, so that the first chunks go one to each worker.
         feeders = [spawn(feeder, w, name=f"Pool feeder for worker {w}") for _ in range(2) for w in self._workers]
@@ -620,6 +638,7 @@ class ClusterPool(Pool):
         items = list(iterable)
         chunks = _chunks(items, chunksize, len(self._workers))
         payloads = [dumps_call(_run_chunk, (self._init, func, c, False), {}) for c in chunks]
+        what = callable_name(func)
         done = Channel(len(payloads) or 1)
         cursor = [0]
 
@@ -628,7 +647,7 @@ class ClusterPool(Pool):
                 i = cursor[0]
                 cursor[0] += 1
                 try:
-                    r = yield _call_payload(worker, payloads[i])
+                    r = yield _call_payload(worker, payloads[i], what)
                 except BaseException as e:  # noqa: BLE001 - the iterator raises it
                     cursor[0] = len(payloads)
                     yield done.send((i, False, e))

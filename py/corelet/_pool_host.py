@@ -15,7 +15,7 @@ import sys
 
 import corelet
 from corelet import _corelet
-from corelet._pool import _BUNDLE, _FRAME, _JOB, _REPLY, _run_bundle
+from corelet._pool import _BUNDLE, _FRAME, _JOB, _REPLY, _run_bundle, _split_job_payload
 from corelet._wire import dumps, dumps_call, pack_exception
 
 
@@ -38,7 +38,8 @@ def _dispatcher(fd):
             if payload is None:
                 break
             if kind == _JOB:
-                jobs[job] = [payload, first]  # `first` of a JOB frame: its bundle count
+                what, payload = _split_job_payload(payload)
+                jobs[job] = [payload, first, what]  # `first` of a JOB frame: its bundle count
             elif kind == _BUNDLE:
                 yield work.put((job, first, payload))
         yield work.put(None)
@@ -54,7 +55,7 @@ def _dispatcher(fd):
                 while not corelet.worker_alive(worker):  # a replacement is starting
                     yield corelet.sleep(0.002)
                 try:
-                    reply = yield _corelet._remote_call(worker, call)
+                    reply = yield _corelet._remote_call(worker, call, jobs[job][2])
                 except corelet.WorkerLost as e:
                     if not e.sent:
                         continue  # refused before it left: send it to the replacement

@@ -227,3 +227,13 @@ def raise_remote(packed):
 
 def is_tasklet_body(obj):
     return isinstance(obj, (types.GeneratorType, types.CoroutineType))
+
+
+def callable_name(fn):
+    """The user's name for a callable, for error messages: module.qualname
+    (a wrapper of corelet's that has `_wrapped_call` names what it wraps)."""
+    while hasattr(fn, "_wrapped_call"):
+        fn = fn._wrapped_call
+    name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+    module = getattr(fn, "__module__", None)
+    return f"{module}.{name}" if module and module not in ("builtins", "__main__") else name

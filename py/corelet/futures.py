@@ -57,6 +57,10 @@ class _Call:
     def __init__(self, fn, args, kwargs):
         self.fn, self.args, self.kwargs = fn, args, kwargs
 
+    @property
+    def _wrapped_call(self):
+        return self.fn
+
     def __call__(self):
         return self.fn(*self.args, **self.kwargs)
 
@@ -66,6 +70,10 @@ class _Chunk:
 
     def __init__(self, fn):
         self.fn = fn
+
+    @property
+    def _wrapped_call(self):
+        return self.fn
 
     def __call__(self, chunk):
         return [self.fn(*args) for args in chunk]

@@ -69,8 +69,13 @@ namespace {
 
 class RemoteCallOp final : public FiberOp {
  public:
-  RemoteCallOp(int worker, std::string payload)
-      : FiberOp("remote call on worker " + std::to_string(worker)), worker_(worker), payload_(std::move(payload)) {}
+  // what: the user's function, named in WorkerLost's message (else the C++
+  // remote function's name, corelet::py::py_call, would be).
+  RemoteCallOp(int worker, std::string payload, std::string what)
+      : FiberOp("remote call on worker " + std::to_string(worker)),
+        worker_(worker),
+        payload_(std::move(payload)),
+        what_(std::move(what)) {}
   WaitKind kind() const noexcept override { return WaitKind::Remote; }
   long run() override {
     Future<std::string> f;
@@ -92,7 +97,9 @@ class RemoteCallOp final : public FiberOp {
     try {
       std::rethrow_exception(e);
     } catch (const WorkerLost& lost) {
-      PyObject* exc = PyObject_CallFunction(g_worker_lost, "s", lost.what());
+      const std::string message =
+          what_.empty() ? std::string(lost.what()) : "corelet: " + lost.exit().describe() + " while running " + what_;
+      PyObject* exc = PyObject_CallFunction(g_worker_lost, "s", message.c_str());
       if (!exc) return false;
       const WorkerExit& x = lost.exit();
       auto set = [exc](const char* name, PyObject* v) {  // SetAttr does not steal v
@@ -120,6 +127,7 @@ class RemoteCallOp final : public FiberOp {
  private:
   int worker_;
   std::string payload_;
+  std::string what_;
   std::string result_;
   bool sent_ = true;
 };
@@ -155,16 +163,16 @@ void bind_cluster(pyb::module_& m) {
       "Installs the function that serves remote calls in this process (corelet._cluster).");
   m.def(
       "_remote_call",
-      [](int worker, pyb::bytes payload) {
+      [](int worker, pyb::bytes payload, std::string what) {
         if (corelet::this_worker() < 0) throw pyb::value_error("corelet: remote calls need corelet.run(..., workers=N)");
         if (worker < 0 || worker >= corelet::num_workers())
           throw pyb::value_error("corelet: no worker " + std::to_string(worker) + " (workers: " +
                                  std::to_string(corelet::num_workers()) + ")");
-        return new RemoteCallOp(worker, std::string(payload));
+        return new RemoteCallOp(worker, std::string(payload), std::move(what));
       },
-      pyb::arg("worker"), pyb::arg("payload"),
-      "_remote_call(worker, payload) -> operation giving the handler's bytes from that worker;\n"
-      "WorkerLost if it dies first.");
+      pyb::arg("worker"), pyb::arg("payload"), pyb::arg("what") = std::string(),
+      "_remote_call(worker, payload, what='') -> operation giving the handler's bytes from that worker;\n"
+      "WorkerLost (naming `what`, the user's function) if it dies first.");
   m.def("this_worker", &corelet::this_worker, "This process's worker id, or -1 outside corelet.run(workers=N).");
   m.def("num_workers", &corelet::num_workers, "The workers of the cluster, or 0 outside one.");
   m.def("worker_pid", &corelet::worker_pid, pyb::arg("worker"), "The pid of a worker now (0 while restarting).");

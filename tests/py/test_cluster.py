@@ -132,6 +132,8 @@ def test_a_killed_worker_raises_worker_lost_and_is_replaced():
         waited = time.monotonic() - t0
         e = info.value
         assert (e.worker, e.pid, e.signal) == (1, before, signal.SIGKILL)
+        assert "while running test_cluster.die" in str(e), str(e)  # the user's function, not corelet's
+        assert "py_call" not in str(e)
         while not corelet.worker_alive(1):  # until the replacement is up
             yield corelet.sleep(0.005)
         after = yield corelet.call_on(1, whoami)  # the replacement serves

@@ -134,6 +134,7 @@ def test_a_killed_worker_fails_only_its_futures(Executor):
         lost = [e for e in errors if e is not None]
         assert lost and all(isinstance(e, cf.process.BrokenProcessPool) for e in lost)
         assert all(isinstance(e, corelet.WorkerLost) and e.signal == signal.SIGKILL for e in lost)
+        assert all("while running test_futures.suicide" in str(e) for e in lost), [str(e) for e in lost]
         assert [f.result() for f, e in zip(fs, errors) if e is None]  # the others went on
         assert ex.submit(square, 7).result(timeout=60) == 49  # and so does the executor
 

@@ -148,6 +148,7 @@ def test_a_killed_worker_fails_its_tasks_with_worker_lost_and_the_pool_goes_on()
                 p.starmap(kill_self_at, [(i, 5) for i in range(16)], chunksize=1)
             slowest = max(slowest, time.monotonic() - t0)
             assert info.value.signal == signal.SIGKILL and info.value.pid > 0
+            assert "while running test_pool.kill_self_at" in str(info.value), str(info.value)
             assert p.map(square, range(8)) == [x * x for x in range(8)]  # the pool goes on
         assert slowest < 30.0  # detected (an event, not a timeout), however loaded the machine
 
