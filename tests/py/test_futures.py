@@ -142,3 +142,22 @@ def test_a_killed_worker_fails_only_its_futures(Executor):
 def test_worker_lost_elsewhere_is_not_a_broken_pool():
     assert not issubclass(corelet.WorkerLost, cf.process.BrokenProcessPool)
     assert issubclass(corelet.futures.BrokenWorker, corelet.WorkerLost)
+
+
+def inc(x):
+    return x + 1, os.getpid()
+
+
+def total(xs):
+    return sum(x for x, _ in xs), {pid for _, pid in xs}
+
+
+def test_dask_computes_a_graph_on_the_executor(Executor):
+    dask = pytest.importorskip("dask")  # Debian's python3-dask (scripts/deps installs it)
+    delayed = dask.delayed
+    parts = [delayed(inc)(i) for i in range(20)]
+    graph = delayed(total)(parts)
+    with Executor(2) as ex:
+        ((result, pids),) = dask.compute(graph, scheduler=ex)
+    assert result == sum(i + 1 for i in range(20))
+    assert pids and os.getpid() not in pids  # the graph's tasks ran in the executor's workers
