@@ -161,3 +161,24 @@ def test_dask_computes_a_graph_on_the_executor(Executor):
         ((result, pids),) = dask.compute(graph, scheduler=ex)
     assert result == sum(i + 1 for i in range(20))
     assert pids and os.getpid() not in pids  # the graph's tasks ran in the executor's workers
+
+
+def test_no_leak_over_ten_thousand_submits():
+    import gc
+
+    def rss_kib():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+
+    with corelet.futures.ProcessPoolExecutor(2) as ex:
+        for f in [ex.submit(square, 3) for _ in range(500)]:  # warm-up
+            f.result(timeout=60)
+        gc.collect()
+        objects, rss = len(gc.get_objects()), rss_kib()
+        for start in range(0, 10_000, 500):
+            fs = [ex.submit(square, i) for i in range(start, start + 500)]
+            assert [f.result(timeout=60) for f in fs] == [i * i for i in range(start, start + 500)]
+        del fs, f
+        gc.collect()
+        assert len(gc.get_objects()) - objects < 200
+        assert rss_kib() - rss < 4096
