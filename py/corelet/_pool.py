@@ -209,18 +209,19 @@ class Pool:
             processes = len(os.sched_getaffinity(0))
         if processes < 1:
             raise ValueError("Number of processes must be at least 1")
-        if maxtasksperchild is not None:
-            raise ValueError("corelet.Pool: maxtasksperchild is not supported (workers are restarted only when they die)")
+        if maxtasksperchild is not None and (not isinstance(maxtasksperchild, int) or maxtasksperchild <= 0):
+            raise ValueError("maxtasksperchild must be a positive int or None")
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable")
         self._processes = processes
+        self._maxtasks = maxtasksperchild or 0
         self._init = (os.urandom(8), initializer, tuple(initargs)) if initializer else None
         self._state = "run"
         self._jobs = {}
         self._next_job = itertools.count()
         self._send_lock = threading.Lock()
         self._lock = threading.Lock()
-        self._sock, self._host = start_host("corelet._pool_host", processes, ring_bytes)
+        self._sock, self._host = start_host("corelet._pool_host", processes, ring_bytes, self._maxtasks)
         self._reader = threading.Thread(target=self._read_results, name="corelet.Pool results", daemon=True)
         self._reader.start()
 
@@ -288,7 +289,8 @@ class Pool:
             raise TypeError("corelet.Pool: the initializer or its arguments cannot be sent to the workers") from None
         frames = []
         first = 0
-        sizes = _bundles(len(chunks), self._processes)
+        # With maxtasksperchild a bundle is one chunk: the host counts a worker's tasks by its bundles.
+        sizes = [1] * len(chunks) if self._maxtasks else _bundles(len(chunks), self._processes)
         for size in sizes:
             payload = _dumps_items(chunks[first : first + size])
             frames.append(_FRAME.pack(_BUNDLE, 0, first, len(payload)))
@@ -543,7 +545,7 @@ class ClusterPool(Pool):
         if not 1 <= processes <= n:
             raise ValueError(f"corelet.Pool: processes must be 1..{n} inside corelet.run(workers={n})")
         if maxtasksperchild is not None:
-            raise ValueError("corelet.Pool: maxtasksperchild is not supported")
+            raise ValueError("corelet.Pool: maxtasksperchild is not supported inside corelet.run(workers=N), whose workers are the cluster's")
         me = this_worker()
         # The other workers first (their chunks start while this one feeds), this one last.
         self._workers = [w for w in range(n) if w != me][: processes - 1] + [me]

@@ -92,7 +92,9 @@ class ProcessPoolExecutor(_cf.Executor):
     """concurrent.futures.ProcessPoolExecutor over a corelet.Pool.
     max_workers: the pool's processes (default: the CPUs this process may
     use). mp_context is accepted for concurrent.futures' signature ('fork'
-    or None). max_tasks_per_child is not supported yet (ValueError)."""
+    or None). max_tasks_per_child: a worker process is replaced after that
+    many calls (the Pool's maxtasksperchild; corelet's workers are forked
+    from a fresh interpreter, so it needs no 'spawn' context)."""
 
     def __init__(self, max_workers=None, mp_context=None, initializer=None, initargs=(), *, max_tasks_per_child=None):
         if max_workers is None:
@@ -103,13 +105,14 @@ class ProcessPoolExecutor(_cf.Executor):
             method = mp_context.get_start_method() if hasattr(mp_context, "get_start_method") else mp_context
             if method != "fork":
                 raise ValueError(f"corelet.futures: the {method!r} start method is not available; corelet forks")
-        if max_tasks_per_child is not None:
-            raise ValueError("corelet.futures: max_tasks_per_child is not supported yet")
+        if max_tasks_per_child is not None and (not isinstance(max_tasks_per_child, int) or max_tasks_per_child < 1):
+            raise ValueError("max_tasks_per_child must be >= 1")
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable")
         self._max_workers = max_workers
         self._initializer = initializer
         self._initargs = tuple(initargs)
+        self._max_tasks_per_child = max_tasks_per_child
         self._pool = None
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
@@ -121,7 +124,7 @@ class ProcessPoolExecutor(_cf.Executor):
     # -- the pool and the window of calls handed to it --
     def _start_pool(self):
         if self._pool is None:
-            self._pool = Pool(self._max_workers, self._initializer, self._initargs)
+            self._pool = Pool(self._max_workers, self._initializer, self._initargs, self._max_tasks_per_child)
         return self._pool
 
     def _dispatch_locked(self):

@@ -182,3 +182,17 @@ def test_no_leak_over_ten_thousand_submits():
         gc.collect()
         assert len(gc.get_objects()) - objects < 200
         assert rss_kib() - rss < 4096
+
+
+def pid_of(_):
+    return os.getpid()
+
+
+def test_max_tasks_per_child(Executor):
+    # concurrent.futures runs it with a 'spawn' context; corelet forks its
+    # workers from a fresh interpreter.
+    with Executor(1, max_tasks_per_child=2) as ex:
+        pids = [ex.submit(pid_of, i).result(timeout=60) for i in range(6)]
+    assert [pids.count(p) for p in dict.fromkeys(pids)] == [2, 2, 2], pids
+    with pytest.raises(ValueError):
+        Executor(1, max_tasks_per_child=0)

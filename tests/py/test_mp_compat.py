@@ -631,3 +631,21 @@ def test_lock_and_rlock_misuse(mp):
         pass
     with pytest.raises(AssertionError):
         rlock.release()
+
+
+def pid_of(_):
+    return os.getpid()
+
+
+def test_maxtasksperchild_replaces_a_worker_after_its_tasks(mp):
+    p = mp.Pool(1, maxtasksperchild=2)
+    try:
+        pids = p.map(pid_of, range(6), chunksize=1)
+        assert len(set(pids)) == 3, pids  # two tasks per worker process
+        assert [pids.count(x) for x in dict.fromkeys(pids)] == [2, 2, 2]
+        assert p.apply(square, (5,)) == 25  # and the pool goes on
+    finally:
+        p.terminate()
+        p.join()
+    with pytest.raises(ValueError):
+        mp.Pool(1, maxtasksperchild=0)

@@ -201,8 +201,9 @@ def test_close_join_terminate_and_use_after():
         pending.get(30)
     with pytest.raises(ValueError):
         corelet.Pool(0)
-    with pytest.raises(ValueError, match="maxtasksperchild"):
-        corelet.Pool(1, maxtasksperchild=10)
+    for bad in (0, -1, 1.5):
+        with pytest.raises(ValueError, match="maxtasksperchild"):
+            corelet.Pool(1, maxtasksperchild=bad)
 
 
 def test_no_leak_over_ten_thousand_calls(pool):
@@ -219,3 +220,20 @@ def test_no_leak_over_ten_thousand_calls(pool):
     gc.collect()
     assert len(gc.get_objects()) - objects < 200
     assert rss_kib() - rss < 4096
+
+
+def pid_and_square(x):
+    return os.getpid(), x * x
+
+
+def test_maxtasksperchild_over_many_chunks_and_two_workers():
+    with corelet.Pool(2, maxtasksperchild=3) as p:
+        out = p.map(pid_and_square, range(60), chunksize=2)  # 30 tasks
+        assert [sq for _, sq in out] == [x * x for x in range(60)]
+        by_pid = {}
+        for pid, _ in out:
+            by_pid[pid] = by_pid.get(pid, 0) + 1
+        assert all(n <= 3 * 2 for n in by_pid.values()), by_pid  # 3 tasks of 2 items each at most
+        assert len(by_pid) >= 10
+        assert p.map(pid_and_square, [7])[0][1] == 49
+
