@@ -95,3 +95,8 @@ def test_http_hello(workers):
         proc.wait(timeout=20)
     finally:
         proc.kill()
+
+
+def test_executor_asyncio():
+    out = run_example("executor_asyncio.py", "400000")
+    assert "primes below 400000..400003: [33860, 33860, 33860, 33860]" in out
