@@ -375,13 +375,39 @@ inline PyObject* slot_or_null(PyObject* self, PyObject* attr, SlotOffset& c) {
   return *reinterpret_cast<PyObject**>(reinterpret_cast<char*>(self) + c.offset);  // borrowed; null if unset
 }
 
-// The address itself is a capsule without a name: reading it back costs a
-// type check and a load (an int's conversion cost ~60 instructions a call).
-inline pyb::capsule address_capsule(const void* p) { return pyb::capsule(p, nullptr, nullptr); }
+// The address itself is an object of a small type of the binding's own:
+// reading it back is a type check and a load (an int's conversion cost ~60
+// instructions a call, a capsule's ~18).
+struct AddressObject {
+  PyObject_HEAD
+  void* p;
+};
+
+PyTypeObject* address_type() {
+  static PyTypeObject* type = [] {
+    PyType_Slot slots[] = {
+        {Py_tp_doc, const_cast<char*>("The address of a C++ object that a Python object owns (for the C methods).")},
+        {0, nullptr},
+    };
+    PyType_Spec spec{"corelet._corelet._Address", static_cast<int>(sizeof(AddressObject)), 0, Py_TPFLAGS_DEFAULT,
+                     slots};
+    return reinterpret_cast<PyTypeObject*>(PyType_FromSpec(&spec));
+  }();
+  return type;
+}
+
+inline pyb::object address_capsule(const void* p) {
+  PyTypeObject* type = address_type();
+  if (!type) throw pyb::error_already_set();
+  auto* a = PyObject_New(AddressObject, type);
+  if (!a) throw pyb::error_already_set();
+  a->p = const_cast<void*>(p);
+  return pyb::reinterpret_steal<pyb::object>(reinterpret_cast<PyObject*>(a));
+}
 
 inline void* capsule_address(PyObject* a) {
-  if (!PyCapsule_CheckExact(a)) return nullptr;
-  return PyCapsule_GetPointer(a, nullptr);
+  if (Py_TYPE(a) != address_type()) return nullptr;
+  return reinterpret_cast<AddressObject*>(a)->p;
 }
 
 template <class T>
@@ -818,13 +844,14 @@ L* lock_core(PyObject* self) {
 
 template <class L>
 PyObject* any_lock_acquire(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
-  bool block;
-  PyObject* timeout;
-  if (!parse("acquire", args, nargs, kwnames, 1, &block, &timeout, true) || !load_cache()) return nullptr;
+  bool block = true;
+  PyObject* timeout = Py_None;
+  if ((nargs != 1 || kwnames) && !parse("acquire", args, nargs, kwnames, 1, &block, &timeout, true)) return nullptr;
   L* l = lock_core<L>(args[0]);
   if (!l) return nullptr;
   try {
     if (primitive::current()) {
+      if (!load_cache()) return nullptr;
       if (l->try_acquire()) return Py_NewRef(g_c.ready_true);
       if (!block) return Py_NewRef(g_c.ready_false);
       return FnsOf<L>::op(*l, deadline_from(timeout, FnsOf<L>::kAcquire));
@@ -907,10 +934,18 @@ struct FastMethod {
   PyObject_HEAD
   PyObject* func;
   vectorcallfunc vectorcall;
+  // func's C function when it is a METH_FASTCALL builtin (else null: called as an object).
+  _PyCFunctionFastWithKeywords fast_kw;
+  _PyCFunctionFast fast;
+  PyObject* fn_self;
 };
 
 PyObject* fast_method_call(PyObject* self, PyObject* const* args, std::size_t nargsf, PyObject* kwnames) {
-  return PyObject_Vectorcall(reinterpret_cast<FastMethod*>(self)->func, args, nargsf, kwnames);
+  auto* m = reinterpret_cast<FastMethod*>(self);
+  const Py_ssize_t n = PyVectorcall_NARGS(nargsf);
+  if (m->fast_kw) return m->fast_kw(m->fn_self, args, n, kwnames);
+  if (m->fast && (!kwnames || PyTuple_GET_SIZE(kwnames) == 0)) return m->fast(m->fn_self, args, n);
+  return PyObject_Vectorcall(m->func, args, nargsf, kwnames);
 }
 
 PyObject* fast_method_get(PyObject* self, PyObject* obj, PyObject*) {
@@ -966,6 +1001,17 @@ PyObject* make_fast_method(PyObject* func) {
   if (!m) return nullptr;
   m->func = Py_NewRef(func);
   m->vectorcall = &fast_method_call;
+  m->fast_kw = nullptr;
+  m->fast = nullptr;
+  m->fn_self = nullptr;
+  if (PyCFunction_CheckExact(func)) {  // the binding's own functions (g_fast): skip the builtin's own call path
+    const int flags = PyCFunction_GET_FLAGS(func) & ~(METH_CLASS | METH_STATIC | METH_COEXIST);
+    m->fn_self = PyCFunction_GET_SELF(func);  // borrowed: func holds it, and m holds func
+    if (flags == (METH_FASTCALL | METH_KEYWORDS))
+      m->fast_kw = reinterpret_cast<_PyCFunctionFastWithKeywords>(reinterpret_cast<void (*)()>(PyCFunction_GET_FUNCTION(func)));
+    else if (flags == METH_FASTCALL)
+      m->fast = reinterpret_cast<_PyCFunctionFast>(reinterpret_cast<void (*)()>(PyCFunction_GET_FUNCTION(func)));
+  }
   PyObject_GC_Track(m);
   return reinterpret_cast<PyObject*>(m);
 }
