@@ -27,6 +27,7 @@ import threading
 import time
 import traceback
 import types
+import weakref
 
 from ._cluster import _call_payload
 from ._corelet import Channel, num_workers, spawn, this_worker
@@ -222,6 +223,7 @@ class Pool:
         self._send_lock = threading.Lock()
         self._lock = threading.Lock()
         self._sock, self._host = start_host("corelet._pool_host", processes, ring_bytes, self._maxtasks)
+        self._imaps = weakref.WeakSet()  # the _PlainImaps still reading their iterables
         self._reader = threading.Thread(target=self._read_results, name="corelet.Pool results", daemon=True)
         self._reader.start()
 
@@ -279,8 +281,9 @@ class Pool:
         for r in jobs.values():
             r._set(0, False, exc)
 
-    def _submit(self, fn, chunks, star, single, callback=None, error_callback=None):
-        if self._state != "run":
+    def _submit(self, fn, chunks, star, single, callback=None, error_callback=None, closing=False):
+        # closing: an imap given before close() still sends the rest of its iterable.
+        if self._state != "run" and not (closing and self._state == "close"):
             raise ValueError("Pool not running")
         try:
             job_payload = dumps((self._init, fn, star), by_value=True)
@@ -352,9 +355,13 @@ class Pool:
         return _PlainImap(self, func, iterable, chunksize, False)
 
     def close(self):
-        """No more work; the workers end once the work given is done (join)."""
+        """No more work; the workers end once the work given is done (join).
+        An imap given before reads the rest of its iterable first (as
+        multiprocessing's task thread goes on reading it after close)."""
         if self._state == "run":
             self._state = "close"
+            for it in list(self._imaps):
+                it._read_all()
             try:
                 self._sock.shutdown(_socket.SHUT_WR)
             except OSError:
@@ -365,6 +372,8 @@ class Pool:
         if self._state == "terminated":
             return
         self._state = "terminated"
+        for it in list(self._imaps):
+            it._wake()  # a reader waiting for room ends
         if self._host.poll() is None:
             self._host.kill()  # the workers die with it (they watch their parent)
         self._host.wait()
@@ -420,11 +429,12 @@ def _left(deadline):
 
 class _PlainImap:
     """Pool.imap / imap_unordered in plain code. A reader thread takes the
-    iterable's items chunk by chunk and submits them, at most a few chunks
-    per worker ahead of the results taken; next(timeout) as multiprocessing's
-    IMapIterator. An error of the iterable is raised in its place, after the
-    results of the items before it; a chunk's error in the chunk's place,
-    and the results after it go on."""
+    iterable's items chunk by chunk and submits them, at most `window` chunks
+    ahead of the results taken (it waits for room, it does not poll); once
+    the pool is closed it reads the rest at once, and a terminated pool ends
+    it. next(timeout) as multiprocessing's IMapIterator. An error of the
+    iterable is raised in its place, after the results of the items before
+    it; a chunk's error in the chunk's place, and the results after it go on."""
 
     def __init__(self, pool, func, iterable, chunksize, ordered):
         if pool._state != "run":
@@ -434,7 +444,10 @@ class _PlainImap:
         self._pool = pool
         self._func = func
         self._ordered = ordered
-        self._room = threading.Semaphore(4 * pool._processes)  # chunks out and not yet taken
+        self._window = 4 * pool._processes
+        self._room = threading.Condition()  # guards _ahead and _unbounded
+        self._ahead = 0  # chunks submitted and not yet taken
+        self._unbounded = False  # the pool is closing: read everything now
         # Ordered: the AsyncResults in order. Unordered: the chunks' values
         # (or _Failed) as they finish. Both end with an _End.
         self._q = queue.SimpleQueue()
@@ -444,39 +457,72 @@ class _PlainImap:
         self._end = None
         # A daemon thread: a pool terminated while the iterable blocks is
         # not held up by it.
-        threading.Thread(target=self._read, args=(iter(iterable), chunksize), name="corelet.Pool imap", daemon=True).start()
+        self._thread = threading.Thread(
+            target=self._read, args=(iter(iterable), chunksize), name="corelet.Pool imap", daemon=True
+        )
+        pool._imaps.add(self)
+        self._thread.start()
+
+    def _wake(self):
+        with self._room:
+            self._room.notify_all()
+
+    def _read_all(self):
+        """Pool.close(): submit the rest of the iterable before the pool stops taking work."""
+        with self._room:
+            self._unbounded = True
+            self._room.notify_all()
+        self._thread.join()
+
+    def _wait_for_room(self):
+        with self._room:
+            while self._ahead >= self._window and not self._unbounded and self._pool._state != "terminated":
+                self._room.wait()
+            self._ahead += 1
+        return self._pool._state != "terminated"
 
     def _read(self, it, chunksize):
         submitted, error = 0, None
-        while self._pool._state == "run":
-            if not self._room.acquire(timeout=0.5):
-                continue
-            chunk, last = [], False
-            try:
-                for _ in range(chunksize):
-                    chunk.append(next(it))
-            except StopIteration:
-                last = True
-            except BaseException as e:  # noqa: BLE001 - next() raises it in its place
-                error, last = e, True
-            if chunk:
-                submitted += 1
+        try:
+            while self._wait_for_room():
+                chunk, last = [], False
                 try:
-                    if self._ordered:
-                        self._q.put(self._pool._submit(self._func, [chunk], False, False))
-                    else:
-                        self._pool._submit(self._func, [chunk], False, False, callback=self._q.put,
-                                           error_callback=lambda e: self._q.put(_Failed(e)))
-                except BaseException as e:  # noqa: BLE001 - an item that cannot be sent: that chunk fails
-                    if self._ordered:
-                        failed = AsyncResult(1, False)
-                        failed._set(0, False, e)
-                        self._q.put(failed)
-                    else:
-                        self._q.put(_Failed(e))
-            if last:
-                break
-        self._q.put(_End(submitted, error))
+                    for _ in range(chunksize):
+                        chunk.append(next(it))
+                except StopIteration:
+                    last = True
+                except BaseException as e:  # noqa: BLE001 - next() raises it in its place
+                    error, last = e, True
+                if chunk:
+                    submitted += 1
+                    self._send(chunk)
+                if last:
+                    break
+        finally:
+            self._pool._imaps.discard(self)
+            self._q.put(_End(submitted, error))
+
+    def _send(self, chunk):
+        pool = self._pool
+        try:
+            if self._ordered:
+                self._q.put(pool._submit(self._func, [chunk], False, False, closing=True))
+            else:
+                pool._submit(self._func, [chunk], False, False, callback=self._q.put,
+                             error_callback=lambda e: self._q.put(_Failed(e)), closing=True)
+        except BaseException as e:  # noqa: BLE001 - an item that cannot be sent: that chunk fails
+            if self._ordered:
+                failed = AsyncResult(1, False)
+                failed._set(0, False, e)
+                self._q.put(failed)
+            else:
+                self._q.put(_Failed(e))
+
+    def _took_one(self):
+        self._taken += 1
+        with self._room:
+            self._ahead -= 1
+            self._room.notify()
 
     def __iter__(self):
         return self
@@ -505,8 +551,7 @@ class _PlainImap:
             if self._ordered and not v._event.wait(_left(deadline)):
                 self._head = v
                 raise TimeoutError
-            self._taken += 1
-            self._room.release()
+            self._took_one()
             if self._ordered:
                 self._out.extend(v.get())  # raises the chunk's error
             elif isinstance(v, _Failed):

@@ -396,7 +396,7 @@ PyTypeObject* address_type() {
   return type;
 }
 
-inline pyb::object address_capsule(const void* p) {
+inline pyb::object make_address(const void* p) {
   PyTypeObject* type = address_type();
   if (!type) throw pyb::error_already_set();
   auto* a = PyObject_New(AddressObject, type);
@@ -405,7 +405,7 @@ inline pyb::object address_capsule(const void* p) {
   return pyb::reinterpret_steal<pyb::object>(reinterpret_cast<PyObject*>(a));
 }
 
-inline void* capsule_address(PyObject* a) {
+inline void* address_in(PyObject* a) {
   if (Py_TYPE(a) != address_type()) return nullptr;
   return reinterpret_cast<AddressObject*>(a)->p;
 }
@@ -414,11 +414,11 @@ template <class T>
 T* address_of(PyObject* self, PyObject* attr, const char* what, SlotOffset& cache) {
   void* p;
   if (PyObject* a = slot_or_null(self, attr, cache)) {
-    p = capsule_address(a);
+    p = address_in(a);
   } else {
     a = PyObject_GetAttr(self, attr);  // a __dict__ attribute, or the error for an unset one
     if (!a) return nullptr;
-    p = capsule_address(a);
+    p = address_in(a);
     Py_DECREF(a);
   }
   if (!p) {
@@ -1100,7 +1100,7 @@ void bind_shm(pyb::module_& m) {
             return pyb::reinterpret_steal<pyb::object>(l.acquire_op(deadline_from(t, "Lock.acquire")));
           },
           pyb::arg("timeout") = pyb::none())
-      .def("_address", [](ShmLock& l) { return address_capsule(&l); });
+      .def("_address", [](ShmLock& l) { return make_address(&l); });
 
   pyb::class_<ShmRLock>(m, "ShmRLock", "multiprocessing.RLock's core: an ipc::RecursiveMutex in shared memory.")
       .def(pyb::init<>())
@@ -1110,7 +1110,7 @@ void bind_shm(pyb::module_& m) {
       .def("release_all", &ShmRLock::release_all)
       .def("restore", &ShmRLock::restore)
       .def("owned", &ShmRLock::owned)
-      .def("_address", [](ShmRLock& r) { return address_capsule(&r); })
+      .def("_address", [](ShmRLock& r) { return make_address(&r); })
       .def(
           "acquire_op", [](ShmRLock& r, pyb::object timeout) { return pyb::reinterpret_steal<pyb::object>(r.acquire_op(timeout, 0)); },
           pyb::arg("timeout") = pyb::none())
@@ -1187,7 +1187,7 @@ void bind_shm(pyb::module_& m) {
       .def_property_readonly("closed", [](ShmQueue& q) { return q.q().closed(); })
       .def_property_readonly("capacity", [](ShmQueue& q) { return q.q().capacity(); })
       .def_property_readonly("maxsize", &ShmQueue::maxsize)
-      .def("_address", [](ShmQueue& q) { return address_capsule(&q); });
+      .def("_address", [](ShmQueue& q) { return make_address(&q); });
 }
 
 }  // namespace corelet::py

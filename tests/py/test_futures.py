@@ -102,23 +102,41 @@ def test_run_in_executor(Executor):
         assert asyncio.run(main(ex)) == [0, 1, 4, 9, 16]
 
 
-def test_shutdown_cancels_what_has_not_started(Executor):
+def wait_for_file(path):
+    """Holds the one worker until the test creates `path` (60 s at most), so
+    that what is submitted after it is still pending, whatever the machine's speed."""
+    give_up = time.monotonic() + 60
+    while not os.path.exists(path) and time.monotonic() < give_up:
+        time.sleep(0.001)
+    return "released"
+
+
+def test_shutdown_cancels_what_has_not_started(Executor, tmp_path):
+    release = tmp_path / "release"
     ex = Executor(1)
-    fs = [ex.submit(nap, 0.3) for _ in range(12)]
-    ex.shutdown(wait=True, cancel_futures=True)
-    assert any(f.cancelled() for f in fs)
-    assert all(f.cancelled() or f.result() == 0.3 for f in fs)
+    fs = [ex.submit(wait_for_file, str(release))] + [ex.submit(square, i) for i in range(11)]
+    ex.shutdown(wait=False, cancel_futures=True)
+    release.touch()
+    assert fs[0].result(timeout=60) == "released"
+    cf.wait([f for f in fs if not f.cancelled()], timeout=60)  # (wait() never counts a cancelled one done)
+    # Only what the executor had already handed to its worker (a few) runs.
+    assert sum(f.cancelled() for f in fs) >= len(fs) - 4
+    assert all(f.cancelled() or f.result() in ("released", *(i * i for i in range(11))) for f in fs)
     with pytest.raises(RuntimeError):
         ex.submit(square, 1)
 
 
-def test_a_pending_future_can_be_cancelled(Executor):
+def test_a_pending_future_can_be_cancelled(Executor, tmp_path):
+    release = tmp_path / "release"
     with Executor(1) as ex:
-        first = [ex.submit(nap, 0.3) for _ in range(6)]
+        first = ex.submit(wait_for_file, str(release))
+        others = [ex.submit(square, i) for i in range(5)]
         last = ex.submit(square, 3)
         assert last.cancel()
         assert last.cancelled()
-        assert all(f.result(timeout=60) == 0.3 for f in first)
+        release.touch()
+        assert first.result(timeout=60) == "released"
+        assert [f.result(timeout=60) for f in others] == [i * i for i in range(5)]
 
 
 def test_initializer(Executor):

@@ -103,23 +103,19 @@ def test_start_methods(mp):
 # ---- current_process / parent_process -------------------------------------------
 
 
-def report_processes(q):
-    cur, par = multiprocessing_or_corelet_in_child.current_process(), multiprocessing_or_corelet_in_child.parent_process()
+def report_processes(q, module):
+    mp = MODULES[module]
+    cur, par = mp.current_process(), mp.parent_process()
     q.put((cur.name, cur.pid, cur.daemon, par.name if par else None, par.pid if par else None,
            par.is_alive() if par else None))
 
 
-multiprocessing_or_corelet_in_child = None
-
-
 def test_current_and_parent_process(mp):
-    global multiprocessing_or_corelet_in_child
-    multiprocessing_or_corelet_in_child = mp
     me = mp.current_process()
     assert me.name == "MainProcess" and me.pid == os.getpid() and not me.daemon
     assert mp.parent_process() is None
     q = mp.Queue()
-    p = mp.Process(target=report_processes, args=(q,), name="child-one", daemon=True)
+    p = mp.Process(target=report_processes, args=(q, mp.__name__), name="child-one", daemon=True)
     p.start()
     got = q.get(timeout=30)
     p.join(30)
@@ -253,23 +249,22 @@ def run_daemon_parent(mp, end):
     return pid
 
 
-def test_daemon_children_end_with_a_parent_that_returns(mp):
-    pid = run_daemon_parent(mp, "pass")
+def assert_daemon_child_ends_with_its_parent(mp, end):
+    pid = run_daemon_parent(mp, end)
     try:
         assert wait_until(lambda: not pid_alive(pid)), "the daemon child outlived its parent"
     finally:
         if pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_daemon_children_end_with_a_parent_that_returns(mp):
+    assert_daemon_child_ends_with_its_parent(mp, "pass")
 
 
 def test_daemon_children_end_with_a_parent_that_is_killed(mp):
     better_in_corelet(mp, "a daemon child ends with its parent however the parent ends")
-    pid = run_daemon_parent(mp, "os.kill(os.getpid(), 9)")
-    try:
-        assert wait_until(lambda: not pid_alive(pid)), "the daemon child outlived its parent"
-    finally:
-        if pid_alive(pid):
-            os.kill(pid, signal.SIGKILL)
+    assert_daemon_child_ends_with_its_parent(mp, "os.kill(os.getpid(), 9)")
 
 
 # ---- shared values -----------------------------------------------------------------
@@ -649,3 +644,17 @@ def test_maxtasksperchild_replaces_a_worker_after_its_tasks(mp):
         p.join()
     with pytest.raises(ValueError):
         mp.Pool(1, maxtasksperchild=0)
+
+
+def test_close_lets_an_imap_in_progress_finish(mp):
+    p = mp.Pool(2)
+    try:
+        it = p.imap(square, range(100), chunksize=3)
+        un = p.imap_unordered(square, iter(range(50)))
+        assert next(it) == 0
+        p.close()  # the iterables are still read: work given before close is done
+        assert list(it) == [x * x for x in range(1, 100)]
+        assert sorted(un) == [x * x for x in range(50)]
+        p.join()
+    finally:
+        p.terminate()
