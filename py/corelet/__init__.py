@@ -92,6 +92,17 @@ from ._context import (
     set_start_method,
 )
 
+
+def Manager():
+    """A started corelet.managers.SyncManager, as multiprocessing.Manager():
+    its server is a child process running corelet's scheduler, a tasklet per
+    client connection. ``with corelet.Manager() as m:`` shuts it down at the
+    end. (corelet.managers is imported on the first call.)"""
+    from .managers import Manager as make
+
+    return make()
+
+
 __all__ = [
     "ActorProxy",
     "Array",
@@ -114,6 +125,7 @@ __all__ = [
     "JoinableQueue",
     "LifoQueue",
     "Lock",
+    "Manager",
     "Op",
     "Pipe",
     "Pool",

@@ -11,6 +11,7 @@ import socket
 import sys
 
 import corelet
+from corelet._host import adopt_authkey
 from corelet import _corelet
 from corelet._actors import CALL, REPLY
 from corelet._wire import dumps, pack_exception
@@ -47,6 +48,7 @@ def _relay(fd):
 
 def main():
     fd, processes = int(sys.argv[1]), int(sys.argv[2])
+    adopt_authkey(fd)
     corelet.run(_relay, fd, workers=processes, quiet=True, shutdown_timeout=1.0, pin=False)
 
 

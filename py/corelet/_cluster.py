@@ -81,10 +81,29 @@ def spawn_on(worker, fn, *args, **kwargs):
 # ---- corelet.run(main, workers=N) ---------------------------------------------
 
 
+_forking_workers = False  # set while run_cluster's supervisor forks workers
+_hooked = False
+
+
+def _after_fork_of_worker():
+    """In a worker just forked by the supervisor: multiprocessing's after-fork
+    work, as in a corelet.Process child (corelet._process)."""
+    global _forking_workers
+    if _forking_workers:
+        _forking_workers = False  # the worker's own forks are its business
+        from ._process import _after_fork_in_child
+
+        _after_fork_in_child()
+
+
 def run_cluster(main, args, workers, pin, on_worker_death, shutdown_timeout, idle_spin, ring_bytes, quiet=False):
     if on_worker_death not in ("restart", "shutdown"):
         raise ValueError("corelet.run: on_worker_death is 'restart' or 'shutdown'")
     fd = os.memfd_create("corelet-run-result")
+    global _forking_workers, _hooked
+    if not _hooked:
+        os.register_at_fork(after_in_child=_after_fork_of_worker)
+        _hooked = True
 
     def main_of_worker0():
         try:
@@ -102,9 +121,14 @@ def run_cluster(main, args, workers, pin, on_worker_death, shutdown_timeout, idl
         return 0
 
     try:
-        status = _corelet._run_cluster(
-            main_of_worker0, workers, pin, on_worker_death == "restart", shutdown_timeout, idle_spin, ring_bytes, quiet
-        )
+        _forking_workers = True
+        try:
+            status = _corelet._run_cluster(
+                main_of_worker0, workers, pin, on_worker_death == "restart", shutdown_timeout, idle_spin, ring_bytes,
+                quiet
+            )
+        finally:
+            _forking_workers = False
         size = os.fstat(fd).st_size
         data = os.pread(fd, size, 0) if size else b""
     finally:

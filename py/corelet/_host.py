@@ -1,8 +1,12 @@
 """Starting a host: a fresh interpreter (started by exec, so no thread or held
 lock of the caller reaches it) that runs a cluster for plain code — the
 Pool's (_pool_host) and the actors' (_actor_host) — and talks with the caller
-over a socketpair."""
+over a socketpair. The first bytes on it are the caller's authkey, which the
+host takes as its own (adopt_authkey), as multiprocessing's spawn context
+hands it to its children: a manager's proxy sent to a Pool worker then
+authenticates as the caller's would."""
 
+import multiprocessing.process
 import os
 import socket
 import subprocess
@@ -29,7 +33,20 @@ def start_host(module, *args):
         raise
     finally:
         child.close()
+    key = bytes(multiprocessing.process.current_process().authkey)
+    parent.sendall(bytes([len(key)]) + key)
     return parent, proc
+
+
+def adopt_authkey(fd):
+    """In a host, first thing: reads the caller's authkey from fd (see start_host)."""
+    with socket.socket(fileno=os.dup(fd)) as s:
+        s.setblocking(True)
+        size = s.recv(1, socket.MSG_WAITALL)
+        key = s.recv(size[0], socket.MSG_WAITALL) if size else b""
+    if len(key) != (size[0] if size else -1):
+        sys.exit("corelet: the host's caller went away before it started")
+    multiprocessing.process.current_process().authkey = key
 
 
 def join_thread(thread, timeout=None):

@@ -18,6 +18,7 @@ import socket
 import sys
 
 import corelet
+from corelet._host import adopt_authkey
 from corelet import _corelet
 from corelet._pool import _BUNDLE, _FRAME, _JOB, _REPLY, _run_bundle, _split_job_payload
 from corelet._wire import dumps, dumps_call, pack_exception
@@ -136,6 +137,7 @@ def _dispatcher(fd, maxtasks):
 
 def main():
     fd, processes, ring_bytes, maxtasks = (int(a) for a in sys.argv[1:5])
+    adopt_authkey(fd)
     # A pool's worker runs one task at a time, and long CPU-bound tasks are
     # what it is for: no stall reports (multiprocessing's workers make none).
     corelet.set_stall_threshold(0)

@@ -17,6 +17,8 @@ import sys
 import threading
 import traceback
 import types
+from multiprocessing import process as _mpprocess
+from multiprocessing import util as _mputil
 
 from ._common import _in_tasklet
 from ._corelet import UsageError, _run, wait_readable
@@ -56,7 +58,6 @@ class _MainProcess:
     def __init__(self):
         self.name = "MainProcess"
         self.daemon = False
-        self.authkey = os.urandom(32)
         self.exitcode = None
 
     @property
@@ -64,6 +65,16 @@ class _MainProcess:
         return os.getpid()
 
     ident = pid
+
+    # One key for both packages' processes: multiprocessing's, which its
+    # managers' proxies use.
+    @property
+    def authkey(self):
+        return _mpprocess.current_process().authkey
+
+    @authkey.setter
+    def authkey(self, key):
+        _mpprocess.current_process().authkey = key
 
     def is_alive(self):
         return True
@@ -186,7 +197,9 @@ class Process:
                 _die_with_parent(parent_pid)
             _parent = _ParentProcess(_current.name, parent_pid)
             _current = self
+            _mpprocess.current_process().authkey = self.authkey  # what managers' proxies use here
             _children.clear()
+            _after_fork_in_child()
             result = self.run()
             if isinstance(result, (types.GeneratorType, types.CoroutineType)):
                 _run(lambda: (yield result))  # corelet.run(main) with one scheduler
@@ -335,7 +348,20 @@ def _join_non_daemon_threads():
             t.join()
 
 
+def _after_fork_in_child():
+    """What multiprocessing does in a child it forked: the parent's finalizers
+    are dropped (a manager's shutdown is the parent's to run), and the
+    after-fork hooks run (a manager's proxy then opens its own connection
+    here instead of sharing the parent's)."""
+    _mputil._finalizer_registry.clear()
+    _mputil._run_after_forkers()
+
+
 def _at_exit():
+    # multiprocessing's finalizers of priority >= 0 first (a manager's
+    # shutdown among them), as multiprocessing's own exit does, so that the
+    # joins below do not wait for a server nobody told to stop.
+    _mputil._run_finalizers(0)
     for p in list(_children):
         if p.daemon and p._exitcode is None:
             p._reap(False)

@@ -32,6 +32,16 @@ def test_echo_server_with_clients(backend, monkeypatch):
     assert "50 of 50 clients got their bytes back" in out
 
 
+def test_manager_examples():
+    out = run_example("manager_queue_dict.py")
+    assert "squares: [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]" in out
+    assert "dict: {'2': 2, 0.25: None, 1: '1'}" in out and "list: [9, 8, 7, 6, 5, 4, 3, 2, 1, 0]" in out
+    out = run_example("manager_registered_type.py")
+    assert "BAR from parent" in out and "totals: {'child0': 3, 'child1': 3, 'parent': 1}" in out
+    out = run_example("manager_over_tcp.py")
+    assert "results: True 20" in out and "wrong authkey: AuthenticationError" in out
+
+
 def test_pool_dropin():
     out = run_example("pool_dropin.py")
     counts = re.findall(r"primes below 400000: (\d+)", out)
