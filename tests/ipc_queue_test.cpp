@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstring>
 #include <numeric>
+#include <system_error>
 #include <string>
 #include <thread>
 #include <vector>
@@ -83,6 +84,41 @@ TEST(IpcQueueBasics, FifoKindsWrapAroundAndBounds) {
   } catch (const std::length_error& e) {
     EXPECT_NE(std::string(e.what()).find("300 bytes"), std::string::npos) << e.what();
   }
+}
+
+// A shareable queue reached by its descriptor, as by a process that was not
+// forked from the maker: a second mapping of the memfd (at another address)
+// sees the same queue, and a child that maps it only after fork (the
+// descriptor, not the inherited mapping) talks with the parent.
+TEST(IpcQueueBasics, AShareableQueueIsReachedThroughItsDescriptor) {
+  auto q = Shared<Queue>::make_shareable(4096u, 0u);
+  ASSERT_GE(q.mapping()->fd(), 0);
+  auto other = Shared<Queue>::attach(q.mapping()->fd());
+  EXPECT_NE(static_cast<void*>(other.get()), static_cast<void*>(q.get()));
+  EXPECT_EQ(other->capacity(), 4096u);
+  ASSERT_TRUE(q->try_put("ping", 4, 3));
+  auto got = other->try_get();
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(text(*got), "ping");
+  EXPECT_EQ(got->kind, 3);
+  EXPECT_EQ(Shared<Queue>::make(64u).mapping()->fd(), -1);  // anonymous: nothing to pass
+
+  auto up = Shared<Queue>::make_shareable(4096u, 0u);  // child -> parent; q: parent -> child
+  const int down_fd = q.mapping()->fd(), up_fd = up.mapping()->fd();
+  const pid_t child = fork_child([down_fd, up_fd] {
+    auto down = Shared<Queue>::attach(down_fd);  // mappings of its own
+    auto back = Shared<Queue>::attach(up_fd);
+    auto m = down->get(Clock::now() + 30s);
+    if (!m || text(*m) != "to child") return 1;
+    back->put("to parent");
+    return 0;
+  });
+  q->put("to child");
+  auto back = up->get(Clock::now() + 30s);
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(text(*back), "to parent");
+  EXPECT_EQ(wait_child(child), "exit 0");
+  EXPECT_THROW(Shared<Queue>::attach(-1), std::system_error);  // not a descriptor
 }
 
 TEST(IpcQueueBasics, MaxsizeCloseAndJoin) {

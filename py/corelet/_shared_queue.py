@@ -48,6 +48,16 @@ class SharedQueue(Queue, plain_code_of=Queue):
 
     __reduce__ = _not_picklable
 
+    @classmethod
+    def _over(cls, shm_queue):
+        """A SharedQueue over an existing ShmQueue (one attached from another
+        process's descriptor, as a manager's channel is)."""
+        self = cls.__new__(cls)  # the in-process base's __new__ gives this subclass's instance
+        self.maxsize = shm_queue.maxsize
+        self._q = shm_queue
+        self._qp = shm_queue._address()
+        return self
+
     put = instancemethod(_shmq_put)
     get = instancemethod(_shmq_get)
 

@@ -49,11 +49,14 @@ import multiprocessing
 import multiprocessing.managers as _mpm
 import os
 import pickle
+import queue
+import select
 import signal
 import socket as _socket
 import struct
 import sys
 import threading
+import time
 import traceback
 import types
 from multiprocessing import connection as _mpc
@@ -64,6 +67,7 @@ from multiprocessing.reduction import ForkingPickler
 from . import _io
 from ._common import _in_tasklet
 from ._corelet import Cancelled, Op, _run, current_id, run_blocking, spawn
+from ._corelet import ShmQueue, _shmq_try_get
 from ._queues import JoinableQueue as _Queue_JoinableQueue
 from ._queues import Queue as _Queue
 from ._sync import Barrier as _Barrier
@@ -73,29 +77,10 @@ from ._sync import Event as _Event
 from ._sync import Lock as _Lock
 from ._sync import RLock as _RLock
 from ._sync import Semaphore as _Semaphore
+from ._shared_queue import SharedQueue
 
-# multiprocessing's own classes: the proxies speak to this server unchanged.
-from multiprocessing.managers import (  # noqa: F401 - re-exported names
-    AcquirerProxy,
-    Array,
-    AutoProxy,
-    BarrierProxy,
-    BaseProxy,
-    ConditionProxy,
-    DictProxy,
-    EventProxy,
-    IteratorProxy,
-    ListProxy,
-    MakeProxyType,
-    Namespace,
-    NamespaceProxy,
-    PoolProxy,
-    RemoteError,
-    Token,
-    Value,
-    ValueProxy,
-    dispatch,
-)
+# multiprocessing's own classes.
+from multiprocessing.managers import Array, Namespace, RemoteError, Token, Value, dispatch  # noqa: F401
 
 __all__ = [
     "BaseManager",
@@ -114,6 +99,8 @@ _CHALLENGE = b"#CHALLENGE#"
 _WELCOME = b"#WELCOME#"
 _FAILURE = b"#FAILURE#"
 _MESSAGE_LENGTH = 20
+_CHANNEL_BYTES = 1 << 20  # each way; a larger request goes over the socket, a larger reply too
+_SERVER_SPIN = 50e-6  # seconds a channel is polled after a request before its tasklet parks
 
 # Objects made by these run their methods on the scheduler: the builtins and
 # multiprocessing's plain holders never block, and corelet's primitives give
@@ -252,7 +239,7 @@ class Server:
     is an operation (``yield server.serve_forever()``)."""
 
     public = ["shutdown", "create", "accept_connection", "get_methods", "debug_info", "number_of_objects",
-              "dummy", "incref", "decref"]
+              "dummy", "incref", "decref", "corelet_channel"]
 
     def __init__(self, registry, address, authkey, serializer):
         if not isinstance(authkey, bytes):
@@ -323,6 +310,9 @@ class Server:
                     await conn.send(("#RETURN", None))
                     await self._serve_client(conn)
                     return
+                if funcname == "corelet_channel":
+                    await self._open_channel(conn)
+                    return
                 if funcname == "shutdown":
                     await conn.send(("#RETURN", None))
                     self._stop.set()
@@ -350,59 +340,114 @@ class Server:
 
     async def _serve_client(self, conn):
         """Requests from the proxies of one thread of one process, in order."""
-        id_to_obj = self.id_to_obj
-        on_scheduler = self._on_scheduler
         while True:
-            methodname = obj = ident = None
-            try:
-                ident, methodname, args, kwds = await conn.recv()
-                try:
-                    obj, exposed, gettypeid = id_to_obj[ident]
-                except KeyError:
-                    try:
-                        obj, exposed, gettypeid = self.id_to_local_proxy_obj[ident]
-                    except KeyError:
-                        raise KeyError(ident) from None
-                if methodname not in exposed:
-                    raise AttributeError(f"method {methodname!r} of {type(obj)!r} object is not in exposed={exposed!r}")
-                function = getattr(obj, methodname)
-                try:
-                    if ident in on_scheduler:
-                        res = function(*args, **kwds)
-                        if isinstance(res, (Op, types.GeneratorType, types.CoroutineType)):
-                            res = await res
-                    else:
-                        res = await run_blocking(functools.partial(function, *args, **kwds))
-                except (Cancelled, _Closed):
-                    raise
-                except Exception as e:
-                    msg = ("#ERROR", e)
-                else:
-                    typeid = gettypeid and gettypeid.get(methodname, None)
-                    if typeid:
-                        rident, rexposed = await self.create(typeid, res)
-                        msg = ("#PROXY", (rexposed, Token(typeid, self.address, rident)))
-                    else:
-                        msg = ("#RETURN", res)
-            except (Cancelled, _Closed):
-                raise
-            except AttributeError:
-                if methodname is None:
-                    msg = ("#TRACEBACK", _format_exc())
-                else:
-                    try:
-                        fallback = self.fallback_mapping[methodname]
-                        msg = ("#RETURN", fallback(self, ident, obj, *args, **kwds))
-                    except Exception:
-                        msg = ("#TRACEBACK", _format_exc())
-            except Exception:
-                msg = ("#TRACEBACK", _format_exc())
+            msg = await self._answer(await conn.recv())
             try:
                 await conn.send(msg)
             except (Cancelled, _Closed, OSError):
                 raise
             except Exception:
                 await conn.send(("#UNSERIALIZABLE", _format_exc()))
+
+    async def _answer(self, request):
+        """The reply to one request (ident, methodname, args, kwds), as
+        multiprocessing's server makes it."""
+        methodname = obj = ident = None
+        try:
+            ident, methodname, args, kwds = request
+            try:
+                obj, exposed, gettypeid = self.id_to_obj[ident]
+            except KeyError:
+                try:
+                    obj, exposed, gettypeid = self.id_to_local_proxy_obj[ident]
+                except KeyError:
+                    raise KeyError(ident) from None
+            if methodname not in exposed:
+                raise AttributeError(f"method {methodname!r} of {type(obj)!r} object is not in exposed={exposed!r}")
+            function = getattr(obj, methodname)
+            try:
+                if ident in self._on_scheduler:
+                    res = function(*args, **kwds)
+                    if isinstance(res, (Op, types.GeneratorType, types.CoroutineType)):
+                        res = await res
+                else:
+                    res = await run_blocking(functools.partial(function, *args, **kwds))
+            except (Cancelled, _Closed):
+                raise
+            except Exception as e:
+                return ("#ERROR", e)
+            typeid = gettypeid and gettypeid.get(methodname, None)
+            if typeid:
+                rident, rexposed = await self.create(typeid, res)
+                return ("#PROXY", (rexposed, Token(typeid, self.address, rident)))
+            return ("#RETURN", res)
+        except (Cancelled, _Closed):
+            raise
+        except AttributeError:
+            if methodname is None:
+                return ("#TRACEBACK", _format_exc())
+            try:
+                fallback = self.fallback_mapping[methodname]
+                return ("#RETURN", fallback(self, ident, obj, *args, **kwds))
+            except Exception:
+                return ("#TRACEBACK", _format_exc())
+        except Exception:
+            return ("#TRACEBACK", _format_exc())
+
+    async def _open_channel(self, conn):
+        """A client on this host asked for a shared-memory channel: two queues
+        in memfds, whose descriptors go back with the reply (SCM_RIGHTS). Its
+        requests then come through one queue and the replies go through the
+        other; the socket stays open, and its end is the client's end."""
+        req = SharedQueue._over(ShmQueue(_CHANNEL_BYTES, 0, True))
+        rep = SharedQueue._over(ShmQueue(_CHANNEL_BYTES, 0, True))
+        frame = ForkingPickler.dumps(("#RETURN", None))
+        await _io.wait_writable(conn.sock.fileno(), None)
+        _socket.send_fds(conn.sock._sock, [struct.pack("!i", len(frame)) + bytes(frame)],
+                         [req._q.fileno(), rep._q.fileno()])
+        watcher = spawn(self._watch_channel, conn, req, name="manager channel watch")
+        try:
+            await self._serve_channel(conn, req, rep)
+        finally:
+            watcher.cancel()
+
+    async def _watch_channel(self, conn, req):
+        try:
+            while await conn.sock.recv(4096):
+                pass
+        except OSError:
+            pass
+        req._q.close()  # the client is gone: the serving loop's get ends
+
+    @types.coroutine
+    def _serve_channel(self, conn, req, rep):
+        # After a request it polls for the next one for a while (other
+        # tasklets run between polls) before it parks: a client that calls
+        # again at once is then answered without a wake-up of this process.
+        try_get = _shmq_try_get
+        clock = time.perf_counter
+        spin_until = 0.0
+        while True:
+            got, request = try_get(req)
+            if not got:
+                if clock() < spin_until:
+                    yield  # others run; then look again
+                    continue
+                try:
+                    request = yield req.get()
+                except EOFError:
+                    return
+            msg = yield from self._answer(request)
+            try:
+                done = rep.put(msg)
+                if done is not None:
+                    yield done
+            except ValueError:  # too large for the ring: it goes over the socket
+                yield rep.put(("#VIA_SOCKET", None))
+                yield from conn.send(msg)
+            except Exception:
+                yield rep.put(("#UNSERIALIZABLE", _format_exc()))
+            spin_until = clock() + _SERVER_SPIN
 
     # ---- fallbacks for proxies' str(), repr() and _getvalue() ----
     def _fallback_getvalue(self, ident, obj):
@@ -495,6 +540,181 @@ def _die_with_parent(parent_pid):
     die(parent_pid)
 
 
+# ---- the client side: proxies with a shared-memory channel -----------------------
+
+_NO_CHANNEL = object()
+
+
+class _Channel:
+    """A thread's shared-memory channel to a manager on this host: requests go
+    through one queue, replies come back through the other; the socket is
+    the server's sign of life (and carries a reply too large for the ring)."""
+
+    __slots__ = ("conn", "req", "rep", "_poll", "address")
+
+    def __init__(self, conn, req, rep, address):
+        self.conn, self.req, self.rep, self.address = conn, req, rep, address
+        self._poll = select.poll()
+        self._poll.register(conn.fileno(), select.POLLRDHUP | select.POLLHUP | select.POLLERR)
+
+    def call(self, request):
+        self.req.put(request)
+        while True:
+            try:
+                kind, result = self.rep.get(True, _LIVENESS_CHECK)
+            except queue.Empty:
+                if self._poll.poll(0):
+                    raise ConnectionResetError(f"corelet.managers: the manager at {self.address!r} is gone") from None
+                continue
+            except EOFError:
+                raise ConnectionResetError(f"corelet.managers: the manager at {self.address!r} is gone") from None
+            if kind == "#VIA_SOCKET":
+                return self.conn.recv()
+            return kind, result
+
+
+def _open_channel(proxy):
+    """A shared-memory channel to proxy's server, or None where there can be
+    none (a TCP address; a server that is not corelet's)."""
+    address = proxy._token.address
+    if _mpc.address_type(address) != "AF_UNIX":
+        return None
+    conn = proxy._Client(address, authkey=proxy._authkey)
+    try:
+        conn.send((None, "corelet_channel", (), {}))
+        with _socket.socket(fileno=os.dup(conn.fileno())) as s:
+            s.setblocking(True)
+            data, fds, _flags, _addr = _socket.recv_fds(s, 4096, 2)
+            try:
+                if len(data) < 4:
+                    data += s.recv(4 - len(data), _socket.MSG_WAITALL)
+                (size,) = struct.unpack_from("!i", data)
+                while len(data) < 4 + size:
+                    more = s.recv(4 + size - len(data))
+                    if not more:
+                        raise EOFError
+                    data += more
+                kind, _result = pickle.loads(data[4 : 4 + size])
+                if kind != "#RETURN" or len(fds) != 2:
+                    conn.close()
+                    return None  # multiprocessing's server: it refused the request
+                req = SharedQueue._over(ShmQueue.attach(fds[0]))
+                rep = SharedQueue._over(ShmQueue.attach(fds[1]))
+            finally:
+                for fd in fds:
+                    os.close(fd)
+    except BaseException:
+        conn.close()
+        raise
+    return _Channel(conn, req, rep, address)
+
+
+_LIVENESS_CHECK = 0.1  # seconds between looks at the server's socket while a call waits
+
+
+class BaseProxy(_mpm.BaseProxy):
+    """multiprocessing.managers.BaseProxy whose calls go through a
+    shared-memory channel when the manager is corelet's and on this host
+    (its address a Unix socket), and over the socket otherwise. A call to a
+    manager that has died fails within 0.1 s (ConnectionResetError)."""
+
+    def _callmethod(self, methodname, args=(), kwds={}):  # noqa: B006 - multiprocessing's signature
+        tls = self._tls
+        channel = tls.__dict__.get("corelet_channel", _NO_CHANNEL)
+        if channel is _NO_CHANNEL:
+            channel = tls.corelet_channel = _open_channel(self)
+        if channel is None or _in_tasklet():  # (in a tasklet the queues' calls are operations)
+            return _mpm.BaseProxy._callmethod(self, methodname, args, kwds)
+        try:
+            kind, result = channel.call((self._id, methodname, args, kwds))
+        except ValueError as e:
+            if "does not fit" not in str(e):
+                raise
+            return _mpm.BaseProxy._callmethod(self, methodname, args, kwds)  # too large for the ring: over the socket
+        if kind == "#RETURN":
+            return result
+        if kind == "#PROXY":
+            exposed, token = result
+            proxytype = self._manager._registry[token.typeid][-1]
+            token.address = self._token.address
+            proxy = proxytype(token, self._serializer, manager=self._manager, authkey=self._authkey, exposed=exposed)
+            conn = self._Client(token.address, authkey=self._authkey)
+            dispatch(conn, None, "decref", (token.id,))
+            return proxy
+        raise _mpm.convert_to_error(kind, result)
+
+    def __reduce__(self):
+        kwds = {}
+        if getattr(_mpprocess.current_process(), "_inheriting", False):
+            kwds["authkey"] = self._authkey
+        if getattr(self, "_isauto", False):
+            kwds["exposed"] = self._exposed_
+            return (_mpm.RebuildProxy, (AutoProxy, self._token, self._serializer, kwds))
+        return (_mpm.RebuildProxy, (type(self), self._token, self._serializer, kwds))
+
+
+def MakeProxyType(name, exposed, _cache={}):  # noqa: B006 - a cache, as multiprocessing's
+    """A proxy type (on corelet's BaseProxy) whose methods are the names in exposed."""
+    exposed = tuple(exposed)
+    try:
+        return _cache[(name, exposed)]
+    except KeyError:
+        pass
+
+    def method(meth):
+        def call(self, /, *args, **kwds):
+            return self._callmethod(meth, args, kwds)
+
+        call.__name__ = meth
+        return call
+
+    ProxyType = type(name, (BaseProxy,), {meth: method(meth) for meth in exposed})
+    ProxyType._exposed_ = exposed
+    _cache[(name, exposed)] = ProxyType
+    return ProxyType
+
+
+def AutoProxy(token, serializer, manager=None, authkey=None, exposed=None, incref=True, manager_owned=False):
+    """A proxy for a registered type without a proxy type of its own: its
+    methods are the ones the server exposes for the object."""
+    _Client = _mpm.listener_client[serializer][1]
+    if exposed is None:
+        conn = _Client(token.address, authkey=authkey)
+        try:
+            exposed = dispatch(conn, None, "get_methods", (token,))
+        finally:
+            conn.close()
+    if authkey is None and manager is not None:
+        authkey = manager._authkey
+    if authkey is None:
+        authkey = _mpprocess.current_process().authkey
+    ProxyType = MakeProxyType("AutoProxy[%s]" % token.typeid, exposed)
+    proxy = ProxyType(token, serializer, manager=manager, authkey=authkey, incref=incref, manager_owned=manager_owned)
+    proxy._isauto = True
+    return proxy
+
+
+def _on_corelet(mp_proxy_type):
+    """multiprocessing's proxy type with corelet's BaseProxy underneath."""
+    return type(mp_proxy_type.__name__, (mp_proxy_type,), {"_callmethod": BaseProxy._callmethod,
+                                                           "__reduce__": BaseProxy.__reduce__})
+
+
+# The names proxies are known by; each is multiprocessing's class underneath
+# (isinstance(p, multiprocessing.managers.DictProxy) holds).
+NamespaceProxy = _on_corelet(_mpm.NamespaceProxy)
+ValueProxy = _on_corelet(_mpm.ValueProxy)
+ListProxy = _on_corelet(_mpm.ListProxy)
+DictProxy = _on_corelet(_mpm.DictProxy)
+ArrayProxy = _on_corelet(_mpm.ArrayProxy)
+AcquirerProxy = _on_corelet(_mpm.AcquirerProxy)
+ConditionProxy = _on_corelet(_mpm.ConditionProxy)
+EventProxy = _on_corelet(_mpm.EventProxy)
+BarrierProxy = _on_corelet(_mpm.BarrierProxy)
+PoolProxy = _on_corelet(_mpm.PoolProxy)
+IteratorProxy = _on_corelet(_mpm.IteratorProxy)
+
+
 class BaseManager(_mpm.BaseManager):
     """multiprocessing.managers.BaseManager whose server runs on corelet's
     scheduler: ``register()``, ``start(initializer, initargs)``,
@@ -510,6 +730,13 @@ class BaseManager(_mpm.BaseManager):
             raise ValueError("corelet.managers: the manager's server is started by fork")
         super().__init__(address, authkey, serializer, ctx=None, shutdown_timeout=shutdown_timeout)
         self._process = None
+
+    @classmethod
+    def register(cls, typeid, callable=None, proxytype=None, exposed=None, method_to_typeid=None,  # noqa: A002
+                 create_method=True):
+        """multiprocessing's register(); a type without a proxytype gets corelet's AutoProxy."""
+        super().register(typeid, callable, AutoProxy if proxytype is None else proxytype, exposed,
+                         method_to_typeid, create_method)
 
     def _check_initial(self):
         if self._state.value == _State.STARTED:
@@ -617,7 +844,7 @@ SyncManager.register("Pool", _make_pool, PoolProxy)
 SyncManager.register("list", list, ListProxy)
 SyncManager.register("dict", dict, DictProxy)
 SyncManager.register("Value", Value, ValueProxy)
-SyncManager.register("Array", Array, _mpm.ArrayProxy)
+SyncManager.register("Array", Array, ArrayProxy)
 SyncManager.register("Namespace", Namespace, NamespaceProxy)
 SyncManager.register("Iterator", proxytype=IteratorProxy, create_method=False)
 SyncManager.register("AsyncResult", create_method=False)

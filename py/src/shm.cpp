@@ -186,12 +186,20 @@ constexpr std::uint8_t kBytes = 0, kPickle = 1, kStr = 2, kWire = 4;
 
 class ShmQueue {
  public:
-  ShmQueue(std::size_t capacity, std::size_t maxsize) {
+  // shareable: in a memfd (fileno()) that an unrelated process can attach.
+  ShmQueue(std::size_t capacity, std::size_t maxsize, bool shareable = false) {
     if (capacity < ipc::Queue::kMinCapacity)
       throw pyb::value_error("corelet: a shared queue needs a buffer of at least 64 bytes");
-    q_ = ipc::Shared<ipc::Queue>::make(capacity, maxsize);
+    q_ = shareable ? ipc::Shared<ipc::Queue>::make_shareable(capacity, maxsize)
+                   : ipc::Shared<ipc::Queue>::make(capacity, maxsize);
     maxsize_ = maxsize;
   }
+  // The queue in the memfd fd, made by another process's shareable ShmQueue.
+  explicit ShmQueue(ipc::Shared<ipc::Queue> q) : q_(std::move(q)) {
+    if (ipc::Queue::footprint(q_->capacity()) > q_.mapping()->size())
+      throw pyb::value_error("corelet: the descriptor does not hold a shared queue");
+  }
+  int fileno() const noexcept { return q_.mapping()->fd(); }
   ipc::Queue& q() const noexcept { return *q_; }
   const ipc::Shared<ipc::Queue>& shared() const noexcept { return q_; }
   std::size_t maxsize() const noexcept { return maxsize_; }
@@ -1170,7 +1178,19 @@ void bind_shm(pyb::module_& m) {
       .def_property_readonly("broken", [](ShmBarrier& b) { return b.get().broken(); });
 
   pyb::class_<ShmQueue>(m, "ShmQueue", "multiprocessing.Queue's core: an ipc::Queue in shared memory.")
-      .def(pyb::init<std::size_t, std::size_t>(), pyb::arg("capacity"), pyb::arg("maxsize") = 0)
+      .def(pyb::init<std::size_t, std::size_t, bool>(), pyb::arg("capacity"), pyb::arg("maxsize") = 0,
+           pyb::arg("shareable") = false)
+      .def_static(
+          "attach",
+          [](int fd) {
+            try {
+              return std::make_unique<ShmQueue>(ipc::Shared<ipc::Queue>::attach(fd));
+            } catch (const std::invalid_argument& e) {
+              throw pyb::value_error(std::string("corelet: ShmQueue.attach: ") + e.what());
+            }
+          },
+          pyb::arg("fd"), "The queue of a shareable ShmQueue whose descriptor another process sent.")
+      .def("fileno", &ShmQueue::fileno, "The memfd of a shareable queue (-1 for an inherited one).")
       .def("poll", &ShmQueue::poll, pyb::arg("timeout") = pyb::none())
       .def(
           "poll_op", [](ShmQueue& q, pyb::object t) { return pyb::reinterpret_steal<pyb::object>(q.poll_op(t)); },

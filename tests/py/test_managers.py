@@ -585,3 +585,82 @@ def test_no_leak_over_10000_manager_calls():
         assert len(gc.get_objects()) - objects < 200
         assert _rss_kb(os.getpid()) - rss < 4096
         assert _rss_kb(server) - server_rss < 4096
+
+
+# ---- corelet's shared-memory channel (corelet only: multiprocessing has none) ----------
+
+def test_calls_on_this_host_go_through_a_shared_memory_channel():
+    with corelet.Manager() as m:
+        d = m.dict()
+        d["a"] = 1
+        channel = d._tls.corelet_channel
+        assert channel is not None
+        big = b"x" * (3 << 20)  # larger than the channel's ring, both ways
+        d["big"] = big
+        assert d["big"] == big
+        assert d["a"] == 1
+        results = []
+
+        def worker(k):
+            for i in range(200):
+                d[k] = i
+            results.append((d[k], d._tls.corelet_channel is not channel))
+
+        threads = [threading.Thread(target=worker, args=(f"t{i}",)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert results == [(199, True)] * 4  # a channel per thread
+        with pytest.raises(KeyError):
+            d["missing"]
+
+
+def test_a_call_through_the_channel_to_a_dead_manager_fails_at_once():
+    m = corelet.Manager()
+    d = m.dict()
+    opened, killed, errors = threading.Event(), threading.Event(), []
+
+    def call():
+        d["a"] = 1  # this thread's channel is open
+        assert d._tls.corelet_channel is not None
+        opened.set()
+        killed.wait(60)
+        try:
+            d["a"]
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    t = threading.Thread(target=call, daemon=True)
+    t.start()
+    assert opened.wait(60)
+    os.kill(m._process.pid, signal.SIGKILL)
+    m._process.join(60)
+    killed.set()
+    t.join(30)
+    assert not t.is_alive(), "a call to a dead manager hung"
+    assert errors and isinstance(errors[0], ConnectionResetError), errors
+    assert "is gone" in str(errors[0])
+    m.shutdown()
+
+
+def test_a_waiting_call_through_the_channel_leaves_the_others_served():
+    with corelet.Manager() as m:
+        q, d = m.Queue(), m.dict()
+        started = threading.Event()
+        got = []
+
+        def getter():
+            q.qsize()  # this thread's channel is open
+            started.set()
+            got.append(q.get(timeout=60))
+
+        t = threading.Thread(target=getter)
+        t.start()
+        assert started.wait(60)
+        for i in range(300):
+            d[i] = i
+        assert len(d) == 300
+        q.put("done")
+        t.join(60)
+        assert got == ["done"]

@@ -14,10 +14,18 @@
 // The T itself is never destroyed (other processes may still use it), so T
 // must need no destructor to run: corelet's cross-process primitives
 // (<corelet/ipc/sync.hpp>, <corelet/ipc/queue.hpp>) are such.
+//
+// A process that was not forked from the maker can share one made with
+// Shared<T>::make_shareable(...): its memory is a memfd, whose descriptor
+// (fd()) the maker passes over a Unix socket (SCM_RIGHTS); the receiver maps
+// it with Shared<T>::attach(fd). The T is then at another address in each
+// process, so T must hold no pointers into itself (offsets only), as ipc's
+// primitives do.
 
 #include <cstddef>
 #include <memory>
 #include <new>
+#include <stdexcept>
 #include <utility>
 
 namespace corelet::ipc {
@@ -28,16 +36,28 @@ class Mapping {
   // writable by this process and its children forked from now on. Throws
   // std::system_error (mmap's errno) or std::invalid_argument (0 bytes).
   explicit Mapping(std::size_t bytes);
+  // Mapping(bytes, Shareable) — the same in a new memfd (fd() is its
+  // descriptor, close-on-exec, closed with the Mapping).
+  struct Shareable {};
+  Mapping(std::size_t bytes, Shareable);
+  // Mapping(fd, Attach) — maps all of the memfd (or file) fd, which another
+  // process made; fd is duplicated, the caller keeps its own. Throws
+  // std::system_error (fstat, mmap, dup) or std::invalid_argument (empty).
+  struct Attach {};
+  Mapping(int fd, Attach);
   ~Mapping();
   Mapping(const Mapping&) = delete;
   Mapping& operator=(const Mapping&) = delete;
 
   std::byte* data() const noexcept { return base_; }
   std::size_t size() const noexcept { return size_; }
+  int fd() const noexcept { return fd_; }  // -1 for an anonymous mapping
 
  private:
+  void map(int fd, const char* what);
   std::byte* base_ = nullptr;
   std::size_t size_ = 0;
+  int fd_ = -1;
 };
 
 template <class T>
@@ -54,6 +74,26 @@ class Shared {
     auto m = std::make_shared<Mapping>(bytes);
     T* p = ::new (static_cast<void*>(m->data())) T(std::forward<A>(args)...);
     return Shared(std::move(m), p);
+  }
+
+  // make_shareable(args...) — as make, in a memfd another process can attach.
+  template <class... A>
+  static Shared make_shareable(A&&... args) {
+    std::size_t bytes = sizeof(T);
+    if constexpr (requires { T::footprint(args...); }) bytes = T::footprint(args...);
+    auto m = std::make_shared<Mapping>(bytes, Mapping::Shareable{});
+    T* p = ::new (static_cast<void*>(m->data())) T(std::forward<A>(args)...);
+    return Shared(std::move(m), p);
+  }
+
+  // attach(fd) — the T another process made with make_shareable, whose memfd
+  // this process received as fd. The T is trusted as that process left it:
+  // share with processes you trust (a manager's clients pass its authkey
+  // challenge first). std::invalid_argument if fd is too small for a T.
+  static Shared attach(int fd) {
+    auto m = std::make_shared<Mapping>(fd, Mapping::Attach{});
+    if (m->size() < sizeof(T)) throw std::invalid_argument("corelet::ipc::Shared::attach: the mapping is too small");
+    return Shared(std::move(m), std::launder(reinterpret_cast<T*>(m->data())));
   }
 
   T* get() const noexcept { return p_; }
