@@ -13,12 +13,9 @@ import argparse
 import multiprocessing
 import os
 import statistics
-import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "build", "release", "python"))
-
-import corelet  # noqa: E402
+import corelet  # PYTHONPATH names the build
 
 
 def client(d, key, calls, go, done):

@@ -1,7 +1,8 @@
 """The cluster behind actors made in plain code (see _actors.py).
 
-Started by exec as ``python3 -m corelet._actor_host FD PROCESSES``: a fresh
-interpreter whose corelet.run(workers=PROCESSES) hosts the actors. Worker 0
+Run as ``python3 -m corelet._actor_host FD PROCESSES`` would run it, in a
+process the program's zygote forked (see _host.py): a clean interpreter
+whose corelet.run(workers=PROCESSES) hosts the actors. Worker 0
 relays: it reads (call id, worker, pickled call) frames from the socket FD,
 makes each call on its worker and writes the reply back unread. When the
 owner closes its side the cluster stops (and the actors with it).

@@ -1,41 +1,144 @@
-"""Starting a host: a fresh interpreter (started by exec, so no thread or held
-lock of the caller reaches it) that runs a cluster for plain code — the
-Pool's (_pool_host) and the actors' (_actor_host) — and talks with the caller
-over a socketpair. The first bytes on it are the caller's authkey, which the
-host takes as its own (adopt_authkey), as multiprocessing's spawn context
-hands it to its children: a manager's proxy sent to a Pool worker then
-authenticates as the caller's would."""
+"""Starting a host: an interpreter that runs a cluster for plain code — the
+Pool's (_pool_host) and the actors' (_actor_host) — and talks with the
+caller over a socketpair. Hosts are forked by the program's zygote
+(_zygote.py), a fresh interpreter started by exec once, so no thread or
+held lock of the caller reaches them. The first bytes on a host's socket
+are the caller's authkey, which the host takes as its own (adopt_authkey),
+as multiprocessing's spawn context hands it to its children: a manager's
+proxy sent to a Pool worker then authenticates as the caller's would."""
 
 import multiprocessing.process
 import os
+import pickle
+import select
+import signal
 import socket
+import struct
 import subprocess
 import sys
+import threading
 import time
 
 
 def start_host(module, *args):
-    """Runs ``python -m module <fd> args...``; returns (the caller's socket,
-    the Popen). The host finds this corelet through PYTHONPATH, and does not
-    inherit CORELET_TRACE: its cluster would truncate the caller's trace file."""
+    """Starts a host running ``python -m module <fd> args...``; returns (the
+    caller's socket, a Popen-like handle: poll, wait, kill, pid). The host is
+    forked by this program's zygote (started by exec at the first call, see
+    _zygote.py), so it costs a fork of a clean interpreter rather than an exec
+    and its imports. The host finds this corelet through PYTHONPATH, and does
+    not inherit CORELET_TRACE: its cluster would truncate the caller's trace
+    file."""
     parent, child = socket.socketpair()
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    env.pop("CORELET_TRACE", None)
     try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", module, str(child.fileno()), *map(str, args)],
-            pass_fds=[child.fileno()],
-            env=env,
-            stdin=subprocess.DEVNULL,
-        )
+        with _zygote_lock:
+            zygote = _the_zygote()
+            # What an exec now would give the host: the caller's path,
+            # environment and working directory of this moment.
+            frame = pickle.dumps((module, tuple(args), [p for p in sys.path if p], _host_env(), os.getcwd()))
+            socket.send_fds(zygote.sock, [_HEADER.pack(len(frame)) + frame], [child.fileno()])
+            reply = zygote.sock.recv(_HEADER.size, socket.MSG_WAITALL)
+            if len(reply) != _HEADER.size:
+                raise RuntimeError("corelet: the zygote that starts Pool and actor hosts exited")
+            (pid,) = _HEADER.unpack(reply)
+        host = _Host(pid)
     except BaseException:
         parent.close()
         raise
     finally:
         child.close()
+    _send_authkey(parent)
+    return parent, host
+
+
+def _send_authkey(sock):
     key = bytes(multiprocessing.process.current_process().authkey)
-    parent.sendall(bytes([len(key)]) + key)
-    return parent, proc
+    sock.sendall(bytes([len(key)]) + key)
+
+
+class _Zygote:
+    __slots__ = ("sock", "proc", "owner")
+
+    def __init__(self):
+        self.owner = os.getpid()
+        self.sock, child = socket.socketpair()
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "corelet._zygote", str(child.fileno())],
+                pass_fds=[child.fileno()],
+                env=_host_env(),
+                stdin=subprocess.DEVNULL,
+            )
+        except BaseException:
+            self.sock.close()
+            raise
+        finally:
+            child.close()
+        _send_authkey(self.sock)
+
+
+def _host_env():
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    env.pop("CORELET_TRACE", None)
+    return env
+
+
+_HEADER = struct.Struct("!I")
+_zygote = None
+_zygote_lock = threading.Lock()
+
+
+def _the_zygote():
+    """This process's zygote (a process forked from one that had a zygote
+    starts its own: the socket to the parent's belongs to the parent)."""
+    global _zygote
+    z = _zygote
+    if z is None or z.owner != os.getpid() or z.proc.poll() is not None:
+        z = _zygote = _Zygote()
+    return z
+
+
+class _Host:
+    """What the caller holds of a host the zygote forked (not the caller's
+    child): Popen's poll, wait, kill and pid, through a pidfd. The exit
+    status is the zygote's to collect, so returncode is 0 once it ended, or
+    -9 when kill() ended it."""
+
+    __slots__ = ("pid", "_pidfd", "returncode", "_killed")
+
+    def __init__(self, pid):
+        self.pid = pid
+        self._pidfd = os.pidfd_open(pid)
+        self.returncode = None
+        self._killed = False
+
+    def poll(self):
+        if self.returncode is None and select.select([self._pidfd], [], [], 0)[0]:
+            self._ended()
+        return self.returncode
+
+    def wait(self, timeout=None):
+        if self.returncode is None:
+            if not select.select([self._pidfd], [], [], timeout)[0]:
+                raise subprocess.TimeoutExpired(f"corelet host {self.pid}", timeout)
+            self._ended()
+        return self.returncode
+
+    def kill(self):
+        if self.returncode is None:
+            self._killed = True
+            try:
+                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def _ended(self):
+        self.returncode = -signal.SIGKILL if self._killed else 0
+        os.close(self._pidfd)
+        self._pidfd = None
+
+    def __del__(self):
+        if getattr(self, "_pidfd", None) is not None:
+            os.close(self._pidfd)
 
 
 def adopt_authkey(fd):

@@ -1,9 +1,10 @@
 """corelet.Pool: multiprocessing.Pool's API over corelet's workers.
 
 From plain code (no corelet.run around it) a Pool starts a cluster of its own:
-a fresh interpreter (``python3 -m corelet._pool_host``, started by exec, so
-that threads and locks of this process never reach the workers) forks one
-worker per process asked for, and this process talks to it over a socket.
+a host (``corelet._pool_host``, forked by the program's zygote, a clean
+interpreter started by exec once, so that threads and locks of this process
+never reach the workers; see _host.py) forks one worker per process asked
+for, and this process talks to it over a socket.
 Work goes out in chunks; each chunk is one remote call inside the cluster.
 
 Inside ``corelet.run(main, workers=N)`` a Pool uses that cluster's workers

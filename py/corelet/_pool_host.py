@@ -1,7 +1,8 @@
 """The cluster behind a corelet.Pool made in plain code (see _pool.py).
 
-Started by exec as ``python3 -m corelet._pool_host FD PROCESSES RING_BYTES MAXTASKS``:
-a fresh interpreter, so nothing of the Pool owner's threads and locks is
+Run as ``python3 -m corelet._pool_host FD PROCESSES RING_BYTES MAXTASKS``
+would run it, in a process the program's zygote forked (see _host.py): a
+clean interpreter, so nothing of the Pool owner's threads and locks is
 copied into the workers. Worker 0 dispatches: it reads jobs (a function)
 and bundles (the items of consecutive chunks) from the socket FD, runs each
 bundle as one remote call on the worker of 1..PROCESSES with the fewest in

@@ -17,6 +17,7 @@ import sys
 import threading
 import traceback
 import types
+import weakref
 from multiprocessing import process as _mpprocess
 from multiprocessing import util as _mputil
 
@@ -187,6 +188,10 @@ class Process:
             os._exit(self._bootstrap(parent_pid, arm_death))
         self._pid = pid
         self._pidfd = os.pidfd_open(pid)
+        # The sentinel stays open after the process ends (it is readable
+        # then), until close() or until this object is collected.
+        self._close_pidfd = weakref.finalize(self, os.close, self._pidfd)
+        self._close_pidfd.atexit = False  # the exit handlers below still join with it
         _children.add(self)
 
     def _bootstrap(self, parent_pid, arm_death):
@@ -232,8 +237,6 @@ class Process:
         if pid == 0:
             return
         self._exitcode = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
-        os.close(self._pidfd)
-        self._pidfd = None
         _children.discard(self)
 
     def join(self, timeout=None):
@@ -314,6 +317,9 @@ class Process:
                     "Cannot close a process while it is still running. You should first call join() or terminate()."
                 )
         _children.discard(self)
+        if self._pidfd is not None:
+            self._close_pidfd()
+            self._pidfd = None
         self._closed = True
 
     def __repr__(self):

@@ -26,10 +26,16 @@ has a thread per connection):
 
 The wire is multiprocessing's: the same framing, the same HMAC challenge
 (both ways, before anything is unpickled), the same requests and replies.
-So the proxies are multiprocessing's own classes (BaseProxy, AutoProxy,
-DictProxy, ...), a program may connect to a corelet manager with
+So a program may connect to a corelet manager with
 ``multiprocessing.managers.BaseManager(address, authkey).connect()``, and a
-corelet manager may connect to a multiprocessing one.
+corelet manager may connect to a multiprocessing one. corelet's proxy
+classes (BaseProxy, AutoProxy, DictProxy, ...) are subclasses of
+multiprocessing's with one change, in ``_callmethod``: where the manager is
+corelet's and on this host (a Unix socket address) a thread's calls go
+through a shared-memory channel — two ipc queues in memfds, whose
+descriptors the server sends over the authenticated socket — instead of
+the socket. The server polls a channel for a moment after each request, so
+a client that calls again at once is answered without waking a process.
 
 Differences from multiprocessing's (tests/py/test_managers.py runs each
 test body against both):

@@ -1,5 +1,6 @@
 """Helpers of the Python tests: child interpreters that import the same
-corelet as the tests, and the Ctrl-C check."""
+corelet as the tests, the Ctrl-C check, and waiting for a condition or a
+process's end."""
 
 import os
 import signal
@@ -42,3 +43,26 @@ def assert_ctrl_c_interrupts(body):
         proc.kill()
     assert proc.returncode == 3, err
     assert "interrupted" in out
+
+
+def wait_until(pred, timeout=30.0):
+    """Whether pred() became true within timeout seconds (looked at every 10 ms)."""
+    end = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def pid_alive(pid):
+    """Whether process pid runs (a zombie counts as dead)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

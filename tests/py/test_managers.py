@@ -21,6 +21,7 @@ import time
 import types
 
 import pytest
+from support import pid_alive, wait_until
 
 import corelet
 import corelet.managers
@@ -39,27 +40,6 @@ def mm(request):
 def better_in_corelet(mm, why):
     if mm.pkg is multiprocessing:
         pytest.xfail("intended difference (py/README.md): " + why)
-
-
-def wait_until(pred, timeout=30.0):
-    end = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > end:
-            return False
-        time.sleep(0.01)
-    return True
-
-
-def pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def run_child(mm, target, *args):

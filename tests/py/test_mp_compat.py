@@ -17,6 +17,7 @@ import threading
 import time
 
 import pytest
+from support import pid_alive, wait_until
 
 import corelet
 
@@ -32,28 +33,6 @@ def better_in_corelet(mp, why):
     """An intended difference: multiprocessing is expected to fail this test."""
     if mp is multiprocessing:
         pytest.xfail("intended difference (py/README.md): " + why)
-
-
-def wait_until(pred, timeout=30.0):
-    end = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > end:
-            return False
-        time.sleep(0.01)
-    return True
-
-
-def pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is dead for our purpose: look at its state.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 # ---- the names ----------------------------------------------------------------
@@ -658,3 +637,20 @@ def test_close_lets_an_imap_in_progress_finish(mp):
         p.join()
     finally:
         p.terminate()
+
+
+def _quick():
+    pass
+
+
+def test_the_sentinel_stays_usable_after_join_until_close(mp):
+    import select as _select
+
+    p = mp.Process(target=_quick)
+    p.start()
+    p.join(60)
+    fd = p.sentinel
+    assert _select.select([fd], [], [], 0)[0] == [fd]  # readable: the process has ended
+    p.close()
+    with pytest.raises(ValueError):
+        p.sentinel

@@ -237,3 +237,54 @@ def test_maxtasksperchild_over_many_chunks_and_two_workers():
         assert len(by_pid) >= 10
         assert p.map(pid_and_square, [7])[0][1] == 49
 
+
+
+# ---- the zygote: later Pools are forked from one clean interpreter ----------------------
+
+def test_later_pools_are_forked_from_one_zygote_not_execed():
+    from corelet import _host
+
+    with corelet.Pool(1) as a:
+        hosts_parent_a = a.apply(_host_parent_pid)
+    with corelet.Pool(1) as b:
+        hosts_parent_b = b.apply(_host_parent_pid)
+    zygote = _host._zygote
+    assert zygote is not None and zygote.owner == os.getpid()
+    assert hosts_parent_a == hosts_parent_b == zygote.proc.pid  # both hosts are the zygote's children
+    assert zygote.proc.pid != os.getpid()
+
+
+def _host_parent_pid():
+    # A worker's parent is its Pool's host; the host's parent is the zygote.
+    with open(f"/proc/{os.getppid()}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def test_a_pool_sees_the_environment_directory_and_path_of_its_moment(tmp_path, monkeypatch):
+    with corelet.Pool(1) as p:  # the zygote exists from here on
+        p.apply(abs, (1,))
+    monkeypatch.setenv("CORELET_TEST_MARK", "later")
+    monkeypatch.chdir(tmp_path)
+    with corelet.Pool(1) as p:
+        assert p.apply(os.getenv, ("CORELET_TEST_MARK",)) == "later"
+        assert p.apply(os.getcwd) == str(tmp_path)
+
+
+def _pool_in_child(out):
+    with corelet.Pool(1) as p:
+        out.put(p.apply(_host_parent_pid))
+
+
+def test_a_forked_child_starts_its_own_zygote():
+    from corelet import _host
+
+    with corelet.Pool(1) as p:
+        p.apply(abs, (1,))
+    mine = _host._zygote.proc.pid
+    out = corelet.SimpleQueue()
+    c = corelet.Process(target=_pool_in_child, args=(out,))
+    c.start()
+    theirs = out.get()
+    c.join(60)
+    assert c.exitcode == 0
+    assert theirs != mine
