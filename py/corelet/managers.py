@@ -434,7 +434,10 @@ class Server:
         clock = time.perf_counter
         spin_until = 0.0
         while True:
-            got, request = try_get(req)
+            try:
+                got, request = try_get(req)
+            except EOFError:  # closed by the watcher: the client is gone
+                return
             if not got:
                 if clock() < spin_until:
                     yield  # others run; then look again
@@ -448,9 +451,12 @@ class Server:
                 done = rep.put(msg)
                 if done is not None:
                     yield done
-            except ValueError:  # too large for the ring: it goes over the socket
-                yield rep.put(("#VIA_SOCKET", None))
-                yield from conn.send(msg)
+            except ValueError as e:
+                if "does not fit" not in str(e):
+                    yield rep.put(("#UNSERIALIZABLE", _format_exc()))
+                else:  # too large for the ring: it goes over the socket
+                    yield rep.put(("#VIA_SOCKET", None))
+                    yield from conn.send(msg)
             except Exception:
                 yield rep.put(("#UNSERIALIZABLE", _format_exc()))
             spin_until = clock() + _SERVER_SPIN

@@ -644,3 +644,28 @@ def test_a_waiting_call_through_the_channel_leaves_the_others_served():
         q.put("done")
         t.join(60)
         assert got == ["done"]
+
+
+class _RefusesPickling:
+    def __reduce__(self):
+        raise ValueError("this object refuses pickling")
+
+
+class Maker:
+    def bad(self):
+        return _RefusesPickling()
+
+    def good(self):
+        return "fine"
+
+
+def test_a_result_that_cannot_be_pickled_fails_that_call_only(mm):
+    class M(mm.managers.BaseManager):
+        pass
+
+    M.register("Maker", Maker)
+    with M() as m:
+        maker = m.Maker()
+        with pytest.raises(mm.managers.RemoteError, match="refuses pickling"):
+            maker.bad()
+        assert maker.good() == "fine"  # the connection goes on
