@@ -11,11 +11,11 @@ rate is all requests over the time from the start to the last client's end.
 
 import argparse
 import multiprocessing
-import os
 import statistics
 import time
 
 import corelet  # PYTHONPATH names the build
+from compare import machine  # perf/compare.py: the CPU, its count, the kernel
 
 
 def client(d, key, calls, go, done):
@@ -48,7 +48,7 @@ def main():
     ap.add_argument("--calls", type=int, default=20000)
     ap.add_argument("--clients", default="1,2,4")
     args = ap.parse_args()
-    print(f"CPU: {cpu_name()}, {os.cpu_count()} CPUs; {args.calls} requests per client")
+    print(f"{machine()}; {args.calls} requests per client")
     for clients in [int(c) for c in args.clients.split(",")]:
         ratios, mps, cls = [], [], []
         for _ in range(args.rounds):
@@ -60,17 +60,6 @@ def main():
         print(f"{clients} client(s): multiprocessing {statistics.median(mps):,.0f}/s, corelet "
               f"{statistics.median(cls):,.0f}/s, ratio median {statistics.median(ratios):.2f}x "
               f"(rounds: {', '.join(f'{r:.2f}' for r in ratios)})")
-
-
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 if __name__ == "__main__":

@@ -11,11 +11,11 @@ so the time is mostly the replacements' (TASKS / PER_CHILD of them).
 
 import argparse
 import multiprocessing
-import os
 import statistics
 import time
 
 import corelet  # PYTHONPATH names the build
+from compare import machine  # perf/compare.py: the CPU, its count, the kernel
 
 
 def timed(make, tasks, per_child):
@@ -35,7 +35,7 @@ def main():
     ap.add_argument("--per-child", type=int, default=10)
     args = ap.parse_args()
     fork = multiprocessing.get_context("fork")
-    print(f"CPU: {cpu_name()}, {os.cpu_count()} CPUs; {args.tasks} tasks, maxtasksperchild={args.per_child}")
+    print(f"{machine()}; {args.tasks} tasks, maxtasksperchild={args.per_child}")
     mine, theirs, ratios = [], [], []
     for _ in range(args.runs):
         b = timed(fork.Pool, args.tasks, args.per_child)
@@ -49,14 +49,6 @@ def main():
           f"({statistics.median(theirs) / per * 1e3:.2f} ms per replaced worker)")
     print(f"corelet / multiprocessing: median {statistics.median(ratios):.2f}x "
           f"(runs: {', '.join(f'{r:.2f}' for r in ratios)})")
-
-
-def cpu_name():
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return "unknown CPU"
 
 
 if __name__ == "__main__":

@@ -10,11 +10,11 @@ zygote that later Pools are forked from; that first one is timed apart.
 
 import argparse
 import multiprocessing
-import os
 import statistics
 import time
 
 import corelet  # PYTHONPATH names the build
+from compare import machine  # perf/compare.py: the CPU, its count, the kernel
 
 
 def once(make):
@@ -31,7 +31,7 @@ def main():
     args = ap.parse_args()
     fork = multiprocessing.get_context("fork")
     first = once(corelet.Pool)
-    print(f"CPU: {cpu_name()}, {os.cpu_count()} CPUs; the first corelet.Pool (starts the zygote): {first * 1e3:.1f} ms")
+    print(f"{machine()}; the first corelet.Pool (starts the zygote): {first * 1e3:.1f} ms")
     ratios = []
     for run in range(args.runs):
         mine, theirs = [], []
@@ -43,14 +43,6 @@ def main():
         print(f"run {run + 1}: corelet.Pool {a * 1e3:.1f} ms, multiprocessing.Pool (fork) {b * 1e3:.1f} ms, "
               f"ratio {a / b:.2f}x (medians of {args.pools})")
     print(f"ratio median {statistics.median(ratios):.2f}x (runs: {', '.join(f'{r:.2f}' for r in ratios)})")
-
-
-def cpu_name():
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return "unknown CPU"
 
 
 if __name__ == "__main__":

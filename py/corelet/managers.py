@@ -83,6 +83,8 @@ from ._sync import Event as _Event
 from ._sync import Lock as _Lock
 from ._sync import RLock as _RLock
 from ._sync import Semaphore as _Semaphore
+from ._pool import Pool
+from ._process import Process, _die_with_parent
 from ._shared_queue import SharedQueue
 
 # multiprocessing's own classes.
@@ -263,7 +265,6 @@ class Server:
         self.id_to_local_proxy_obj = {}
         self._on_scheduler = set()  # idents whose methods run on the scheduler
         self._tasks = {}  # the connections' tasklets by id
-        self._stopping = False
         self._stop = None
 
     # ---- running ----
@@ -285,7 +286,6 @@ class Server:
         listener = _io.socket.wrap(self._listener)
         accepter = spawn(self._accept_loop, listener, name="manager accept")
         await self._stop.wait()
-        self._stopping = True
         accepter.cancel()
         for t in list(self._tasks.values()):
             t.cancel()
@@ -546,12 +546,6 @@ class Server:
         self._on_scheduler.discard(ident)
 
 
-def _die_with_parent(parent_pid):
-    from ._process import _die_with_parent as die
-
-    die(parent_pid)
-
-
 # ---- the client side: proxies with a shared-memory channel -----------------------
 
 _NO_CHANNEL = object()
@@ -570,6 +564,11 @@ class _Channel:
         self._poll.register(conn.fileno(), select.POLLRDHUP | select.POLLHUP | select.POLLERR)
 
     def call(self, request):
+        """Sends request and waits for its reply, with no time limit of its
+        own (a method's timeout is the server's, as over a socket), looking
+        at the server's socket every 0.1 s: a server gone (closed or
+        killed) raises ConnectionResetError. A request too large for the
+        ring raises ValueError ("does not fit") before anything is sent."""
         self.req.put(request)
         while True:
             try:
@@ -772,8 +771,6 @@ class BaseManager(_mpm.BaseManager):
 
     def start(self, initializer=None, initargs=()):
         """Starts the server in a child process (forked now) and waits for its address."""
-        from ._process import Process
-
         self._check_initial()
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable")
@@ -828,12 +825,6 @@ class BaseManager(_mpm.BaseManager):
         server.serve_forever()
 
 
-def _make_pool(*args, **kwds):
-    from ._pool import Pool
-
-    return Pool(*args, **kwds)
-
-
 class SyncManager(BaseManager):
     """multiprocessing.managers.SyncManager on corelet: ``dict``, ``list``,
     ``Namespace``, ``Queue``, ``JoinableQueue``, ``Lock``, ``RLock``,
@@ -852,7 +843,7 @@ SyncManager.register("Semaphore", _Semaphore, AcquirerProxy)
 SyncManager.register("BoundedSemaphore", _BoundedSemaphore, AcquirerProxy)
 SyncManager.register("Condition", _Condition, ConditionProxy)
 SyncManager.register("Barrier", _Barrier, BarrierProxy)
-SyncManager.register("Pool", _make_pool, PoolProxy)
+SyncManager.register("Pool", Pool, PoolProxy)
 SyncManager.register("list", list, ListProxy)
 SyncManager.register("dict", dict, DictProxy)
 SyncManager.register("Value", Value, ValueProxy)
