@@ -5,6 +5,7 @@
 #include "io_support.hpp"
 
 #include <corelet/sched/futex.hpp>
+#include <corelet/sched/primitive.hpp>
 #include <corelet/sched/task.hpp>
 #include <corelet/sched/timer.hpp>
 
@@ -127,6 +128,37 @@ TEST_P(Futex, ParksOnlyTheTasklet) {
     });
     corelet::spawn([&] { other_ran = true; }).join();
     EXPECT_EQ(waiter.join(), 1u);
+  });
+  waker.join();
+}
+
+TEST_P(Futex, InPlainCodeATaskletsWaitBlocksTheThread) {
+  Word w{0};
+  std::thread waker;
+  run_io([&] {
+    bool other_ran = false;
+    auto other = corelet::spawn([&] { other_ran = true; });
+    ASSERT_NE(corelet::primitive::current(), nullptr);
+    {
+      corelet::primitive::PlainCode plain;
+      EXPECT_EQ(corelet::primitive::current(), nullptr);
+      {
+        corelet::primitive::PlainCode nested;
+        EXPECT_EQ(corelet::primitive::current(), nullptr);
+      }
+      EXPECT_EQ(corelet::primitive::current(), nullptr);
+      waker = std::thread([&] {
+        std::this_thread::sleep_for(2ms);
+        w.store(1, std::memory_order_release);
+        corelet::futex_wake(w);
+      });
+      while (w.load(std::memory_order_acquire) == 0)
+        EXPECT_EQ(corelet::futex_wait(w, 0, corelet::Clock::now() + 60s), FutexWait::Woken);
+      EXPECT_FALSE(other_ran);  // the thread waited: the scheduler ran nobody else
+    }
+    EXPECT_NE(corelet::primitive::current(), nullptr);
+    other.join();
+    EXPECT_TRUE(other_ran);
   });
   waker.join();
 }

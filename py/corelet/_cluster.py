@@ -96,9 +96,29 @@ def _after_fork_of_worker():
         _after_fork_in_child()
 
 
+def _stop_idle_resource_sharer():
+    """multiprocessing's resource sharer (a thread that hands pickled Pipe
+    ends and descriptors to their receivers) is stopped before the cluster
+    forks, which needs a single-threaded process, when it holds nothing
+    that is still to be received; it starts again at the next such pickle."""
+    from multiprocessing import resource_sharer
+
+    sharer = resource_sharer._resource_sharer
+    if getattr(sharer, "_thread", None) is None:
+        return
+    if getattr(sharer, "_cache", None):
+        raise _corelet.UsageError(
+            "corelet.run: a Pipe end or descriptor this process pickled has not been received yet "
+            "(multiprocessing's resource sharer keeps a thread for it, and the cluster forks only "
+            "a single-threaded process)"
+        )
+    sharer.stop(timeout=30)
+
+
 def run_cluster(main, args, workers, pin, on_worker_death, shutdown_timeout, idle_spin, ring_bytes, quiet=False):
     if on_worker_death not in ("restart", "shutdown"):
         raise ValueError("corelet.run: on_worker_death is 'restart' or 'shutdown'")
+    _stop_idle_resource_sharer()
     fd = os.memfd_create("corelet-run-result")
     global _forking_workers, _hooked
     if not _hooked:

@@ -31,7 +31,7 @@ import types
 import weakref
 
 from ._cluster import _call_payload
-from ._corelet import Channel, num_workers, spawn, this_worker
+from ._corelet import Channel, _plain_call, num_workers, spawn, this_worker
 from ._host import join_thread, start_host
 from ._wire import callable_name, dumps, dumps_call, loads, pack_exception, raise_remote
 
@@ -65,7 +65,14 @@ def _split_job_payload(data):
 
 
 def _run_chunk(init, fn, items, star):
-    """One chunk in a worker: fn over items (initializer first, once per process)."""
+    """One chunk in a worker: fn over items (initializer first, once per
+    process), as plain code: corelet's waits in them (a Queue.get, a Pipe's
+    recv, a lock) block the worker, as in multiprocessing's, rather than
+    give the operations a tasklet would wait on."""
+    return _plain_call(_chunk_body, init, fn, items, star)
+
+
+def _chunk_body(init, fn, items, star):
     if init is not None and init[0] not in _initialized:
         _initialized.add(init[0])
         init[1](*init[2])

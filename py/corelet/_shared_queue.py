@@ -3,9 +3,11 @@ multiprocessing's: a SharedQueue is the Python face of <corelet/ipc/queue.hpp>
 (an ipc::Queue of byte messages in anonymous shared memory), and each
 direction of a Pipe is one.
 
-They reach the processes forked after they are made (corelet.Process
+Queues reach the processes forked after they are made (corelet.Process
 children and the workers of corelet.run(main, workers=N)): share them by
-inheritance, as with multiprocessing; pickling one raises RuntimeError.
+inheritance, as with multiprocessing; pickling one raises RuntimeError. A
+Pipe's end also pickles, as a multiprocessing Connection does (see
+Connection.__reduce__).
 corelet.Queue() and corelet.JoinableQueue() give them when made in plain
 code (see corelet._common). Their waiting methods block the calling thread
 in plain code (the GIL released); inside a tasklet they are operations
@@ -16,6 +18,7 @@ side's change wakes it: no polling, no CPU while it waits.
 import os
 import types
 import weakref
+from multiprocessing.reduction import DupFd
 
 from ._common import _in_process_only, _in_tasklet, _not_picklable
 from ._corelet import ShmQueue, _shmq_get, _shmq_put, _shmq_try_get, instancemethod
@@ -39,11 +42,11 @@ class SharedQueue(Queue, plain_code_of=Queue):
     is room and get gives a complete operation when an item is there, and
     otherwise both give operations that wait (see the module docstring)."""
 
-    def __init__(self, maxsize=0, *, buffer=_DEFAULT_BUFFER):
+    def __init__(self, maxsize=0, *, buffer=_DEFAULT_BUFFER, _shareable=False):
         if maxsize < 0:
             maxsize = 0
         self.maxsize = maxsize
-        self._q = ShmQueue(buffer, maxsize)
+        self._q = ShmQueue(buffer, maxsize, _shareable)
         self._qp = self._q._address()  # for the C functions below; lives as long as _q
 
     __reduce__ = _not_picklable
@@ -169,7 +172,26 @@ class Connection:
         self._closed = False
         _connections.add(self)
 
-    __reduce__ = _not_picklable
+    def __reduce__(self):
+        """An end pickles to any process that shares this one's authkey (a
+        child, a Pool worker, a manager...), through a Pipe or a Queue, as
+        multiprocessing's Connection: its queues' memfds go to the receiver
+        through multiprocessing's resource sharer (a Unix socket, the authkey
+        challenge first). The pickle counts as a holder of the sending side
+        from now on, as a duplicated descriptor would: the peer sees EOFError
+        only after the receiver closes its copy too."""
+        if self._closed:
+            raise OSError("handle is closed")
+        if self._tx is not None:
+            self._tx._q.add_writer()
+        return _rebuild_end, (_share(self._rx), _share(self._tx))
+
+    def fileno(self):
+        raise OSError(
+            "a corelet.Pipe end has no file descriptor (it lives in shared memory): wait on it with "
+            "corelet.connection.wait(), send descriptors with corelet.connection.send_handle(), or use "
+            "multiprocessing.Pipe() where a descriptor is needed"
+        )
 
     @property
     def closed(self):
@@ -287,11 +309,30 @@ def _close_inherited():
         c.close()
 
 
+def _share(q):
+    return None if q is None else DupFd(q._q.fileno())
+
+
+def _rebuild_end(rx, tx):
+    def attach(dup):
+        if dup is None:
+            return None
+        fd = dup.detach()
+        try:
+            return SharedQueue._over(ShmQueue.attach(fd))
+        finally:
+            os.close(fd)
+
+    return Connection(attach(rx), attach(tx))
+
+
 def Pipe(duplex=True, *, buffer=_DEFAULT_BUFFER):  # noqa: N802 - multiprocessing's name
     """A pair of Connections, as multiprocessing.Pipe: duplex by default; with
-    duplex=False the first can only recv and the second only send."""
-    a_to_b = SharedQueue(buffer=buffer)
+    duplex=False the first can only recv and the second only send. Each
+    direction is a queue in a memfd, so that an end can be sent to a process
+    that did not inherit it."""
+    a_to_b = SharedQueue(buffer=buffer, _shareable=True)
     if not duplex:
         return Connection(a_to_b, None), Connection(None, a_to_b)
-    b_to_a = SharedQueue(buffer=buffer)
+    b_to_a = SharedQueue(buffer=buffer, _shareable=True)
     return Connection(b_to_a, a_to_b), Connection(a_to_b, b_to_a)

@@ -14,7 +14,15 @@
   multiprocessing one talk to each other. Their calls block the calling
   thread, in a tasklet too (corelet.socket is the I/O that parks a tasklet).
 - ``Pipe`` is corelet's, the same as ``corelet.Pipe``: its ends live in
-  shared memory and have no file descriptor.
+  shared memory and have no file descriptor; they pickle (through a Pipe, a
+  Queue, to a Pool worker), as multiprocessing's Connections do.
+- ``send_handle(conn, handle, destination_pid)`` and ``recv_handle(conn)``
+  pass a file descriptor, as multiprocessing.reduction's: over a
+  Listener/Client or multiprocessing Connection (SCM_RIGHTS on its socket),
+  and over a corelet Pipe end (the descriptor goes through
+  multiprocessing's resource sharer; the message saying so goes through
+  the Pipe, in order with the other messages). recv_handle gives a new
+  descriptor, the caller's to close.
 - ``wait(object_list, timeout=None)`` waits until one of the objects is
   ready and gives the list of those that are: multiprocessing's
   Connections, sockets, file descriptors and Process sentinels, and also
@@ -25,6 +33,7 @@
 """
 
 import multiprocessing.connection as _mpc
+import multiprocessing.reduction as _reduction
 import select
 import types
 
@@ -41,7 +50,48 @@ deliver_challenge = _mpc.deliver_challenge
 answer_challenge = _mpc.answer_challenge
 families = _mpc.families
 
-__all__ = ["Client", "Listener", "Pipe", "wait"]
+__all__ = ["Client", "Listener", "Pipe", "recv_handle", "send_handle", "wait"]
+
+
+class _SentHandle:
+    """What send_handle puts on a corelet Pipe: the descriptor, as
+    multiprocessing's DupFd (the receiver fetches it from this process's
+    resource sharer)."""
+
+    def __init__(self, handle):
+        self.dup = _reduction.DupFd(handle)
+
+
+def send_handle(conn, handle, destination_pid):
+    """Sends the file descriptor `handle` to the process at the other end of
+    conn (destination_pid is multiprocessing's argument, unused on Linux);
+    the caller keeps its own descriptor."""
+    if not isinstance(conn, _PipeEnd):
+        return _reduction.send_handle(conn, handle, destination_pid)
+    return conn.send(_SentHandle(handle))
+
+
+def _handle_of(message):
+    if not isinstance(message, _SentHandle):
+        raise OSError(f"recv_handle: the message received was a {type(message).__name__}, not a send_handle()")
+    return message.dup.detach()
+
+
+@types.coroutine
+def _recv_handle_op(op):
+    return _handle_of((yield op))
+
+
+def recv_handle(conn):
+    """The file descriptor that the other end sent with send_handle (a new
+    descriptor of this process). On a corelet Pipe end in a tasklet, an
+    operation."""
+    if not isinstance(conn, _PipeEnd):
+        return _reduction.recv_handle(conn)
+    message = conn.recv()
+    if _in_tasklet():
+        return _recv_handle_op(message)
+    return _handle_of(message)
 
 
 def _fd(obj):

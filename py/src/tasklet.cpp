@@ -827,6 +827,15 @@ void bind_tasklets(pyb::module_& m) {
       "The running tasklet's id (Task.id), or 0 outside any tasklet.");
 
   m.def(
+      "_plain_call",
+      [](const pyb::object& fn, const pyb::args& args) {
+        primitive::PlainCode plain;
+        return fn(*args);
+      },
+      "fn(*args) as plain code, in a tasklet too: corelet's waits in it block the thread (a Pool's "
+      "function, as multiprocessing's workers run it).");
+
+  m.def(
       "_run",
       [](pyb::object main, pyb::args args) -> pyb::object {
         RunScope scope;

@@ -578,7 +578,14 @@ namespace corelet::primitive {
 using detail::Scheduler;
 using detail::tl_sched;
 
-Tasklet* current() noexcept { return tl_sched ? tl_sched->current() : nullptr; }
+Tasklet* current() noexcept { return tl_sched ? tl_sched->visible_current() : nullptr; }
+
+PlainCode::PlainCode() noexcept : sched_(tl_sched) {
+  if (sched_) ++sched_->plain_;
+}
+PlainCode::~PlainCode() {
+  if (sched_) --sched_->plain_;
+}
 
 Tasklet* require_tasklet(const char* call) {
   Tasklet* t = current();

@@ -59,6 +59,9 @@ class Scheduler {
   const std::string& io_fallback_reason() const noexcept { return io_fallback_reason_; }
 
   Tasklet* current() const noexcept { return current_; }
+  // What primitive::current() reports: none while a PlainCode scope lives.
+  Tasklet* visible_current() const noexcept { return plain_ ? nullptr : current_; }
+  int plain_ = 0;  // PlainCode scopes open on this thread (primitive.hpp)
 
   // Parks that suspended so far (I/O's fairness budget: an I/O call that
   // returned without one did not let anybody else run).

@@ -50,6 +50,7 @@ using Clock = std::chrono::steady_clock;
 
 namespace detail {
 struct Tasklet;
+class Scheduler;
 }
 
 namespace primitive {
@@ -134,8 +135,26 @@ inline Clock::duration remaining(Clock::time_point deadline) noexcept {
 
 // ---- the calling tasklet ----
 
-// The running tasklet, or nullptr outside any tasklet (also outside run()).
+// The running tasklet, or nullptr outside any tasklet (also outside run()
+// and inside a PlainCode scope).
 Tasklet* current() noexcept;
+// PlainCode — while one lives, current() is nullptr on this thread: the code
+// run meanwhile is plain code, whose blocking calls block the thread instead
+// of parking the tasklet that runs it (corelet's Python Pool runs the user's
+// function so, as multiprocessing's workers do). The thread's scheduler runs
+// nothing else until the scope ends, so code in it must not wait for
+// another tasklet of this scheduler. Scopes nest; one belongs to the thread
+// that made it.
+class PlainCode {
+ public:
+  PlainCode() noexcept;
+  ~PlainCode();
+  PlainCode(const PlainCode&) = delete;
+  PlainCode& operator=(const PlainCode&) = delete;
+
+ private:
+  detail::Scheduler* sched_;
+};
 // The running tasklet; throws UsageError("corelet: <call> called outside a
 // tasklet") if there is none.
 Tasklet* require_tasklet(const char* call);
