@@ -9,6 +9,10 @@ the request rate, the server's CPU time (/proc/PID/stat) and the clients'
 --server-spin S sets how long the server polls a channel after a request
 (corelet.managers._SERVER_SPIN, before the manager starts: its server is
 forked) and runs py_managers' rate() with and without it, alternating.
+--client-yields N does the same with the client's yielding polls of a reply
+(corelet.managers._CLIENT_YIELDS), from 1, 2 and 4 clients.
+
+    PYTHONPATH=build/release/python /usr/bin/python3 perf/py_managers_cpu.py --client-yields 0 --rounds 5
 """
 
 import argparse
@@ -63,28 +67,34 @@ def split(clients):
           f"({used / wall * 100:.0f}%)")
 
 
-def server_spin(spin, rounds):
-    shipped = corelet.managers._SERVER_SPIN
-    for clients in (1, 2):
-        rates = {shipped: [], spin: []}
+def compare(setting, value, rounds, clients_list=(1, 2, 4)):
+    """py_managers' rate() with corelet.managers.<setting> as shipped and as
+    `value`, alternating within each round (set before the manager and its
+    clients are forked)."""
+    shipped = getattr(corelet.managers, setting)
+    for clients in clients_list:
+        rates = {shipped: [], value: []}
         for _ in range(rounds):
-            for s in (shipped, spin):
-                corelet.managers._SERVER_SPIN = s
-                rates[s].append(py_managers.rate(corelet, clients, 20000))
+            for v in (shipped, value):
+                setattr(corelet.managers, setting, v)
+                rates[v].append(py_managers.rate(corelet, clients, 20000))
         print(f"{clients} clients: " + "; ".join(
-            f"server spin {s * 1e6:.0f} us: median {statistics.median(v):,.0f}/s ({', '.join(f'{x:,.0f}' for x in v)})"
-            for s, v in rates.items()))
-    corelet.managers._SERVER_SPIN = shipped
+            f"{setting} {v}: median {statistics.median(r):,.0f}/s ({', '.join(f'{x:,.0f}' for x in r)})"
+            for v, r in rates.items()), flush=True)
+    setattr(corelet.managers, setting, shipped)
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--server-spin", type=float, default=None)
+    ap.add_argument("--client-yields", type=int, default=None)
     ap.add_argument("--rounds", type=int, default=4)
     args = ap.parse_args()
     print(machine())
     if args.server_spin is not None:
-        server_spin(args.server_spin, args.rounds)
+        compare("_SERVER_SPIN", args.server_spin, args.rounds, (1, 2))
+    elif args.client_yields is not None:
+        compare("_CLIENT_YIELDS", args.client_yields, args.rounds)
     else:
         for clients in (1, 2):
             split(clients)

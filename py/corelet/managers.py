@@ -65,12 +65,15 @@ import threading
 import time
 import traceback
 import types
+
+import _posixshmem
 from multiprocessing import connection as _mpc
 from multiprocessing import process as _mpprocess
 from multiprocessing import util as _mputil
 from multiprocessing.reduction import ForkingPickler
 
 from . import _io
+from . import shared_memory as _shared_memory
 from ._common import _in_tasklet
 from ._corelet import Cancelled, Op, _run, current_id, run_blocking, spawn
 from ._corelet import ShmQueue, _shmq_try_get
@@ -92,6 +95,7 @@ from multiprocessing.managers import Array, Namespace, RemoteError, Token, Value
 
 __all__ = [
     "BaseManager",
+    "SharedMemoryManager",
     "SyncManager",
     "BaseProxy",
     "Token",
@@ -108,6 +112,11 @@ _WELCOME = b"#WELCOME#"
 _FAILURE = b"#FAILURE#"
 _MESSAGE_LENGTH = 20
 _CHANNEL_BYTES = 1 << 20  # each way; a larger request goes over the socket, a larger reply too
+# A client polls for its reply this many times, yielding its CPU before
+# each poll, before its blocking get (which spins, then sleeps): where more
+# processes are runnable than there are CPUs (two clients and the server on
+# two), the server then gets the CPU a spinning client would have held.
+_CLIENT_YIELDS = 3
 _SERVER_SPIN = 50e-6  # seconds a channel is polled after a request before its tasklet parks
 
 # Objects made by these run their methods on the scheduler: the builtins and
@@ -286,6 +295,7 @@ class Server:
         listener = _io.socket.wrap(self._listener)
         accepter = spawn(self._accept_loop, listener, name="manager accept")
         await self._stop.wait()
+        self._at_shutdown()
         accepter.cancel()
         for t in list(self._tasks.values()):
             t.cancel()
@@ -473,6 +483,9 @@ class Server:
 
     fallback_mapping = {"__str__": _fallback_str, "__repr__": _fallback_repr, "#GETVALUE": _fallback_getvalue}
 
+    def _at_shutdown(self):
+        """Runs when a client has asked the server to shut down."""
+
     # ---- the server's public functions (multiprocessing's) ----
     def dummy(self):
         pass
@@ -570,7 +583,17 @@ class _Channel:
         killed) raises ConnectionResetError. A request too large for the
         ring raises ValueError ("does not fit") before anything is sent."""
         self.req.put(request)
-        while True:
+        reply = None
+        for _ in range(_CLIENT_YIELDS):
+            try:
+                got, reply = _shmq_try_get(self.rep)
+            except EOFError:
+                raise ConnectionResetError(f"corelet.managers: the manager at {self.address!r} is gone") from None
+            if got:
+                break
+            reply = None
+            os.sched_yield()  # the CPU to whoever is runnable here (the server, on a busy machine)
+        while reply is None:
             try:
                 kind, result = self.rep.get(True, _LIVENESS_CHECK)
             except queue.Empty:
@@ -579,9 +602,10 @@ class _Channel:
                 continue
             except EOFError:
                 raise ConnectionResetError(f"corelet.managers: the manager at {self.address!r} is gone") from None
-            if kind == "#VIA_SOCKET":
-                return self.conn.recv()
-            return kind, result
+            reply = kind, result
+        if reply[0] == "#VIA_SOCKET":
+            return self.conn.recv()
+        return reply
 
 
 def _open_channel(proxy):
@@ -733,6 +757,7 @@ class BaseManager(_mpm.BaseManager):
     and the context manager, with multiprocessing's meaning."""
 
     _registry = {}
+    _Server = Server
 
     def __init__(self, address=None, authkey=None, serializer="pickle", ctx=None, *, shutdown_timeout=1.0):
         if serializer != "pickle":
@@ -758,7 +783,7 @@ class BaseManager(_mpm.BaseManager):
     def get_server(self):
         """The Server object (``serve_forever()``, ``address``) for this process to run."""
         self._check_initial()
-        return Server(self._registry, self._address, self._authkey, self._serializer)
+        return self._Server(self._registry, self._address, self._authkey, self._serializer)
 
     def connect(self):
         """Connects this manager object to a running server at ``address``."""
@@ -815,7 +840,7 @@ class BaseManager(_mpm.BaseManager):
         try:
             if initializer is not None:
                 initializer(*initargs)
-            server = Server(registry, address, authkey, serializer)
+            server = cls._Server(registry, address, authkey, serializer)
         except BaseException as e:  # noqa: BLE001 - sent to start(), which raises it there
             writer.send(e)
             writer.close()
@@ -851,6 +876,75 @@ SyncManager.register("Array", Array, ArrayProxy)
 SyncManager.register("Namespace", Namespace, NamespaceProxy)
 SyncManager.register("Iterator", proxytype=IteratorProxy, create_method=False)
 SyncManager.register("AsyncResult", create_method=False)
+
+
+class SharedMemoryServer(Server):
+    """The server of a SharedMemoryManager: it keeps the names of the
+    segments its clients made through it, and unlinks them when it shuts
+    down (track_segment, release_segment, list_segments, as
+    multiprocessing's)."""
+
+    public = Server.public + ["track_segment", "release_segment", "list_segments"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.segment_names = []
+
+    def track_segment(self, segment_name):
+        self.segment_names.append(segment_name)
+
+    def release_segment(self, segment_name):
+        self.segment_names.remove(segment_name)
+        _unlink_segment(segment_name)
+
+    def list_segments(self):
+        return list(self.segment_names)
+
+    def _at_shutdown(self):
+        for name in self.segment_names:
+            _unlink_segment(name)
+        self.segment_names.clear()
+
+
+def _unlink_segment(name):
+    try:
+        _posixshmem.shm_unlink("/" + name)
+    except FileNotFoundError:
+        pass  # gone already: its holders all closed it
+
+
+class SharedMemoryManager(BaseManager):
+    """multiprocessing.managers.SharedMemoryManager on corelet:
+    ``SharedMemory(size)`` and ``ShareableList(sequence)`` make corelet
+    segments (corelet.shared_memory) in the calling process and have the
+    manager's server unlink them at its shutdown. A segment goes by itself
+    too, once nobody holds it."""
+
+    _Server = SharedMemoryServer
+
+    def get_server(self):
+        self._check_initial()
+        return self._Server(self._registry, self._address, self._authkey, self._serializer)
+
+    def _tracked(self, segment):
+        with self._Client(self._address, authkey=self._authkey) as conn:
+            try:
+                _mpm.dispatch(conn, None, "track_segment", (segment.name,))
+            except BaseException:
+                segment.unlink()
+                raise
+
+    def SharedMemory(self, size):  # noqa: N802 - multiprocessing's name
+        """A new corelet SharedMemory of `size` bytes, unlinked at the manager's shutdown."""
+        sms = _shared_memory.SharedMemory(None, create=True, size=size)
+        self._tracked(sms)
+        return sms
+
+    def ShareableList(self, sequence):  # noqa: N802 - multiprocessing's name
+        """A new corelet ShareableList of `sequence`, unlinked at the manager's shutdown."""
+        sl = _shared_memory.ShareableList(sequence)
+        self._tracked(sl.shm)
+        return sl
 
 
 def Manager():

@@ -6,6 +6,7 @@ py/README.md): its name goes once no process holds it, however the holders
 ended, and nothing warns at exit."""
 
 import multiprocessing
+import multiprocessing.managers
 import multiprocessing.shared_memory
 import os
 import pickle
@@ -18,6 +19,7 @@ import pytest
 from support import child_env, wait_until
 
 import corelet
+import corelet.managers
 import corelet.shared_memory
 
 MODULES = {
@@ -280,3 +282,35 @@ def test_a_forked_child_that_inherits_a_segment_holds_it(ms):
         p.join(30)
         if _exists(name):
             os.unlink("/dev/shm/" + name)
+
+
+# ---- SharedMemoryManager ---------------------------------------------------------
+
+
+def test_a_shared_memory_manager_unlinks_its_segments_at_shutdown(ms):
+    managers = corelet.managers if ms.pkg is corelet else multiprocessing.managers
+    with managers.SharedMemoryManager() as smm:
+        s = smm.SharedMemory(64)
+        sl = smm.ShareableList([1, "one"])
+        names = [s.name, sl.shm.name]
+        assert all(_exists(n) for n in names)
+        assert sl[1] == "one" and s.size == 64
+    assert not any(_exists(n) for n in names)
+    s.close()
+    sl.shm.close()
+
+
+def test_a_shared_memory_managers_server_lists_and_releases_segments(ms):
+    managers = corelet.managers if ms.pkg is corelet else multiprocessing.managers
+    with managers.SharedMemoryManager() as smm:
+        s = smm.SharedMemory(16)
+
+        def ask(*request):  # one request per connection, as the manager's own calls
+            with smm._Client(smm.address, authkey=smm._authkey) as conn:
+                return multiprocessing.managers.dispatch(conn, None, *request)
+
+        assert ask("list_segments") == [s.name]
+        ask("release_segment", (s.name,))
+        assert ask("list_segments") == []
+        assert not _exists(s.name)
+        s.close()
