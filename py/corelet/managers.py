@@ -75,7 +75,7 @@ from multiprocessing.reduction import ForkingPickler
 from . import _io
 from . import shared_memory as _shared_memory
 from ._common import _in_tasklet
-from ._corelet import Cancelled, Op, _run, current_id, run_blocking, spawn
+from ._corelet import Cancelled, Op, _plain_call, _run, current_id, run_blocking, spawn
 from ._corelet import ShmQueue, _shmq_try_get
 from ._queues import JoinableQueue as _Queue_JoinableQueue
 from ._queues import Queue as _Queue
@@ -658,10 +658,17 @@ class BaseProxy(_mpm.BaseProxy):
         channel = tls.__dict__.get("corelet_channel", _NO_CHANNEL)
         if channel is _NO_CHANNEL:
             channel = tls.corelet_channel = _open_channel(self)
-        if channel is None or _in_tasklet():  # (in a tasklet the queues' calls are operations)
+        if channel is None:
             return _mpm.BaseProxy._callmethod(self, methodname, args, kwds)
         try:
-            kind, result = channel.call((self._id, methodname, args, kwds))
+            request = (self._id, methodname, args, kwds)
+            if _in_tasklet():
+                # As plain code: the call blocks this thread until the reply,
+                # as one over the socket would (the channel's own waits are
+                # operations in a tasklet, which a proxy method cannot yield).
+                kind, result = _plain_call(channel.call, request)
+            else:
+                kind, result = channel.call(request)
         except ValueError as e:
             if "does not fit" not in str(e):
                 raise

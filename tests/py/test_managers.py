@@ -603,6 +603,29 @@ def test_calls_on_this_host_go_through_a_shared_memory_channel():
             d["missing"]
 
 
+def _count_in_a_pool_worker(d, n):
+    for i in range(n):
+        d["pool"] = i
+    return d["pool"], "connection" not in d._tls.__dict__  # never over the socket
+
+
+def test_a_tasklet_and_a_pool_worker_call_through_the_channel_too():
+    with corelet.Manager() as m:
+        d, q = m.dict(), m.Queue()
+
+        def main():
+            for i in range(100):
+                d["tasklet"] = i
+            q.put("from the tasklet")
+            yield corelet.sleep(0)
+            # mp's socket path would have left its connection in the proxy's thread-local state
+            return d["tasklet"], q.get(timeout=30), "connection" not in d._tls.__dict__
+
+        assert corelet.run(main) == (99, "from the tasklet", True)
+        with corelet.Pool(1) as pool:
+            assert pool.apply(_count_in_a_pool_worker, (d, 100)) == (99, True)
+
+
 def test_a_call_through_the_channel_to_a_dead_manager_fails_at_once():
     m = corelet.Manager()
     d = m.dict()
