@@ -122,6 +122,7 @@ _SERVER_SPIN = 50e-6  # seconds a channel is polled after a request before its t
 # Objects made by these run their methods on the scheduler: the builtins and
 # multiprocessing's plain holders never block, and corelet's primitives give
 # operations that park the serving tasklet alone.
+_PLAIN_TYPES = (dict, list)  # their methods never wait and never give a proxy: answered without a coroutine
 _ON_SCHEDULER = {
     dict,
     list,
@@ -365,6 +366,22 @@ class Server:
             except Exception:
                 await conn.send(("#UNSERIALIZABLE", _format_exc()))
 
+    def _answer_plain(self, request):
+        """The reply to a call of an exposed method of a dict or a list, made
+        at once (no coroutine: the channel's common case); None for any
+        other request, which _answer makes."""
+        try:
+            ident, methodname, args, kwds = request
+            obj, exposed, gettypeid = self.id_to_obj[ident]
+        except (ValueError, TypeError, KeyError):
+            return None
+        if type(obj) not in _PLAIN_TYPES or gettypeid or methodname not in exposed:
+            return None
+        try:
+            return ("#RETURN", getattr(obj, methodname)(*args, **kwds))
+        except Exception as e:
+            return ("#ERROR", e)
+
     async def _answer(self, request):
         """The reply to one request (ident, methodname, args, kwds), as
         multiprocessing's server makes it."""
@@ -456,7 +473,9 @@ class Server:
                     request = yield req.get()
                 except EOFError:
                     return
-            msg = yield from self._answer(request)
+            msg = self._answer_plain(request)
+            if msg is None:
+                msg = yield from self._answer(request)
             try:
                 done = rep.put(msg)
                 if done is not None:
