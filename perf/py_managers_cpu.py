@@ -13,6 +13,9 @@ forked) and runs py_managers' rate() with and without it, alternating.
 (corelet.managers._CLIENT_YIELDS), from 1, 2 and 4 clients.
 
     PYTHONPATH=build/release/python /usr/bin/python3 perf/py_managers_cpu.py --client-yields 0 --rounds 5
+
+--answer times the server's answer to a dict request in this process, as a
+coroutine (Server._answer) and without one (Server._answer_plain).
 """
 
 import argparse
@@ -84,14 +87,50 @@ def compare(setting, value, rounds, clients_list=(1, 2, 4)):
     setattr(corelet.managers, setting, shipped)
 
 
+def answer_cost(rounds):
+    """The server's answer to a dict set and get, in this process (no
+    channel, no client): Server._answer driven as a coroutine against
+    Server._answer_plain, which the channel's loop tries first."""
+    import timeit
+
+    server = corelet.managers.Server(corelet.managers.SyncManager._registry, None, b"key", "pickle")
+    d = {}
+    ident = "%x" % id(d)
+    server.id_to_obj[ident] = (d, {"__setitem__", "__getitem__"}, None)
+    server._on_scheduler.add(ident)
+    requests = [(ident, "__setitem__", (0, 5), {}), (ident, "__getitem__", (0,), {})]
+
+    def as_coroutine():
+        for r in requests:
+            try:
+                server._answer(r).send(None)
+            except StopIteration:
+                pass
+
+    def plain():
+        for r in requests:
+            server._answer_plain(r)
+
+    n = 100_000
+    times = {"Server._answer (a coroutine)": [], "Server._answer_plain": []}
+    for _ in range(rounds):
+        for name, fn in zip(times, (as_coroutine, plain)):
+            times[name].append(timeit.timeit(fn, number=n) / n / len(requests) * 1e6)
+    for name, t in times.items():
+        print(f"{name}: median {statistics.median(t):.2f} us/request ({', '.join(f'{x:.2f}' for x in t)})")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--server-spin", type=float, default=None)
     ap.add_argument("--client-yields", type=int, default=None)
+    ap.add_argument("--answer", action="store_true")
     ap.add_argument("--rounds", type=int, default=4)
     args = ap.parse_args()
     print(machine())
-    if args.server_spin is not None:
+    if args.answer:
+        answer_cost(args.rounds)
+    elif args.server_spin is not None:
         compare("_SERVER_SPIN", args.server_spin, args.rounds, (1, 2))
     elif args.client_yields is not None:
         compare("_CLIENT_YIELDS", args.client_yields, args.rounds)
