@@ -31,7 +31,6 @@ def _dispatcher(fd, maxtasks):
     work = corelet.Queue()
     write = corelet.Lock()
     jobs = {}  # job id -> [its function's payload, bundles not yet answered]
-    token = os.urandom(8)
     in_flight_per_worker = 2
 
     def reader():
@@ -70,7 +69,7 @@ def _dispatcher(fd, maxtasks):
 
     def run_bundle(worker, job, first, payload):
         try:
-            call = dumps_call(_run_bundle, ((token, job), jobs[job][0], payload), {})
+            call = dumps_call(_run_bundle, (jobs[job][0], payload), {})
             while True:
                 while not corelet.worker_alive(worker):  # a replacement is starting
                     yield corelet.sleep(0.002)

@@ -145,7 +145,9 @@ class ProcessPoolExecutor(_cf.Executor):
         pool = self._pool
         for f, call in started:
             try:
-                pool.apply_async(call, callback=lambda v, f=f: self._done(f, True, v),
+                # The function itself goes, with its arguments: the Pool then
+                # encodes a plain function once, not at every submit.
+                pool.apply_async(call.fn, call.args, call.kwargs, callback=lambda v, f=f: self._done(f, True, v),
                                  error_callback=lambda e, f=f: self._done(f, False, e))
             except BaseException as e:  # noqa: BLE001 - the call cannot be sent (pickling): its future fails
                 self._done(f, False, e)

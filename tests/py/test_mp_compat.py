@@ -17,7 +17,7 @@ import threading
 import time
 
 import pytest
-from support import pid_alive, wait_until
+from support import pid_alive, python, wait_until
 
 import corelet
 
@@ -449,6 +449,25 @@ def pool(mp):
     yield p
     p.terminate()
     p.join()
+
+
+def test_a_workers_module_state_lasts_from_task_to_task(mp):
+    # A worker runs each task in the same interpreter and module: what a task
+    # leaves in a global, the next task on that worker sees, for a function
+    # of the program's __main__ too (which corelet sends by value).
+    r = python(f"""
+        import {mp.__name__} as mp
+        calls = 0
+        def count_calls(_):
+            global calls
+            calls += 1
+            return calls
+        if __name__ == "__main__":
+            with mp.Pool(1) as p:
+                print([p.apply(count_calls, (i,)) for i in range(3)])
+    """)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[1, 2, 3]"
 
 
 def test_imap_yields_before_the_iterable_ends(pool):
