@@ -343,8 +343,8 @@ class Pool:
                 # A JOB frame's index field carries its number of bundles (the host
                 # forgets the job after the last).
                 job_frame = _job_payload(callable_name(fn), job_payload)
-                self._sock.sendall(_FRAME.pack(_JOB, job, len(sizes), len(job_frame)) + job_frame)
-                self._sock.sendall(b"".join(frames))
+                # One write: the host's reader then wakes once for the whole job.
+                self._sock.sendall(b"".join([_FRAME.pack(_JOB, job, len(sizes), len(job_frame)), job_frame, *frames]))
             except OSError as e:
                 with self._lock:
                     self._jobs.pop(job, None)
