@@ -64,6 +64,7 @@ class _ReaperLink:
         self._pid = os.getpid()
         self._sock = None
         self._warned = False
+        self.reaper_pid = None  # the reaper this process started, if it did
 
     def register(self, name, st):
         if self._pid != os.getpid():  # forked: a lock held by a thread of the parent stays held
@@ -87,7 +88,7 @@ class _ReaperLink:
         child_fd = 3
         devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         try:
-            os.posix_spawn(
+            self.reaper_pid = os.posix_spawn(
                 sys.executable,
                 [sys.executable, "-I", "-S", script, str(child_fd)],
                 {},

@@ -16,7 +16,7 @@ import textwrap
 import types
 
 import pytest
-from support import child_env, wait_until
+from support import child_env, pid_alive, wait_until
 
 import corelet
 import corelet.managers
@@ -203,6 +203,7 @@ CHILD_ATTACHES_AND_NOBODY_UNLINKS = """
         p.join()
         assert s.buf[0] == 5 and sl[0] == "done"
         print(s.name, sl.shm.name)
+        print(getattr(getattr(shm, "_reaper", None), "reaper_pid", None))
 """
 
 
@@ -210,10 +211,12 @@ def test_nothing_is_left_behind_and_nothing_warns(ms):
     better_in_corelet(ms, "a segment goes when its last holder ends; nothing warns at exit")
     code, out, err = _program(ms, CHILD_ATTACHES_AND_NOBODY_UNLINKS)
     assert code == 0, err
-    names = out.split()
+    names, reaper = out.split("\n")[0].split(), out.split("\n")[1]
     assert len(names) == 2
     assert wait_until(lambda: not any(_exists(n) for n in names)), names
     assert "resource_tracker" not in err and "leaked" not in err, err
+    assert reaper.isdigit()
+    assert wait_until(lambda: not pid_alive(int(reaper))), "the reaper outlived what it watched"
 
 
 def test_a_segment_lives_while_any_holder_does_however_the_others_end(ms):
