@@ -253,8 +253,8 @@ class Pool:
                 return payload
         payload = dumps((self._init, fn, star), by_value=True)
         if cacheable:
-            if len(self._payloads) >= 64:
-                self._payloads.pop(next(iter(self._payloads)))
+            if len(self._payloads) >= 64:  # submits from several threads may evict at once
+                self._payloads.pop(next(iter(self._payloads), None), None)
             self._payloads[(fn, star)] = payload
         return payload
 

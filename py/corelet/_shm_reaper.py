@@ -104,7 +104,7 @@ class Reaper:
         except OSError:
             return  # gone already (its holders closed it and it was unlinked)
         st = os.fstat(fd)
-        if (st.st_dev, st.st_ino) != (dev, ino):
+        if (st.st_dev, st.st_ino) != (dev, ino):  # another segment by now under that name
             os.close(fd)
             return
         try:
@@ -126,9 +126,7 @@ class Reaper:
                 return  # a holder is left
             raise
         try:
-            st = os.stat(SHM_DIR + name, follow_symlinks=False)
-            mine = os.fstat(fd)
-            if (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino):
+            if os.path.samestat(os.stat(SHM_DIR + name, follow_symlinks=False), os.fstat(fd)):
                 os.unlink(SHM_DIR + name)
         except FileNotFoundError:
             pass

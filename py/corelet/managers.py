@@ -65,8 +65,6 @@ import threading
 import time
 import traceback
 import types
-
-import _posixshmem
 from multiprocessing import connection as _mpc
 from multiprocessing import process as _mpprocess
 from multiprocessing import util as _mputil
@@ -122,7 +120,6 @@ _SERVER_SPIN = 50e-6  # seconds a channel is polled after a request before its t
 # Objects made by these run their methods on the scheduler: the builtins and
 # multiprocessing's plain holders never block, and corelet's primitives give
 # operations that park the serving tasklet alone.
-_PLAIN_TYPES = (dict, list)  # their methods never wait and never give a proxy: answered without a coroutine
 _ON_SCHEDULER = {
     dict,
     list,
@@ -139,6 +136,7 @@ _ON_SCHEDULER = {
     _Event,
     _Barrier,
 }
+_PLAIN_TYPES = (dict, list)  # their methods never wait and never give a proxy: answered without a coroutine
 
 
 class _Closed(Exception):
@@ -921,22 +919,15 @@ class SharedMemoryServer(Server):
 
     def release_segment(self, segment_name):
         self.segment_names.remove(segment_name)
-        _unlink_segment(segment_name)
+        _shared_memory._unlink_if_there(segment_name)
 
     def list_segments(self):
         return list(self.segment_names)
 
     def _at_shutdown(self):
         for name in self.segment_names:
-            _unlink_segment(name)
+            _shared_memory._unlink_if_there(name)
         self.segment_names.clear()
-
-
-def _unlink_segment(name):
-    try:
-        _posixshmem.shm_unlink("/" + name)
-    except FileNotFoundError:
-        pass  # gone already: its holders all closed it
 
 
 class SharedMemoryManager(BaseManager):
@@ -947,10 +938,6 @@ class SharedMemoryManager(BaseManager):
     too, once nobody holds it."""
 
     _Server = SharedMemoryServer
-
-    def get_server(self):
-        self._check_initial()
-        return self._Server(self._registry, self._address, self._authkey, self._serializer)
 
     def _tracked(self, segment):
         with self._Client(self._address, authkey=self._authkey) as conn:

@@ -126,6 +126,14 @@ _reaper = _ReaperLink()
 # ---- SharedMemory -------------------------------------------------------------
 
 
+def _unlink_if_there(name):
+    """Removes the name of segment `name` (no leading slash) unless it is gone."""
+    try:
+        _posixshmem.shm_unlink("/" + name)
+    except FileNotFoundError:
+        pass  # gone already: unlinked, or reaped once nobody held it
+
+
 def _hold(fd):
     """A shared lock on fd's open file: this holder counts until the file's
     last reference (fd or mapping, in any process) goes. Blocks only while
@@ -165,7 +173,7 @@ class SharedMemory(_mp_shm.SharedMemory):
                 st = os.fstat(fd)
                 self._mmap = mmap.mmap(fd, st.st_size)
             except BaseException:
-                self._unlink_quietly()
+                _unlink_if_there(path[1:])
                 self.close()
                 raise
             _reaper.register(path[1:], st)
@@ -190,16 +198,9 @@ class SharedMemory(_mp_shm.SharedMemory):
         opened it while the reaper was removing it has a segment nobody else
         will find."""
         try:
-            named = os.stat(_SHM_DIR + self._name[1:], follow_symlinks=False)
+            return os.path.samestat(os.stat(_SHM_DIR + self._name[1:], follow_symlinks=False), st)
         except FileNotFoundError:
             return False
-        return (named.st_dev, named.st_ino) == (st.st_dev, st.st_ino)
-
-    def _unlink_quietly(self):
-        try:
-            _posixshmem.shm_unlink(self._name)
-        except OSError:
-            pass
 
     def unlink(self):
         """Removes the segment's name now (FileNotFoundError if it is gone);

@@ -10,6 +10,7 @@ import signal
 import time
 
 import pytest
+from support import intended_difference
 
 import corelet
 import corelet.futures
@@ -23,8 +24,7 @@ def Executor(request):  # noqa: N802 - a class
 
 
 def better_in_corelet(Executor, why):  # noqa: N803
-    if Executor is cf.ProcessPoolExecutor:
-        pytest.xfail("intended difference (py/README.md): " + why)
+    intended_difference(Executor is cf.ProcessPoolExecutor, why)
 
 
 def square(x):

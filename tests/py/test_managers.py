@@ -21,7 +21,7 @@ import time
 import types
 
 import pytest
-from support import pid_alive, wait_until
+from support import intended_difference, pid_alive, wait_until
 
 import corelet
 import corelet.managers
@@ -38,8 +38,7 @@ def mm(request):
 
 
 def better_in_corelet(mm, why):
-    if mm.pkg is multiprocessing:
-        pytest.xfail("intended difference (py/README.md): " + why)
+    intended_difference(mm.pkg is multiprocessing, why)
 
 
 def run_child(mm, target, *args):

@@ -17,7 +17,7 @@ import threading
 import time
 
 import pytest
-from support import pid_alive, python, wait_until
+from support import intended_difference, pid_alive, python, wait_until
 
 import corelet
 
@@ -31,8 +31,7 @@ def mp(request):
 
 def better_in_corelet(mp, why):
     """An intended difference: multiprocessing is expected to fail this test."""
-    if mp is multiprocessing:
-        pytest.xfail("intended difference (py/README.md): " + why)
+    intended_difference(mp is multiprocessing, why)
 
 
 # ---- the names ----------------------------------------------------------------

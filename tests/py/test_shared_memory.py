@@ -16,7 +16,7 @@ import textwrap
 import types
 
 import pytest
-from support import child_env, pid_alive, wait_until
+from support import child_env, intended_difference, pid_alive, wait_until
 
 import corelet
 import corelet.managers
@@ -34,8 +34,7 @@ def ms(request):
 
 
 def better_in_corelet(ms, why):
-    if ms.pkg is multiprocessing:
-        pytest.xfail("intended difference (py/README.md): " + why)
+    intended_difference(ms.pkg is multiprocessing, why)
 
 
 def _exists(name):
