@@ -29,6 +29,12 @@ the subclass to its base (``__init_subclass__``), so the in-process modules
 import nothing of the cross-process ones.
 """
 
+import copyreg
+import os
+import threading
+from multiprocessing import context as _mpcontext
+from multiprocessing.reduction import DupFd
+
 from ._corelet import UsageError, current_id, ready
 
 # Operations complete at once. One instance each serves every caller: such an
@@ -51,12 +57,96 @@ def _timeout(timeout, call):
     return timeout
 
 
+def _public_name(obj):
+    return type(obj).__name__.removeprefix("Shared")
+
+
 def _not_picklable(self, *_):
-    """__reduce__ of a cross-process primitive."""
+    """What pickling a cross-process primitive does outside the start of a
+    child (see _reduce_for_child)."""
     raise RuntimeError(
-        f"corelet.{type(self).__name__.removeprefix('Shared')} objects are shared between processes by "
+        f"corelet.{_public_name(self)} objects are shared between processes by "
         "inheritance: make them before starting the processes (as with multiprocessing)"
     )
+
+
+# ---- primitives for children started by exec ('spawn', 'forkserver') ----
+#
+# A child forked from its parent has the parent's anonymous shared memory; one
+# started by 'spawn' or 'forkserver' has none of it. A primitive made for such
+# a child is therefore in a memfd (one descriptor per primitive), which the
+# pickle of the child's Process carries, as multiprocessing's do: while a
+# Process is being started, multiprocessing's "spawning popen" is corelet's
+# (_spawning.py), and reduction.DupFd hands the descriptor to the child.
+# Outside a start, pickling one raises RuntimeError, as multiprocessing's.
+# Which primitives are made so: those made through a 'spawn' or 'forkserver'
+# context (ctx.Lock()), and all of them once either is the start method.
+
+_spawning_method = [False]  # set by _context.set_start_method
+_making = threading.local()  # .depth: inside a spawn context's factory
+
+
+def _shareable():
+    """Whether a primitive made now must be able to reach a child started by exec."""
+    return _spawning_method[0] or getattr(_making, "depth", 0) > 0
+
+
+def _making_shareable(factory):
+    """factory, calling which makes primitives a spawned child can attach."""
+
+    def make(*args, **kwargs):
+        _making.depth = getattr(_making, "depth", 0) + 1
+        try:
+            return factory(*args, **kwargs)
+        finally:
+            _making.depth -= 1
+
+    make.__name__ = make.__qualname__ = getattr(factory, "__name__", "factory")
+    make.__doc__ = getattr(factory, "__doc__", None)
+    return make
+
+
+def _reduce_for_child(self):
+    """__reduce__ of a cross-process primitive: while a Process is being
+    started by 'spawn' or 'forkserver', what rebuilds it in the child
+    (self._child_state() there; its cores' memfds go by reduction.DupFd);
+    otherwise RuntimeError."""
+    if _mpcontext.get_spawning_popen() is None:
+        _not_picklable(self)
+    return _rebuild_in_child, (type(self), self._child_state())
+
+
+def _rebuild_in_child(cls, state):
+    obj = cls.__new__(cls)
+    obj._from_child_state(state)
+    return obj
+
+
+def _core_for_child(core, what):
+    """The memfd of a primitive's core, for the child being started."""
+    fd = core.fileno()
+    if fd < 0:
+        raise RuntimeError(
+            f"corelet.{what} was made for the 'fork' start method and cannot reach a child started by "
+            f"'spawn' or 'forkserver': make it through that context (ctx = corelet.get_context('spawn'); "
+            f"ctx.{what}(...)) or after corelet.set_start_method('spawn')"
+        )
+    return _attach_core, (type(core), DupFd(fd))
+
+
+def _attach_core(core_type, dup):
+    fd = dup.detach()
+    try:
+        return core_type.attach(fd)
+    finally:
+        os.close(fd)
+
+
+def _register_cores(names):
+    """Makes each core type (ShmLock, ...) pickle to the child being started;
+    names: the core type -> the name its users know."""
+    for core_type, what in names.items():
+        copyreg.pickle(core_type, lambda core, what=what: _core_for_child(core, what))
 
 
 def _in_process_only(self, *_args, **_kwargs):

@@ -4,9 +4,13 @@ set_forkserver_preload, get_logger and log_to_stderr, and the error classes
 (multiprocessing's own classes, so that an `except multiprocessing.X`
 catches corelet's too).
 
-corelet starts processes by fork (multiprocessing's default on Linux):
-'fork' is the one start method there is. get_context('fork') is a context
-whose attributes are corelet's names (ctx.Process, ctx.Queue, ...).
+The three start methods are multiprocessing's: 'fork' (the default, as on
+Linux), 'spawn' and 'forkserver' (fresh interpreters; see _spawning.py).
+get_context(method) is a context whose attributes are corelet's names
+(ctx.Process, ctx.Queue, ...): its Process starts by its method whatever
+the current one, and in a 'spawn' or 'forkserver' context the primitives
+(ctx.Lock(), ctx.Queue(), ctx.Value(), ...) are made so that its children
+can get them as arguments (in memfds, see corelet._common).
 """
 
 import logging
@@ -14,7 +18,8 @@ import multiprocessing
 import os
 import sys
 
-from ._process import current_process
+from . import _common
+from ._process import ForkProcess, ForkServerProcess, SpawnProcess, current_process
 
 __all__ = [
     "AuthenticationError",
@@ -38,7 +43,7 @@ BufferTooShort = multiprocessing.BufferTooShort
 TimeoutError = multiprocessing.TimeoutError  # noqa: A001 - multiprocessing's name
 AuthenticationError = multiprocessing.AuthenticationError
 
-_METHODS = ("fork",)
+_METHODS = ("fork", "spawn", "forkserver")
 _method = None  # set by set_start_method, or by the first get_start_method
 _executable = sys.executable
 _preload = []
@@ -60,17 +65,24 @@ def freeze_support():
 def _check_method(method):
     if method in _METHODS:
         return method
-    if method in ("spawn", "forkserver"):
-        raise ValueError(
-            f"corelet: the {method!r} start method is not available; corelet starts processes by 'fork'"
-        )
     raise ValueError(f"cannot find context for {method!r}")
 
 
-class _ForkContext:
-    """A context: corelet's names, and its start method ('fork')."""
+# What a 'spawn' or 'forkserver' context's factories make for its children.
+_PRIMITIVES = frozenset(
+    (
+        "Lock", "RLock", "Semaphore", "BoundedSemaphore", "Event", "Condition", "Barrier",
+        "Queue", "JoinableQueue", "SimpleQueue", "Value", "Array", "RawValue", "RawArray",
+    )
+)
 
-    _name = "fork"
+
+class _Context:
+    """A context: corelet's names, and one start method."""
+
+    def __init__(self, name, process_class):
+        self._name = name
+        self.Process = process_class
 
     def get_start_method(self, allow_none=False):
         return self._name
@@ -83,24 +95,27 @@ class _ForkContext:
             raise AttributeError(name)
         package = sys.modules[__name__.rpartition(".")[0]]  # loaded by then: its names are the context's
         try:
-            return getattr(package, name)
+            value = getattr(package, name)
         except AttributeError:
             raise AttributeError(f"corelet's {self._name!r} context has no attribute {name!r}") from None
+        if self._name != "fork" and name in _PRIMITIVES:
+            value = _common._making_shareable(value)
+        return value
 
     def __repr__(self):
         return f"<corelet context {self._name!r}>"
 
 
-_FORK = _ForkContext()
+_CONTEXTS = {
+    "fork": _Context("fork", ForkProcess),
+    "spawn": _Context("spawn", SpawnProcess),
+    "forkserver": _Context("forkserver", ForkServerProcess),
+}
 
 
 def get_context(method=None):
     """The context of a start method (None: the current one)."""
-    if method is None:
-        get_start_method()
-        return _FORK
-    _check_method(method)
-    return _FORK
+    return _CONTEXTS[get_start_method() if method is None else _check_method(method)]
 
 
 def get_start_method(allow_none=False):
@@ -120,9 +135,20 @@ def set_start_method(method, force=False):
     if _method is not None and not force:
         raise RuntimeError("context has already been set")
     if method is None and force:
-        _method = None
+        _set(None)
         return
-    _method = _check_method(method)
+    _set(_check_method(method))
+
+
+def _set(method):
+    global _method
+    _method = method
+    _common._spawning_method[0] = method in ("spawn", "forkserver")
+
+
+def _set_in_child(method):
+    """In a 'spawn' or 'forkserver' child: the parent's method, as multiprocessing's children have."""
+    _set(method)
 
 
 def get_all_start_methods():
@@ -130,15 +156,14 @@ def get_all_start_methods():
 
 
 def set_executable(executable):
-    """The interpreter for start methods that run a new one (none does here:
-    fork copies this process); kept for programs that set it."""
+    """The interpreter a 'spawn' child runs (sys.executable by default)."""
     global _executable
     _executable = os.fsdecode(executable)
 
 
 def set_forkserver_preload(module_names):
-    """Kept for programs that set it: the modules a forkserver would import
-    first (fork inherits every module this process has)."""
+    """The modules the zygote imports before it forks the first 'forkserver'
+    child after this call (one that fails to import is skipped)."""
     global _preload
     if not all(isinstance(m, str) for m in module_names):
         raise TypeError("module_names must be a list of strings")

@@ -28,26 +28,42 @@ def start_host(module, *args):
     and its imports. The host finds this corelet through PYTHONPATH, and does
     not inherit CORELET_TRACE: its cluster would truncate the caller's trace
     file."""
+    parent, pid = zygote_fork(module, args)
+    try:
+        return parent, _Host(pid)
+    except BaseException:
+        parent.close()
+        raise
+
+
+def zygote_fork(module, args, *, fds=(), status=False, daemon=False, preload=()):
+    """What start_host does, without the handle: gives (the caller's socket,
+    the pid). fds: descriptors the child gets as well (the zygote's
+    _spawning.inherited_fds there); with status, the first of them is the
+    write end of a pipe the zygote writes the child's exit code into
+    (_spawning.STATUS) when it ends. A daemon child is killed when this
+    process exits. preload: modules the zygote imports first (once; one that
+    fails to import is skipped, as multiprocessing's forkserver does)."""
     parent, child = socket.socketpair()
     try:
         with _zygote_lock:
             zygote = _the_zygote()
             # What an exec now would give the host: the caller's path,
             # environment and working directory of this moment.
-            frame = pickle.dumps((module, tuple(args), [p for p in sys.path if p], _host_env(), os.getcwd()))
-            socket.send_fds(zygote.sock, [_HEADER.pack(len(frame)) + frame], [child.fileno()])
+            opts = {"status": status, "daemon": daemon, "preload": list(preload)}
+            frame = pickle.dumps((module, tuple(args), [p for p in sys.path if p], _host_env(), os.getcwd(), opts))
+            socket.send_fds(zygote.sock, [_HEADER.pack(len(frame)) + frame], [child.fileno(), *fds])
             reply = zygote.sock.recv(_HEADER.size, socket.MSG_WAITALL)
             if len(reply) != _HEADER.size:
                 raise RuntimeError("corelet: the zygote that starts Pool and actor hosts exited")
             (pid,) = _HEADER.unpack(reply)
-        host = _Host(pid)
     except BaseException:
         parent.close()
         raise
     finally:
         child.close()
     _send_authkey(parent)
-    return parent, host
+    return parent, pid
 
 
 def _send_authkey(sock):

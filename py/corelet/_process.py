@@ -1,11 +1,15 @@
-"""Process, as multiprocessing's with the fork start method; active_children,
-current_process and parent_process. A child runs its target in the forked
-copy of this process, so the shared primitives made before start() reach it
-by inheritance; when it ends it waits for its non-daemon threads and closes
-its copies of the Pipe ends, as a process's file descriptors close at its
-exit. At exit, daemonic children are terminated and the others joined; a
-daemonic child started from the main thread also ends when its parent dies
-however the parent ends (the kernel's parent-death signal).
+"""Process, as multiprocessing's, with its three start methods; active_children,
+current_process and parent_process. With 'fork' (the default) a child runs
+its target in the forked copy of this process, so the shared primitives
+made before start() reach it by inheritance. With 'spawn' and 'forkserver'
+(see _spawning.py) it runs in a fresh interpreter, and the Process object,
+target and arguments reach it pickled. When a child ends it waits for its
+non-daemon threads and closes its copies of the Pipe ends, as a process's
+file descriptors close at its exit. At exit, daemonic children are
+terminated and the others joined; a daemonic child also ends when its
+parent dies however the parent ends: by the kernel's parent-death signal
+('fork' and 'spawn', for a child started from the main thread) or by the
+zygote that forked it ('forkserver').
 """
 
 import atexit
@@ -24,8 +28,9 @@ from multiprocessing import util as _mputil
 from ._common import _in_tasklet
 from ._corelet import UsageError, _run, wait_readable
 from ._shared_queue import _close_inherited
+from . import _spawning
 
-__all__ = ["Process", "active_children", "current_process", "parent_process"]
+__all__ = ["Process", "ForkProcess", "SpawnProcess", "ForkServerProcess", "active_children", "current_process", "parent_process"]
 
 # Started children not yet reaped. Strong references, as multiprocessing's:
 # a child whose Process object the program dropped is still terminated or
@@ -92,6 +97,10 @@ class _ParentProcess:
         self._pid = pid
         self.daemon = False
         self._sentinel = None
+        try:
+            self._sentinel = os.pidfd_open(pid)
+        except ProcessLookupError:
+            pass  # gone already: not alive
 
     @property
     def pid(self):
@@ -100,13 +109,14 @@ class _ParentProcess:
     ident = pid
 
     def is_alive(self):
-        return os.getppid() == self._pid
+        # Not getppid(): a 'forkserver' child's OS parent is the zygote.
+        return self._sentinel is not None and not select.select([self._sentinel], [], [], 0)[0]
 
     @property
     def sentinel(self):
         """A file descriptor that becomes readable when the parent ends."""
         if self._sentinel is None:
-            self._sentinel = os.pidfd_open(self._pid)
+            raise ProcessLookupError(f"the parent process {self._pid} has ended")
         return self._sentinel
 
     def join(self, timeout=None):
@@ -137,12 +147,15 @@ def parent_process():
 
 
 class Process:
-    """multiprocessing.Process (fork): start, run, join, is_alive, exitcode,
+    """multiprocessing.Process: start, run, join, is_alive, exitcode,
     terminate, kill, close, pid, ident, name, daemon, authkey, sentinel.
     target may also be a generator function or an async def: the child then
-    runs it with corelet.run."""
+    runs it with corelet.run. It starts by the start method of the moment
+    (corelet.set_start_method; 'fork' by default); a context's Process
+    (corelet.get_context('spawn').Process) by that context's."""
 
     _counter = 0
+    _start_method = None  # None: the current one
 
     def __init__(self, group=None, target=None, name=None, args=(), kwargs=None, *, daemon=None):
         if group is not None:
@@ -156,8 +169,18 @@ class Process:
         self.authkey = _current.authkey
         self._pid = None
         self._pidfd = None
+        self._status_pipe = False  # the sentinel is a zygote's status pipe ('forkserver')
         self._exitcode = None
         self._closed = False
+
+    def __getstate__(self):
+        # What a 'spawn' or 'forkserver' child gets: the Process as it was
+        # before start(), and its authkey only then (multiprocessing's
+        # AuthenticationString refuses to pickle otherwise).
+        state = dict(self.__dict__)
+        state.pop("_close_pidfd", None)
+        state["_pidfd"] = None
+        return state
 
     def _check_closed(self):
         if self._closed:
@@ -177,34 +200,48 @@ class Process:
                 "corelet.Process.start inside corelet.run: start processes from plain code, or use "
                 "spawn_on / Pool inside corelet.run(workers=N)"
             )
+        from ._context import _preload, get_start_method
+
+        method = self._start_method or get_start_method()
         _cleanup()
         _flush_std_streams()
         parent_pid = os.getpid()
         # The parent-death signal follows the thread that forks: only the
         # main thread lives as long as the process.
         arm_death = self.daemon and threading.current_thread() is threading.main_thread()
-        pid = os.fork()
-        if pid == 0:  # the child
-            os._exit(self._bootstrap(parent_pid, arm_death))
+        if method == "fork":
+            pid = os.fork()
+            if pid == 0:  # the child
+                os._exit(self._bootstrap(parent_pid, _current.name, arm_death, forked=True))
+            self._pidfd = os.pidfd_open(pid)
+        elif method == "spawn":
+            pid = _spawning.start_spawn(self, arm_death)
+            self._pidfd = os.pidfd_open(pid)
+        else:  # 'forkserver': the zygote kills a daemonic child when this process exits
+            pid, self._pidfd = _spawning.start_forkserver(self, None if not self.daemon else "zygote", _preload)
+            self._status_pipe = True
         self._pid = pid
-        self._pidfd = os.pidfd_open(pid)
         # The sentinel stays open after the process ends (it is readable
         # then), until close() or until this object is collected.
         self._close_pidfd = weakref.finalize(self, os.close, self._pidfd)
         self._close_pidfd.atexit = False  # the exit handlers below still join with it
         _children.add(self)
 
-    def _bootstrap(self, parent_pid, arm_death):
+    def _bootstrap(self, parent_pid, parent_name, death, forked):
+        """Runs the child; gives its exit code. death: True to arm the
+        parent-death signal. forked: the child is a fork of its parent (whose
+        finalizers it drops and whose after-fork hooks it runs)."""
         global _current, _parent
         code = 0
         try:
-            if arm_death:
+            if death is True:
                 _die_with_parent(parent_pid)
-            _parent = _ParentProcess(_current.name, parent_pid)
+            _parent = _ParentProcess(parent_name, parent_pid)
             _current = self
             _mpprocess.current_process().authkey = self.authkey  # what managers' proxies use here
             _children.clear()
-            _after_fork_in_child()
+            if forked:
+                _after_fork_in_child()
             result = self.run()
             if isinstance(result, (types.GeneratorType, types.CoroutineType)):
                 _run(lambda: (yield result))  # corelet.run(main) with one scheduler
@@ -229,6 +266,14 @@ class Process:
 
     def _reap(self, block):
         if self._exitcode is not None or self._pid is None:
+            return
+        if self._status_pipe:
+            if not block and not select.select([self._pidfd], [], [], 0)[0]:
+                return
+            data = os.read(self._pidfd, _spawning.STATUS.size)
+            # Nothing: the zygote itself is gone (killed); the child's status with it.
+            self._exitcode = _spawning.STATUS.unpack(data)[0] if len(data) == _spawning.STATUS.size else 255
+            _children.discard(self)
             return
         try:
             pid, status = os.waitpid(self._pid, 0 if block else os.WNOHANG)
@@ -332,6 +377,24 @@ class Process:
         else:
             state = "started" if self.exitcode is None else f"stopped[{self.exitcode}]"
         return f"<corelet.Process name={self.name!r} pid={self._pid} {state}{' daemon' if self.daemon else ''}>"
+
+
+class ForkProcess(Process):
+    """A Process that starts by 'fork' whatever the start method."""
+
+    _start_method = "fork"
+
+
+class SpawnProcess(Process):
+    """A Process that starts by 'spawn': a fresh interpreter by exec."""
+
+    _start_method = "spawn"
+
+
+class ForkServerProcess(Process):
+    """A Process that starts by 'forkserver': forked by the program's zygote."""
+
+    _start_method = "forkserver"
 
 
 def _cleanup():

@@ -20,7 +20,8 @@ import types
 import weakref
 from multiprocessing.reduction import DupFd
 
-from ._common import _in_process_only, _in_tasklet, _not_picklable
+from ._common import _in_process_only, _in_tasklet, _reduce_for_child, _register_cores
+from ._common import _shareable as _shareable_now
 from ._corelet import ShmQueue, _shmq_get, _shmq_put, _shmq_try_get, instancemethod
 from ._queues import Empty, JoinableQueue, Queue
 
@@ -45,20 +46,24 @@ class SharedQueue(Queue, plain_code_of=Queue):
     def __init__(self, maxsize=0, *, buffer=_DEFAULT_BUFFER, _shareable=False):
         if maxsize < 0:
             maxsize = 0
-        self.maxsize = maxsize
-        self._q = ShmQueue(buffer, maxsize, _shareable)
-        self._qp = self._q._address()  # for the C functions below; lives as long as _q
+        self._from_child_state(ShmQueue(buffer, maxsize, _shareable or _shareable_now()))
 
-    __reduce__ = _not_picklable
+    __reduce__ = _reduce_for_child
+
+    def _child_state(self):
+        return self._q
+
+    def _from_child_state(self, q):
+        self.maxsize = q.maxsize
+        self._q = q
+        self._qp = q._address()  # for the C functions below; lives as long as _q
 
     @classmethod
     def _over(cls, shm_queue):
         """A SharedQueue over an existing ShmQueue (one attached from another
         process's descriptor, as a manager's channel is)."""
         self = cls.__new__(cls)  # the in-process base's __new__ gives this subclass's instance
-        self.maxsize = shm_queue.maxsize
-        self._q = shm_queue
-        self._qp = shm_queue._address()
+        self._from_child_state(shm_queue)
         return self
 
     put = instancemethod(_shmq_put)
@@ -134,10 +139,16 @@ class SimpleQueue:
     OSError, as on a closed handle); the other processes go on."""
 
     def __init__(self, *, buffer=_DEFAULT_BUFFER):
-        self._queue = SharedQueue(buffer=buffer)
-        self._closed = False
+        self._from_child_state(SharedQueue(buffer=buffer))
 
-    __reduce__ = _not_picklable
+    __reduce__ = _reduce_for_child
+
+    def _child_state(self):
+        return self._queue
+
+    def _from_child_state(self, queue):
+        self._queue = queue
+        self._closed = False
 
     def _check(self):
         if self._closed:
@@ -336,3 +347,6 @@ def Pipe(duplex=True, *, buffer=_DEFAULT_BUFFER):  # noqa: N802 - multiprocessin
         return Connection(a_to_b, None), Connection(None, a_to_b)
     b_to_a = SharedQueue(buffer=buffer, _shareable=True)
     return Connection(b_to_a, a_to_b), Connection(a_to_b, b_to_a)
+
+
+_register_cores({ShmQueue: "Queue"})

@@ -6,6 +6,9 @@ processes can share them too.
 They reach the processes forked after they are made (corelet.Process
 children and the workers of corelet.run(main, workers=N)): share them by
 inheritance, as with multiprocessing; pickling one raises RuntimeError.
+Those made through a 'spawn' or 'forkserver' context (or once either is the
+start method) are in memfds and also reach the children that context starts,
+as arguments of their Process (see corelet._common).
 corelet.Lock() and the others give them when made in plain code; each is a
 subclass of the in-process class of its name (see corelet._common). Their
 waiting methods block the calling thread in plain code (the GIL released);
@@ -17,7 +20,7 @@ no CPU while it waits.
 import time
 import types
 
-from ._common import _FALSE, _TRUE, _in_process_only, _in_tasklet, _not_picklable, _timeout
+from ._common import _FALSE, _TRUE, _in_process_only, _in_tasklet, _reduce_for_child, _register_cores, _shareable, _timeout
 from ._corelet import ShmBarrier, ShmCondition, ShmEvent, ShmLock, ShmRLock, ShmSemaphore, UsageError
 from ._corelet import _lock_acquire, _lock_enter, _lock_release, _rlock_acquire, _rlock_enter, _rlock_release, instancemethod
 from ._sync import Barrier, BoundedSemaphore, BrokenBarrierError, Condition, Event, Lock, RLock, Semaphore
@@ -41,10 +44,16 @@ class SharedLock(Lock, plain_code_of=Lock):
     __slots__ = ("_core", "_lp")  # Lock's slots (unused here) and its __weakref__ come with it
 
     def __init__(self):
-        self._core = ShmLock()
-        self._lp = self._core._address()  # for the C functions; lives as long as _core
+        self._from_child_state(ShmLock(_shareable()))
 
-    __reduce__ = _not_picklable
+    __reduce__ = _reduce_for_child
+
+    def _child_state(self):
+        return self._core
+
+    def _from_child_state(self, core):
+        self._core = core
+        self._lp = core._address()  # for the C functions; lives as long as _core
 
     acquire = instancemethod(_lock_acquire)
     release = instancemethod(_lock_release)
@@ -75,10 +84,16 @@ class SharedRLock(RLock, plain_code_of=RLock):
     __slots__ = ("_core", "_rp")
 
     def __init__(self):
-        self._core = ShmRLock()
-        self._rp = self._core._address()  # for the C functions; lives as long as _core
+        self._from_child_state(ShmRLock(_shareable()))
 
-    __reduce__ = _not_picklable
+    __reduce__ = _reduce_for_child
+
+    def _child_state(self):
+        return self._core
+
+    def _from_child_state(self, core):
+        self._core = core
+        self._rp = core._address()  # for the C functions; lives as long as _core
 
     # C functions, as SharedLock's; release by a caller that does not hold it
     # raises AssertionError, as multiprocessing's.
@@ -119,9 +134,15 @@ class SharedSemaphore(Semaphore, plain_code_of=Semaphore):
     def __init__(self, value=1):
         if value < 0:
             raise ValueError("semaphore initial value must be >= 0")
-        self._core = ShmSemaphore(value, self._bounded)
+        self._core = ShmSemaphore(value, self._bounded, _shareable())
 
-    __reduce__ = _not_picklable
+    __reduce__ = _reduce_for_child
+
+    def _child_state(self):
+        return self._core
+
+    def _from_child_state(self, core):
+        self._core = core
 
     def acquire(self, block=True, timeout=None):
         timeout = _timeout(timeout, "Semaphore.acquire")
@@ -166,9 +187,15 @@ class SharedEvent(Event, plain_code_of=Event):
     __slots__ = ("_core",)
 
     def __init__(self):
-        self._core = ShmEvent()
+        self._core = ShmEvent(_shareable())
 
-    __reduce__ = _not_picklable
+    __reduce__ = _reduce_for_child
+
+    def _child_state(self):
+        return self._core
+
+    def _from_child_state(self, core):
+        self._core = core
 
     def is_set(self):
         return self._core.is_set()
@@ -195,12 +222,17 @@ class SharedCondition(Condition, plain_code_of=Condition):
     """multiprocessing.Condition over a shared lock (an RLock by default)."""
 
     def __init__(self, lock=None):
-        self._lock = SharedRLock() if lock is None else lock
-        self._core = ShmCondition()
+        self._from_child_state((SharedRLock() if lock is None else lock, ShmCondition(_shareable())))
+
+    __reduce__ = _reduce_for_child
+
+    def _child_state(self):
+        return self._lock, self._core
+
+    def _from_child_state(self, state):
+        self._lock, self._core = state
         self.acquire = self._lock.acquire
         self.release = self._lock.release
-
-    __reduce__ = _not_picklable
 
     def wait(self, timeout=None):
         timeout = _timeout(timeout, "Condition.wait")
@@ -259,11 +291,16 @@ class SharedBarrier(Barrier, plain_code_of=Barrier):
     ipc::Barrier in shared memory. In a tasklet wait is an operation."""
 
     def __init__(self, parties, action=None, timeout=None):
-        self._core = ShmBarrier(parties)  # ValueError unless parties >= 1
-        self._action = action
-        self._timeout = timeout
+        # ValueError unless parties >= 1
+        self._from_child_state((ShmBarrier(parties, _shareable()), action, timeout))
 
-    __reduce__ = _not_picklable
+    __reduce__ = _reduce_for_child
+
+    def _child_state(self):
+        return self._core, self._action, self._timeout
+
+    def _from_child_state(self, state):
+        self._core, self._action, self._timeout = state
 
     def wait(self, timeout=None):
         if timeout is None:
@@ -310,3 +347,15 @@ class SharedBarrier(Barrier, plain_code_of=Barrier):
     @property
     def broken(self):
         return self._core.broken
+
+
+_register_cores(
+    {
+        ShmLock: "Lock",
+        ShmRLock: "RLock",
+        ShmSemaphore: "Semaphore",
+        ShmEvent: "Event",
+        ShmCondition: "Condition",
+        ShmBarrier: "Barrier",
+    }
+)

@@ -8,9 +8,14 @@ inheritance, as with multiprocessing; pickling a synchronized one raises
 RuntimeError.
 """
 
+import copyreg
 import ctypes
 
-from ._common import _not_picklable
+from ._common import _reduce_for_child, _register_cores, _shareable
+from multiprocessing import context as _mpcontext
+from multiprocessing import sharedctypes as _mp_sharedctypes
+from multiprocessing.reduction import ForkingPickler
+
 from ._corelet import SharedMemory
 from ._shared_sync import SharedRLock
 
@@ -34,10 +39,50 @@ def _ctype(typecode_or_type):
 
 
 def _raw(ctype):
-    mem = SharedMemory(max(ctypes.sizeof(ctype), 8))
+    return _over(ctype, SharedMemory(max(ctypes.sizeof(ctype), 8), _shareable()))
+
+
+_ctypes_made = set()  # the ctypes types of corelet's raw values
+
+
+def _over(ctype, mem):
     obj = ctype.from_buffer(mem)
     obj._corelet_memory = mem  # the mapping lives as long as the object
+    # A raw value pickles only to a child being started by 'spawn' or
+    # 'forkserver' (multiprocessing registers its ctypes types likewise);
+    # a ctypes object that is not corelet's pickles as before.
+    copyreg.pickle(ctype, _reduce_ctype)
+    _ctypes_made.add(ctype)
     return obj
+
+
+def claim_ctypes_reducers():
+    """Before a child's start: corelet's reducer for the ctypes types of its
+    raw values in ForkingPickler too (multiprocessing registers its own
+    there whenever it makes a value of such a type; corelet's hands
+    multiprocessing's objects on to it)."""
+    for ctype in _ctypes_made:
+        ForkingPickler.register(ctype, _reduce_ctype)
+
+
+def _reduce_ctype(obj):
+    mem = getattr(obj, "_corelet_memory", None)
+    if mem is None:
+        if hasattr(obj, "_wrapper"):  # multiprocessing's own shared value
+            return _mp_sharedctypes.reduce_ctype(obj)
+        return obj.__reduce_ex__(2)  # ctypes' own (copyreg's entry is for every object of the type)
+    if _mpcontext.get_spawning_popen() is None:
+        raise RuntimeError(
+            f"corelet.RawValue / RawArray objects ({type(obj).__name__}) are shared between processes by "
+            "inheritance: make them before starting the processes (as with multiprocessing)"
+        )
+    if isinstance(obj, ctypes.Array):  # an array type pickles as its item type and length
+        return _over_array, (obj._type_, obj._length_, mem)
+    return _over, (type(obj), mem)
+
+
+def _over_array(item_type, length, mem):
+    return _over(item_type * length, mem)
 
 
 def _lock_for(lock):
@@ -54,12 +99,17 @@ class Synchronized:
     """A Value with its lock: .value reads and writes under the lock."""
 
     def __init__(self, obj, lock):
-        self._obj = obj
-        self._lock = lock
-        self.acquire = lock.acquire
-        self.release = lock.release
+        self._from_child_state((obj, lock))
 
-    __reduce__ = _not_picklable
+    __reduce__ = _reduce_for_child
+
+    def _child_state(self):
+        return self._obj, self._lock
+
+    def _from_child_state(self, state):
+        self._obj, self._lock = state
+        self.acquire = self._lock.acquire
+        self.release = self._lock.release
 
     def get_lock(self):
         return self._lock
@@ -152,3 +202,6 @@ def Array(typecode_or_type, size_or_initializer, *, lock=True):  # noqa: N802
     lk = _lock_for(lock)
     obj = RawArray(typecode_or_type, size_or_initializer)
     return obj if lk is None else SynchronizedArray(obj, lk)
+
+
+_register_cores({SharedMemory: "Value"})

@@ -161,11 +161,35 @@ bool load_cache() {
   return ok;
 }
 
+// ---- primitives a spawned child can attach ----
+
+// A primitive's T in anonymous shared memory (inherited by forked children),
+// or, shareable, in a memfd whose descriptor a process started by exec
+// receives (the 'spawn' and 'forkserver' start methods) and attaches.
+template <class T, class... A>
+ipc::Shared<T> make_primitive(bool shareable, A&&... args) {
+  return shareable ? ipc::Shared<T>::make_shareable(std::forward<A>(args)...)
+                   : ipc::Shared<T>::make(std::forward<A>(args)...);
+}
+
+template <class T>
+ipc::Shared<T> attach_primitive(int fd, const char* what) {
+  try {
+    return ipc::Shared<T>::attach(fd);
+  } catch (const std::invalid_argument& e) {
+    throw pyb::value_error(std::string("corelet: ") + what + ".attach: " + e.what());
+  }
+}
+
 // ---- SharedMemory: raw words ----
 
 class SharedMemory {
  public:
-  explicit SharedMemory(std::size_t size) : m_(std::make_shared<ipc::Mapping>(size)) {}
+  explicit SharedMemory(std::size_t size, bool shareable = false)
+      : m_(shareable ? std::make_shared<ipc::Mapping>(size, ipc::Mapping::Shareable{})
+                     : std::make_shared<ipc::Mapping>(size)) {}
+  explicit SharedMemory(std::shared_ptr<ipc::Mapping> m) : m_(std::move(m)) {}
+  int fileno() const noexcept { return m_->fd(); }
   std::byte* base() const noexcept { return m_->data(); }
   std::size_t size() const noexcept { return m_->size(); }
   std::atomic<std::uint32_t>& word(std::size_t offset) const {
@@ -198,6 +222,7 @@ class ShmQueue {
   explicit ShmQueue(ipc::Shared<ipc::Queue> q) : q_(std::move(q)) {
     if (ipc::Queue::footprint(q_->capacity()) > q_.mapping()->size())
       throw pyb::value_error("corelet: the descriptor does not hold a shared queue");
+    maxsize_ = q_->maxsize();
   }
   int fileno() const noexcept { return q_.mapping()->fd(); }
   ipc::Queue& q() const noexcept { return *q_; }
@@ -598,7 +623,9 @@ PyObject* shmq_try_get(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 // holding process may release it; a holder that dies hands it on).
 class ShmLock {
  public:
-  ShmLock() : m_(ipc::Shared<ipc::Mutex>::make()) {}
+  explicit ShmLock(bool shareable) : m_(make_primitive<ipc::Mutex>(shareable)) {}
+  explicit ShmLock(ipc::Shared<ipc::Mutex> m) : m_(std::move(m)) {}
+  int fileno() const noexcept { return m_.mapping()->fd(); }
   bool try_acquire() noexcept { return m_->try_lock(); }
   bool acquire(bool blocking, const pyb::object& timeout) {
     if (!blocking) return m_->try_lock();
@@ -627,7 +654,9 @@ class ShmLock {
 // GIL: in a wait's fiber it is the Python tasklet's token that counts).
 class ShmRLock {
  public:
-  ShmRLock() : r_(ipc::Shared<ipc::RecursiveMutex>::make()) {}
+  explicit ShmRLock(bool shareable) : r_(make_primitive<ipc::RecursiveMutex>(shareable)) {}
+  explicit ShmRLock(ipc::Shared<ipc::RecursiveMutex> r) : r_(std::move(r)) {}
+  int fileno() const noexcept { return r_.mapping()->fd(); }
   bool try_acquire() noexcept { return r_->try_lock(ipc::this_owner()); }
   bool acquire(bool blocking, const pyb::object& timeout) {
     const std::uint64_t me = ipc::this_owner();
@@ -685,7 +714,10 @@ class ShmRLock {
 
 class ShmSemaphore {
  public:
-  ShmSemaphore(std::uint32_t value, bool bounded) : s_(ipc::Shared<ipc::Semaphore>::make(value, bounded)) {}
+  ShmSemaphore(std::uint32_t value, bool bounded, bool shareable)
+      : s_(make_primitive<ipc::Semaphore>(shareable, value, bounded)) {}
+  explicit ShmSemaphore(ipc::Shared<ipc::Semaphore> s) : s_(std::move(s)) {}
+  int fileno() const noexcept { return s_.mapping()->fd(); }
   bool try_acquire() noexcept { return s_->try_acquire(); }
   bool acquire(bool blocking, const pyb::object& timeout) {
     if (s_->try_acquire()) return true;
@@ -718,7 +750,9 @@ class ShmSemaphore {
 
 class ShmEvent {
  public:
-  ShmEvent() : e_(ipc::Shared<ipc::Event>::make()) {}
+  explicit ShmEvent(bool shareable) : e_(make_primitive<ipc::Event>(shareable)) {}
+  explicit ShmEvent(ipc::Shared<ipc::Event> e) : e_(std::move(e)) {}
+  int fileno() const noexcept { return e_.mapping()->fd(); }
   bool is_set() const noexcept { return e_->is_set(); }
   void set() noexcept { e_->set(); }
   void clear() noexcept { e_->clear(); }
@@ -746,7 +780,9 @@ class ShmEvent {
 // lock half (release, wait, re-acquire) is Python's, over any shared lock.
 class ShmCondition {
  public:
-  ShmCondition() : c_(ipc::Shared<ipc::Condition>::make()) {}
+  explicit ShmCondition(bool shareable) : c_(make_primitive<ipc::Condition>(shareable)) {}
+  explicit ShmCondition(ipc::Shared<ipc::Condition> c) : c_(std::move(c)) {}
+  int fileno() const noexcept { return c_.mapping()->fd(); }
   std::uint32_t prepare() noexcept { return c_->prepare_wait(); }
   bool wait(std::uint32_t seen, const pyb::object& timeout) {
     const Clock::time_point d = deadline_from(timeout, "Condition.wait");
@@ -772,10 +808,12 @@ class ShmCondition {
 // and the action between them (SharedBarrier._wait_op in _shared_sync.py).
 class ShmBarrier {
  public:
-  explicit ShmBarrier(std::uint32_t parties) {
+  ShmBarrier(std::uint32_t parties, bool shareable) {
     if (parties < 1) throw pyb::value_error("parties must be > 0");
-    b_ = ipc::Shared<ipc::Barrier>::make(parties);
+    b_ = make_primitive<ipc::Barrier>(shareable, parties);
   }
+  explicit ShmBarrier(ipc::Shared<ipc::Barrier> b) : b_(std::move(b)) {}
+  int fileno() const noexcept { return b_.mapping()->fd(); }
   std::uint32_t wait(const pyb::object& timeout, const pyb::object& action) {
     const Clock::time_point d = deadline_from(timeout, "Barrier.wait");
     PlainWaits w;
@@ -1044,7 +1082,18 @@ void bind_shm(pyb::module_& m) {
 
   pyb::class_<SharedMemory>(m, "SharedMemory", pyb::buffer_protocol(),
                             "An anonymous shared mapping, inherited by processes forked after it is made.")
-      .def(pyb::init<std::size_t>(), pyb::arg("size"))
+      .def(pyb::init<std::size_t, bool>(), pyb::arg("size"), pyb::arg("shareable") = false)
+      .def_static(
+          "attach",
+          [](int fd) {
+            try {
+              return std::make_unique<SharedMemory>(std::make_shared<ipc::Mapping>(fd, ipc::Mapping::Attach{}));
+            } catch (const std::invalid_argument& e) {
+              throw pyb::value_error(std::string("corelet: SharedMemory.attach: ") + e.what());
+            }
+          },
+          pyb::arg("fd"), "The mapping of a shareable SharedMemory whose memfd another process sent.")
+      .def("fileno", &SharedMemory::fileno, "The memfd of a shareable mapping (-1 for an inherited one).")
       .def_buffer([](SharedMemory& s) {
         return pyb::buffer_info(s.base(), 1, pyb::format_descriptor<unsigned char>::format(), 1,
                                 {static_cast<pyb::ssize_t>(s.size())}, {1});
@@ -1097,7 +1146,11 @@ void bind_shm(pyb::module_& m) {
           pyb::arg("n") = INT_MAX);
 
   pyb::class_<ShmLock>(m, "ShmLock", "multiprocessing.Lock's core: an ipc::Mutex in shared memory.")
-      .def(pyb::init<>())
+      .def(pyb::init<bool>(), pyb::arg("shareable") = false)
+      .def_static(
+          "attach", [](int fd) { return std::make_unique<ShmLock>(attach_primitive<ipc::Mutex>(fd, "ShmLock")); },
+          pyb::arg("fd"), "The ShmLock of a shareable one whose memfd another process sent (fd stays the caller's).")
+      .def("fileno", &ShmLock::fileno, "The memfd of a shareable one (-1 for an inherited one).")
       .def("acquire", &ShmLock::acquire, pyb::arg("blocking") = true, pyb::arg("timeout") = pyb::none())
       .def("try_acquire", &ShmLock::try_acquire)
       .def("release", &ShmLock::release)
@@ -1111,7 +1164,11 @@ void bind_shm(pyb::module_& m) {
       .def("_address", [](ShmLock& l) { return make_address(&l); });
 
   pyb::class_<ShmRLock>(m, "ShmRLock", "multiprocessing.RLock's core: an ipc::RecursiveMutex in shared memory.")
-      .def(pyb::init<>())
+      .def(pyb::init<bool>(), pyb::arg("shareable") = false)
+      .def_static(
+          "attach", [](int fd) { return std::make_unique<ShmRLock>(attach_primitive<ipc::RecursiveMutex>(fd, "ShmRLock")); },
+          pyb::arg("fd"), "The ShmRLock of a shareable one whose memfd another process sent (fd stays the caller's).")
+      .def("fileno", &ShmRLock::fileno, "The memfd of a shareable one (-1 for an inherited one).")
       .def("acquire", &ShmRLock::acquire, pyb::arg("blocking") = true, pyb::arg("timeout") = pyb::none())
       .def("try_acquire", &ShmRLock::try_acquire)
       .def("release", &ShmRLock::release)
@@ -1127,7 +1184,12 @@ void bind_shm(pyb::module_& m) {
       });
 
   pyb::class_<ShmSemaphore>(m, "ShmSemaphore", "multiprocessing.Semaphore's core: an ipc::Semaphore.")
-      .def(pyb::init<std::uint32_t, bool>(), pyb::arg("value"), pyb::arg("bounded") = false)
+      .def(pyb::init<std::uint32_t, bool, bool>(), pyb::arg("value"), pyb::arg("bounded") = false,
+           pyb::arg("shareable") = false)
+      .def_static(
+          "attach", [](int fd) { return std::make_unique<ShmSemaphore>(attach_primitive<ipc::Semaphore>(fd, "ShmSemaphore")); },
+          pyb::arg("fd"), "The ShmSemaphore of a shareable one whose memfd another process sent (fd stays the caller's).")
+      .def("fileno", &ShmSemaphore::fileno, "The memfd of a shareable one (-1 for an inherited one).")
       .def("try_acquire", &ShmSemaphore::try_acquire)
       .def("acquire", &ShmSemaphore::acquire, pyb::arg("blocking") = true, pyb::arg("timeout") = pyb::none())
       .def(
@@ -1137,7 +1199,11 @@ void bind_shm(pyb::module_& m) {
       .def_property_readonly("value", &ShmSemaphore::value);
 
   pyb::class_<ShmEvent>(m, "ShmEvent", "multiprocessing.Event's core: an ipc::Event.")
-      .def(pyb::init<>())
+      .def(pyb::init<bool>(), pyb::arg("shareable") = false)
+      .def_static(
+          "attach", [](int fd) { return std::make_unique<ShmEvent>(attach_primitive<ipc::Event>(fd, "ShmEvent")); },
+          pyb::arg("fd"), "The ShmEvent of a shareable one whose memfd another process sent (fd stays the caller's).")
+      .def("fileno", &ShmEvent::fileno, "The memfd of a shareable one (-1 for an inherited one).")
       .def("is_set", &ShmEvent::is_set)
       .def("set", &ShmEvent::set)
       .def("clear", &ShmEvent::clear)
@@ -1147,7 +1213,11 @@ void bind_shm(pyb::module_& m) {
           pyb::arg("timeout") = pyb::none());
 
   pyb::class_<ShmCondition>(m, "ShmCondition", "multiprocessing.Condition's notifications: an ipc::Condition.")
-      .def(pyb::init<>())
+      .def(pyb::init<bool>(), pyb::arg("shareable") = false)
+      .def_static(
+          "attach", [](int fd) { return std::make_unique<ShmCondition>(attach_primitive<ipc::Condition>(fd, "ShmCondition")); },
+          pyb::arg("fd"), "The ShmCondition of a shareable one whose memfd another process sent (fd stays the caller's).")
+      .def("fileno", &ShmCondition::fileno, "The memfd of a shareable one (-1 for an inherited one).")
       .def("prepare", &ShmCondition::prepare)
       .def("wait", &ShmCondition::wait, pyb::arg("seen"), pyb::arg("timeout") = pyb::none())
       .def(
@@ -1159,7 +1229,11 @@ void bind_shm(pyb::module_& m) {
       .def("notify", &ShmCondition::notify, pyb::arg("n") = 1);
 
   pyb::class_<ShmBarrier>(m, "ShmBarrier", "multiprocessing.Barrier's core: an ipc::Barrier.")
-      .def(pyb::init<std::uint32_t>(), pyb::arg("parties"))
+      .def(pyb::init<std::uint32_t, bool>(), pyb::arg("parties"), pyb::arg("shareable") = false)
+      .def_static(
+          "attach", [](int fd) { return std::make_unique<ShmBarrier>(attach_primitive<ipc::Barrier>(fd, "ShmBarrier")); },
+          pyb::arg("fd"), "The ShmBarrier of a shareable one whose memfd another process sent (fd stays the caller's).")
+      .def("fileno", &ShmBarrier::fileno, "The memfd of a shareable one (-1 for an inherited one).")
       .def("wait", &ShmBarrier::wait, pyb::arg("timeout") = pyb::none(), pyb::arg("action") = pyb::none())
       .def(
           "arrive_op", [](ShmBarrier& b, pyb::object t) { return pyb::reinterpret_steal<pyb::object>(b.arrive_op(t)); },

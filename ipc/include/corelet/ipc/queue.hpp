@@ -115,6 +115,7 @@ class Queue {
   bool empty() const { return size() == 0; }
   bool full() const;
   std::size_t capacity() const noexcept { return static_cast<std::size_t>(cap_); }
+  std::size_t maxsize() const noexcept { return static_cast<std::size_t>(maxsize_); }  // most messages (0: only the bytes bound); fixed at construction
 
   // JoinableQueue: every put counts as unfinished until a task_done().
   // task_done — UsageError if called more times than there were puts.
