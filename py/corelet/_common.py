@@ -82,7 +82,7 @@ def _not_picklable(self, *_):
 # Which primitives are made so: those made through a 'spawn' or 'forkserver'
 # context (ctx.Lock()), and all of them once either is the start method.
 
-_spawning_method = [False]  # set by _context.set_start_method
+_spawning_method = [False]  # set by _start.set_start_method
 _making = threading.local()  # .depth: inside a spawn context's factory
 
 

@@ -20,6 +20,14 @@ import sys
 
 from . import _common
 from ._process import ForkProcess, ForkServerProcess, SpawnProcess, current_process
+from ._start import (
+    METHODS,
+    check_method,
+    get_start_method,
+    set_executable,
+    set_forkserver_preload,
+    set_start_method,
+)
 
 __all__ = [
     "AuthenticationError",
@@ -43,12 +51,6 @@ BufferTooShort = multiprocessing.BufferTooShort
 TimeoutError = multiprocessing.TimeoutError  # noqa: A001 - multiprocessing's name
 AuthenticationError = multiprocessing.AuthenticationError
 
-_METHODS = ("fork", "spawn", "forkserver")
-_method = None  # set by set_start_method, or by the first get_start_method
-_executable = sys.executable
-_preload = []
-
-
 def cpu_count():
     """The number of CPUs in the system, as multiprocessing.cpu_count;
     NotImplementedError if it cannot be told."""
@@ -60,12 +62,6 @@ def cpu_count():
 
 def freeze_support():
     """multiprocessing's, for frozen Windows programs: nothing to do here."""
-
-
-def _check_method(method):
-    if method in _METHODS:
-        return method
-    raise ValueError(f"cannot find context for {method!r}")
 
 
 # What a 'spawn' or 'forkserver' context's factories make for its children.
@@ -115,59 +111,11 @@ _CONTEXTS = {
 
 def get_context(method=None):
     """The context of a start method (None: the current one)."""
-    return _CONTEXTS[get_start_method() if method is None else _check_method(method)]
-
-
-def get_start_method(allow_none=False):
-    """The start method; once asked for, it is fixed (set_start_method then
-    needs force=True), as multiprocessing's."""
-    global _method
-    if _method is None:
-        if allow_none:
-            return None
-        _method = "fork"
-    return _method
-
-
-def set_start_method(method, force=False):
-    """Sets the start method: RuntimeError if it is already set, unless force."""
-    global _method
-    if _method is not None and not force:
-        raise RuntimeError("context has already been set")
-    if method is None and force:
-        _set(None)
-        return
-    _set(_check_method(method))
-
-
-def _set(method):
-    global _method
-    _method = method
-    _common._spawning_method[0] = method in ("spawn", "forkserver")
-
-
-def _set_in_child(method):
-    """In a 'spawn' or 'forkserver' child: the parent's method, as multiprocessing's children have."""
-    _set(method)
+    return _CONTEXTS[get_start_method() if method is None else check_method(method)]
 
 
 def get_all_start_methods():
-    return list(_METHODS)
-
-
-def set_executable(executable):
-    """The interpreter a 'spawn' child runs (sys.executable by default)."""
-    global _executable
-    _executable = os.fsdecode(executable)
-
-
-def set_forkserver_preload(module_names):
-    """The modules the zygote imports before it forks the first 'forkserver'
-    child after this call (one that fails to import is skipped)."""
-    global _preload
-    if not all(isinstance(m, str) for m in module_names):
-        raise TypeError("module_names must be a list of strings")
-    _preload = list(module_names)
+    return list(METHODS)
 
 
 # ---- logging ----------------------------------------------------------------

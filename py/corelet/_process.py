@@ -28,7 +28,7 @@ from multiprocessing import util as _mputil
 from ._common import _in_tasklet
 from ._corelet import UsageError, _run, wait_readable
 from ._shared_queue import _close_inherited
-from . import _spawning
+from . import _spawning, _start
 
 __all__ = ["Process", "ForkProcess", "SpawnProcess", "ForkServerProcess", "active_children", "current_process", "parent_process"]
 
@@ -200,9 +200,7 @@ class Process:
                 "corelet.Process.start inside corelet.run: start processes from plain code, or use "
                 "spawn_on / Pool inside corelet.run(workers=N)"
             )
-        from ._context import _preload, get_start_method
-
-        method = self._start_method or get_start_method()
+        method = self._start_method or _start.get_start_method()
         _cleanup()
         _flush_std_streams()
         parent_pid = os.getpid()
@@ -215,10 +213,10 @@ class Process:
                 os._exit(self._bootstrap(parent_pid, _current.name, arm_death, forked=True))
             self._pidfd = os.pidfd_open(pid)
         elif method == "spawn":
-            pid = _spawning.start_spawn(self, arm_death)
+            pid = _spawning.start_spawn(self, arm_death, _current.name)
             self._pidfd = os.pidfd_open(pid)
         else:  # 'forkserver': the zygote kills a daemonic child when this process exits
-            pid, self._pidfd = _spawning.start_forkserver(self, None if not self.daemon else "zygote", _preload)
+            pid, self._pidfd = _spawning.start_forkserver(self, None if not self.daemon else "zygote", _current.name)
             self._status_pipe = True
         self._pid = pid
         # The sentinel stays open after the process ends (it is readable

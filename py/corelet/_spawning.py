@@ -12,7 +12,7 @@ primitives made for such children, Pipe ends, sockets and multiprocessing's
 own Connections — hands each descriptor to the child instead of through the
 resource sharer; in the child, _InheritedFd.detach() gives a duplicate of it.
 
-'spawn' execs ``python -c 'from corelet._spawning import spawn_main; ...'``
+'spawn' execs ``python -c 'from corelet._spawn_child import spawn_main; ...'``
 (set_executable's interpreter), a child of the parent: its pid, pidfd and
 exit status are the parent's, as with 'fork'. The pickle comes on a pipe;
 the descriptors are inherited at their numbers.
@@ -29,17 +29,15 @@ to the zygote closes then).
 
 import io
 import os
-import pickle
-import socket
 import struct
-import sys
 from multiprocessing import context as _mpcontext
-from multiprocessing import process as _mpprocess
 from multiprocessing import spawn as _mpspawn
 from multiprocessing import util as _mputil
 from multiprocessing.reduction import ForkingPickler
 
-__all__ = ["start_spawn", "start_forkserver", "spawn_main", "main"]
+from . import _start
+
+__all__ = ["start_spawn", "start_forkserver", "STATUS"]
 
 _LENGTH = struct.Struct("!Q")
 STATUS = struct.Struct("!i")  # what the zygote writes into a status pipe: the exit code
@@ -85,7 +83,7 @@ class _Start:
         return i
 
 
-def _payload(process, method, death):
+def _payload(process, method, death, parent_name):
     """The pickle of process for its child, and the descriptors it carries."""
     from ._shared_values import claim_ctypes_reducers
 
@@ -97,7 +95,7 @@ def _payload(process, method, death):
         prep = _mpspawn.get_preparation_data(process.name)
         prep.pop("start_method", None)  # multiprocessing's own start method is not corelet's
         # The child's start method is the one it was started by, as multiprocessing's.
-        header = (method, os.getpid(), _current_name(), death)
+        header = (method, os.getpid(), parent_name, death)
         ForkingPickler(buf).dump(header)
         ForkingPickler(buf).dump(prep)
         ForkingPickler(buf).dump(process)
@@ -106,26 +104,19 @@ def _payload(process, method, death):
     return buf.getvalue(), start.fds
 
 
-def _current_name():
-    from ._process import current_process
-
-    return current_process().name
-
-
-def start_spawn(process, death):
+def start_spawn(process, death, parent_name):
     """Starts process's child by exec; gives its pid (the caller's child)."""
-    from ._context import _executable
-
-    data, fds = _payload(process, "spawn", death)
+    executable = _start.executable()
+    data, fds = _payload(process, "spawn", death, parent_name)
     r, w = os.pipe()
     try:
         here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         code = (
             f"import sys; sys.path.insert(0, {here!r}); "
-            "from corelet._spawning import spawn_main; spawn_main()"
+            "from corelet._spawn_child import spawn_main; spawn_main()"
         )
-        args = [_executable, "-c", code, "--corelet-spawn", str(r), ",".join(map(str, fds))]
-        pid = _mputil.spawnv_passfds(os.fsencode(_executable), args, [r, *fds])
+        args = [executable, "-c", code, "--corelet-spawn", str(r), ",".join(map(str, fds))]
+        pid = _mputil.spawnv_passfds(os.fsencode(executable), args, [r, *fds])
     except BaseException:
         os.close(w)
         raise
@@ -141,16 +132,22 @@ def start_spawn(process, death):
     return pid
 
 
-def start_forkserver(process, death, preload):
+def start_forkserver(process, death, parent_name):
     """Starts process's child in the program's zygote; gives (its pid, the
     read end of its status pipe)."""
     from ._host import zygote_fork
 
-    data, fds = _payload(process, "forkserver", death)
+    data, fds = _payload(process, "forkserver", death, parent_name)
     status_r, status_w = os.pipe()
     try:
         sock, pid = zygote_fork(
-            "corelet._spawning", (), fds=[status_w, *fds], status=True, daemon=(death is not None), preload=preload
+            "corelet._spawn_child",
+            (),
+            fds=[status_w, *fds],
+            status=True,
+            daemon=(death is not None),
+            preload=_start.preload(),
+        
         )
     except BaseException:
         os.close(status_r)
@@ -165,68 +162,4 @@ def start_forkserver(process, death, preload):
     return pid, status_r
 
 
-# ---- in the child -------------------------------------------------------------
-
-
-def _run_child(stream, fds):
-    """Unpickles the Process from stream (its inherited descriptors: fds) and
-    runs it; gives its exit code."""
-    global _inherited
-    from . import _context
-    from ._process import Process
-
-    _inherited = fds
-    mp_current = _mpprocess.current_process()
-    try:
-        method, parent_pid, parent_name, death = pickle.load(stream)
-        _context._set_in_child(method)
-        # multiprocessing's own flag: a start while main is re-imported is
-        # the missing `if __name__ == "__main__":` error, and a manager's
-        # proxy here does not take a reference the parent holds for it.
-        mp_current._inheriting = True
-        try:
-            _mpspawn.prepare(pickle.load(stream))
-            process = pickle.load(stream)
-        finally:
-            del mp_current._inheriting
-    finally:
-        _inherited = None
-        for fd in fds:
-            os.close(fd)
-    if not isinstance(process, Process):
-        raise TypeError(f"corelet: a started child got {type(process).__name__}, not a corelet.Process")
-    return process._bootstrap(parent_pid, parent_name, death, forked=False)
-
-
-def spawn_main():
-    """A 'spawn' child: ``-c ... --corelet-spawn READ_FD FD,FD,...``."""
-    r = int(sys.argv[-2])
-    fds = [int(fd) for fd in sys.argv[-1].split(",") if fd]
-    with open(r, "rb", closefd=True) as stream:
-        code = _run_child(stream, fds)
-    sys.exit(code)
-
-
-def main():
-    """A 'forkserver' child, as the zygote runs a host: sys.argv is [module,
-    socket fd]; the zygote gave the descriptors (inherited_fds)."""
-    from ._host import adopt_authkey
-
-    fd = int(sys.argv[1])
-    adopt_authkey(fd)
-    with socket.socket(fileno=fd) as sock:
-        sock.setblocking(True)
-        head = sock.recv(_LENGTH.size, socket.MSG_WAITALL)
-        if len(head) != _LENGTH.size:
-            sys.exit("corelet: the parent went away before its child started")
-        (size,) = _LENGTH.unpack(head)
-        data = bytearray()
-        while len(data) < size:
-            more = sock.recv(min(size - len(data), 1 << 20))
-            if not more:
-                sys.exit("corelet: the parent went away before its child started")
-            data += more
-    sys.exit(_run_child(io.BytesIO(data), inherited_fds))
-
-
-inherited_fds = []  # set by the zygote in a 'forkserver' child before main()
+inherited_fds = []  # set by the zygote in a 'forkserver' child before its main()

@@ -33,6 +33,7 @@ import sys
 import corelet  # noqa: F401 - imported once here, inherited by every host
 import corelet._actor_host  # noqa: F401
 import corelet._pool_host  # noqa: F401
+import corelet._spawn_child  # noqa: F401
 import corelet._spawning
 from corelet._host import adopt_authkey
 from corelet._spawning import STATUS
