@@ -12,6 +12,10 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <numeric>
@@ -83,6 +87,56 @@ TEST(IpcQueueBasics, FifoKindsWrapAroundAndBounds) {
     q->put(big);
   } catch (const std::length_error& e) {
     EXPECT_NE(std::string(e.what()).find("300 bytes"), std::string::npos) << e.what();
+  }
+}
+
+// A drained queue writes its next message at the ring's start: one message
+// at a time never wraps, however many go through.
+TEST(IpcQueueBasics, ADrainedQueueStartsAgainAtTheRingsStart) {
+  auto q = Shared<Queue>::make(256u, 0u);
+  for (std::uint32_t i = 0; i < 50; ++i) {
+    const auto m = make_msg(i, 100);
+    ASSERT_TRUE(q->try_put(m.data(), m.size()));
+    bool wrapped = true;
+    ASSERT_TRUE(q->get_with([&](std::uint8_t, std::span<const std::byte>, std::span<const std::byte> b) {
+      wrapped = !b.empty();
+    }));
+    EXPECT_FALSE(wrapped) << "message " << i;
+  }
+}
+
+// Pages a large message touched beyond the first kKeepBytes of the ring are
+// given back once the queue drains; the queue works on after it, the freed
+// part reading as new.
+TEST(IpcQueueBasics, ADrainedQueueGivesBackThePagesOfALargeMessage) {
+  const std::size_t cap = 4 * Queue::kKeepBytes;
+  auto q = Shared<Queue>::make(cap, 0u);
+  const long page = ::sysconf(_SC_PAGESIZE);
+  auto resident = [&] {  // pages of the queue's mapping in memory now
+    const std::size_t bytes = Queue::footprint(cap);
+    std::vector<unsigned char> v((bytes + page - 1) / page);
+    auto* base = reinterpret_cast<void*>(reinterpret_cast<std::uintptr_t>(&*q) & ~static_cast<std::uintptr_t>(page - 1));
+    EXPECT_EQ(::mincore(base, bytes, v.data()), 0);
+    return std::count_if(v.begin(), v.end(), [](unsigned char c) { return c & 1; });
+  };
+  const std::size_t before = resident();
+  const auto big = make_msg(7, 3 * Queue::kKeepBytes);
+  ASSERT_TRUE(q->try_put(big.data(), big.size()));
+  const std::size_t full = resident();
+  EXPECT_GE(full, before + big.size() / page);
+  auto got = q->try_get();
+  ASSERT_TRUE(got.has_value());
+  std::uint32_t seq = 0;
+  EXPECT_TRUE(check_msg(*got, &seq));
+  EXPECT_EQ(seq, 7u);
+  EXPECT_LE(resident(), before + Queue::kKeepBytes / page + 2);
+  for (std::uint32_t i = 0; i < 3; ++i) {  // and on: large and small again
+    const auto m = make_msg(i, i == 1 ? big.size() : 1000);
+    ASSERT_TRUE(q->try_put(m.data(), m.size()));
+    auto g = q->try_get();
+    ASSERT_TRUE(g.has_value());
+    ASSERT_TRUE(check_msg(*g, &seq));
+    EXPECT_EQ(seq, i);
   }
 }
 

@@ -6,6 +6,9 @@
 #include <corelet/ipc/queue.hpp>
 #include <corelet/sched/futex.hpp>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <climits>
 #include <stdexcept>
@@ -74,6 +77,7 @@ bool Queue::put(const void* data, std::size_t n, Clock::time_point deadline, std
   write_at(tail, &len, 8);
   write_at((tail + 8) % cap_, &kind, 1);
   write_at((tail + kFrameBytes) % cap_, data, n);
+  touched_ = std::max(touched_, std::min(tail + need, cap_));
   used_ += need;  // the counters last: a holder that dies mid-copy leaves them as they were
   ++count_;
   ++unfinished_;
@@ -129,10 +133,27 @@ void Queue::consumed(std::uint64_t len) noexcept {
   head_ = (head_ + 8 + len) % cap_;
   used_ -= 8 + len;
   --count_;
+  if (used_ == 0) drained();
   bump(space_);
   const bool wake = putters_ != 0;
   mu_.unlock();
   if (wake) futex_wake(space_, 1);
+}
+
+void Queue::drained() noexcept {
+  // After the counters: a holder that dies here leaves an empty queue whose
+  // next message goes where the last one ended, as before.
+  head_ = 0;
+  if (touched_ > kKeepBytes) {
+    static const std::uintptr_t page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+    const auto from = (reinterpret_cast<std::uintptr_t>(ring()) + kKeepBytes + page - 1) & ~(page - 1);
+    const auto to = (reinterpret_cast<std::uintptr_t>(ring()) + touched_) & ~(page - 1);
+    // Shared memory (shmem or a memfd): MADV_REMOVE frees the pages, and the
+    // ring reads as zeros there afterwards; nothing in the ring is live now.
+    // Best effort: where the kernel refuses, the pages stay.
+    if (to > from) ::madvise(reinterpret_cast<void*>(from), to - from, MADV_REMOVE);
+  }
+  touched_ = 0;
 }
 
 std::optional<Queue::Message> Queue::get(Clock::time_point deadline) {

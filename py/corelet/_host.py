@@ -20,15 +20,16 @@ import threading
 import time
 
 
-def start_host(module, *args):
+def start_host(module, *args, fds=()):
     """Starts a host running ``python -m module <fd> args...``; returns (the
-    caller's socket, a Popen-like handle: poll, wait, kill, pid). The host is
+    caller's socket, a Popen-like handle: poll, wait, kill, pid). fds:
+    descriptors the host gets as well (_spawning.inherited_fds there). The host is
     forked by this program's zygote (started by exec at the first call, see
     _zygote.py), so it costs a fork of a clean interpreter rather than an exec
     and its imports. The host finds this corelet through PYTHONPATH, and does
     not inherit CORELET_TRACE: its cluster would truncate the caller's trace
     file."""
-    parent, pid = zygote_fork(module, args)
+    parent, pid = zygote_fork(module, args, fds=fds)
     try:
         return parent, _Host(pid)
     except BaseException:

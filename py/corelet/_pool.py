@@ -4,8 +4,12 @@ From plain code (no corelet.run around it) a Pool starts a cluster of its own:
 a host (``corelet._pool_host``, forked by the program's zygote, a clean
 interpreter started by exec once, so that threads and locks of this process
 never reach the workers; see _host.py) forks one worker per process asked
-for, and this process talks to it over a socket.
-Work goes out in chunks; each chunk is one remote call inside the cluster.
+for. Work goes out in bundles (the items of consecutive chunks of one job)
+straight to the workers, over queues in shared memory that this process
+makes and the host's workers inherit: one inbound queue per worker, at
+most two bundles in it at a time (the rest wait here, and go to the first
+worker that answers), and one result queue that every worker answers into
+and a thread of this process reads.
 
 Inside ``corelet.run(main, workers=N)`` a Pool uses that cluster's workers
 directly, and its waiting methods are operations (``r = yield pool.map(...)``,
@@ -22,7 +26,8 @@ import itertools
 import multiprocessing
 import os
 import queue
-import socket as _socket
+import select
+import signal
 import struct
 import threading
 import time
@@ -31,37 +36,36 @@ import types
 import weakref
 
 from ._cluster import _call_payload
-from ._corelet import Channel, _plain_call, num_workers, spawn, this_worker
+from ._corelet import Channel, ShmQueue, WorkerLost, _plain_call, num_workers, spawn, this_worker
 from ._host import join_thread, start_host
+from ._shared_queue import SharedQueue
 from ._wire import callable_name, dumps, dumps_call, loads, pack_exception, raise_remote
 
 __all__ = ["Pool", "AsyncResult", "TimeoutError"]
 
 TimeoutError = multiprocessing.TimeoutError  # noqa: A001 - multiprocessing's name, for drop-in use
 
-# Frames between a Pool and its host: kind, job id, first chunk index, payload length.
-# JOB frames carry a job's function, BUNDLE frames the items of consecutive
-# chunks; a REPLY carries one (status, value) per chunk of a bundle.
-_FRAME = struct.Struct("<IQQQ")
-_JOB, _BUNDLE, _REPLY = 0, 1, 2
+# The messages between a Pool and its workers (see _pool_host for who puts
+# what where). Into a worker's inbound queue: _TASK (job id, the index of
+# the bundle's first chunk, the length of the job's payload), the job's
+# payload (_job_payload: the initializer, the function), the bundle's
+# pickled chunks. Into the result queue: _NOTE (kind, worker index, job,
+# first) and a pickle (REPLY: ("ok", [(status, value) per chunk]) or
+# ("err", a packed exception for the whole bundle); LOST: the dead worker's
+# (worker id, pid, signal, exit code)); STOP ends the reader. On the socket,
+# to the host: _ACK (a worker index) once its LOST notice is handled.
+_TASK = struct.Struct("<QQI")
+_NOTE = struct.Struct("<BIQQ")
+_REPLY, _LOST, _STOP = 1, 2, 3
+_ACK = struct.Struct("<I")
+_RING = 1 << 30  # bytes of each queue's ring: only the pages in use take memory (see ipc/queue.hpp)
+_DEPTH = 2  # bundles in a worker's queue at most: one it runs, one it takes next
 
 
 # ---- what a worker runs -----------------------------------------------------------
 
 _initialized = set()
 _functions = {}  # (pool token, job) -> (init, fn, star), the latest few jobs
-
-
-def _job_payload(what, payload):
-    """A JOB frame's payload: the function's name (for WorkerLost's message)
-    as a length-prefixed UTF-8 string, then the pickled job."""
-    name = what.encode("utf-8", "replace")[:1000]
-    return struct.pack("<H", len(name)) + name + payload
-
-
-def _split_job_payload(data):
-    (n,) = struct.unpack_from("<H", data, 0)
-    return bytes(data[2 : 2 + n]).decode("utf-8", "replace"), data[2 + n :]
 
 
 def _run_chunk(init, fn, items, star):
@@ -208,6 +212,17 @@ class AsyncResult:
 # ---- the Pool in plain code: a cluster of its own ----------------------------------
 
 
+def _watch_host(pidfd, results):
+    """A Pool's thread: once its host has ended (after close, or killed),
+    STOP follows whatever the workers put into the result queue."""
+    try:
+        select.select([pidfd], [], [])
+    finally:
+        os.close(pidfd)
+    results.put(_NOTE.pack(_STOP, 0, 0, 0))
+
+
+
 class Pool:
     """multiprocessing.Pool over corelet workers. See the module docstring."""
 
@@ -216,7 +231,7 @@ class Pool:
             return super().__new__(ClusterPool)
         return super().__new__(cls)
 
-    def __init__(self, processes=None, initializer=None, initargs=(), maxtasksperchild=None, *, ring_bytes=1 << 20):
+    def __init__(self, processes=None, initializer=None, initargs=(), maxtasksperchild=None, *, ring_bytes=_RING):
         if processes is None:
             processes = len(os.sched_getaffinity(0))
         if processes < 1:
@@ -229,15 +244,30 @@ class Pool:
         self._maxtasks = maxtasksperchild or 0
         self._init = (os.urandom(8), initializer, tuple(initargs)) if initializer else None
         self._state = "run"
-        self._jobs = {}
+        self._jobs = {}  # job id -> [its AsyncResult, its function's name]
         self._payloads = {}  # (function, star) -> its job payload (see _job_payload)
         self._next_job = itertools.count()
-        self._send_lock = threading.Lock()
+        # _lock guards the jobs, the bundles in flight and waiting, and every
+        # put into an inbound queue (so a LOST notice sees a queue only this
+        # process puts into standing still).
         self._lock = threading.Lock()
-        self._sock, self._host = start_host("corelet._pool_host", processes, ring_bytes, self._maxtasks)
+        self._flight = [collections.deque() for _ in range(processes)]  # per worker: (job, first) sent, in order
+        self._waiting = collections.deque()  # (job, first, message) for the first worker with room
+        self._warm = 0  # the worker that answered last
+        # ring_bytes: each queue's ring; one message (a bundle, a reply) may not be larger.
+        self._results = SharedQueue._over(ShmQueue(ring_bytes, 0, True))
+        self._inbound = [SharedQueue._over(ShmQueue(ring_bytes, 0, True)) for _ in range(processes)]
+        fds = [q._q.fileno() for q in (self._results, *self._inbound)]
+        self._sock, self._host = start_host("corelet._pool_host", processes, self._maxtasks, fds=fds)
         self._imaps = weakref.WeakSet()  # the _PlainImaps still reading their iterables
         self._reader = threading.Thread(target=self._read_results, name="corelet.Pool results", daemon=True)
         self._reader.start()
+        # The host's end (killed, or done after close) stops the reader, after
+        # everything the workers answered.
+        self._watcher = threading.Thread(
+            target=_watch_host, args=(os.dup(self._host._pidfd), self._results), name="corelet.Pool host watch", daemon=True
+        )
+        self._watcher.start()
 
     # -- plumbing --
     def _job_payload(self, fn, star):
@@ -258,37 +288,88 @@ class Pool:
             self._payloads[(fn, star)] = payload
         return payload
 
+    def _send_locked(self, job, first, message):
+        """With _lock held: message to the worker with the fewest bundles in
+        its queue, or to the waiting line if every queue holds _DEPTH. Ties
+        go to the worker that answered last: it may not be asleep yet (a
+        queue's getter spins a moment before it sleeps), so it starts at
+        once, where a worker asleep takes a wakeup across CPUs first."""
+        n = self._processes
+        best = None
+        for i in range(n):
+            w = (self._warm + i) % n
+            if len(self._flight[w]) < _DEPTH and (best is None or len(self._flight[w]) < len(self._flight[best])):
+                best = w
+        if best is None:
+            self._waiting.append((job, first, message))
+            return
+        self._inbound[best].put(message)
+        self._flight[best].append((job, first))
+
     def _read_results(self):
-        f = self._sock.makefile("rb", buffering=1 << 16)
         try:
             while True:
                 try:
-                    head = f.read(_FRAME.size)
-                    if len(head) < _FRAME.size:
-                        break
-                    _kind, job, first, n = _FRAME.unpack(head)
-                    data = f.read(n)
-                except OSError:  # reset: the cluster is gone
+                    msg = self._results.get()
+                except EOFError:
                     break
-                if len(data) < n:
+                kind, worker, job, first = _NOTE.unpack_from(msg)
+                if kind == _STOP:
                     break
-                self._deliver(job, first, data)
-                del data
+                if kind == _REPLY:
+                    self._reply(worker, job, first, msg)
+                elif kind == _LOST:
+                    self._lost(worker, loads(memoryview(msg)[_NOTE.size :]))
+                del msg
         finally:
-            f.close()
             self._fail_all(RuntimeError("corelet.Pool: the pool's cluster ended"))
 
-    def _deliver(self, job, first, data):
-        # A function of its own: none of a frame's objects stays referenced
-        # by the reader thread until the next frame (the caller's results
+    def _reply(self, worker, job, first, msg):
+        # A function of its own: none of a reply's objects stays referenced
+        # by the reader thread until the next one (the caller's results
         # are the caller's alone once map returns).
         with self._lock:
-            result = self._jobs.get(job)
-        if result is None:
-            return
+            sent = self._flight[worker]
+            if sent and sent[0] == (job, first):  # a worker answers in order
+                sent.popleft()
+            self._warm = worker
+            if self._waiting:
+                self._send_locked(*self._waiting.popleft())
+            entry = self._jobs.get(job)
+            self._close_inbound_if_done_locked()
+        if entry is not None:
+            self._deliver(entry, job, first, memoryview(msg)[_NOTE.size :])
+
+    def _lost(self, worker, how):
+        """Worker index `worker` died: the bundle it had taken from its
+        queue fails with WorkerLost naming the job's function; the bundles
+        still in its queue go to its replacement, which serves once the host
+        has our ACK (the queue stands still till then: nothing else takes
+        from it, and we put into it under _lock)."""
+        wid, pid, sig, exitcode = how
+        with self._lock:
+            sent = self._flight[worker]
+            taken = len(sent) - self._inbound[worker].qsize()
+            lost = [sent.popleft() for _ in range(max(0, taken))]
+            entries = [(self._jobs.get(job), job, first) for job, first in lost]
+        try:
+            self._sock.sendall(_ACK.pack(worker))
+        except OSError:
+            pass  # the host is gone: the reader ends with it
+        for entry, job, first in entries:
+            if entry is None:
+                continue
+            how = f"was killed by signal {sig} ({signal.strsignal(sig)})" if sig else f"exited with status {exitcode}"
+            e = WorkerLost(f"corelet: worker {wid} (pid {pid}) {how} while running {entry[1]}")
+            e.worker, e.pid, e.signal, e.exitcode, e.sent = wid, pid, sig, exitcode, True
+            entry[0]._set(first, False, e)
+            self._forget_if_done(entry, job)
+
+    def _deliver(self, entry, job, first, data):
+        result = entry[0]
         try:
             status, replies = loads(data)
-            if status != "ok":  # the whole bundle failed (its worker died...)
+            if status != "ok":  # the whole bundle failed (a result that cannot be sent...)
                 raise_remote(replies)
         except BaseException as e:  # noqa: BLE001 - fails its job, not the thread
             result._set(first, False, e)
@@ -301,15 +382,27 @@ class Pool:
                     raise_remote(value)
                 except BaseException as e:  # noqa: BLE001
                     result._set(first + i, False, e)
-        if result.ready():
+        self._forget_if_done(entry, job)
+
+    def _forget_if_done(self, entry, job):
+        if entry[0].ready():
             with self._lock:
-                self._jobs.pop(job, None)
+                if self._jobs.get(job) is entry:
+                    del self._jobs[job]
+
+    def _close_inbound_if_done_locked(self):
+        # After close(): once every bundle is in a worker's queue, the queues
+        # close; the workers finish what is in them and the cluster stops.
+        if self._state != "run" and not self._waiting and not self._imaps:
+            for q in self._inbound:
+                q._q.close()
 
     def _fail_all(self, exc):
         with self._lock:
             jobs, self._jobs = self._jobs, {}
-        for r in jobs.values():
-            r._set(0, False, exc)
+            self._waiting.clear()
+        for entry in jobs.values():
+            entry[0]._set(0, False, exc)
 
     def _submit(self, fn, chunks, star, single, callback=None, error_callback=None, closing=False):
         # closing: an imap given before close() still sends the rest of its iterable.
@@ -320,35 +413,31 @@ class Pool:
         except TypeError:
             dumps_call(fn, (), {}, by_value=True)  # says whether the function is the culprit
             raise TypeError("corelet.Pool: the initializer or its arguments cannot be sent to the workers") from None
-        frames = []
-        first = 0
-        # With maxtasksperchild a bundle is one chunk: the host counts a worker's tasks by its bundles.
-        sizes = [1] * len(chunks) if self._maxtasks else _bundles(len(chunks), self._processes)
-        for size in sizes:
-            payload = _dumps_items(chunks[first : first + size])
-            frames.append(_FRAME.pack(_BUNDLE, 0, first, len(payload)))
-            frames.append(payload)
-            first += size
-        job = next(self._next_job)
         result = AsyncResult(len(chunks), single, callback, error_callback)
         if not chunks:
             return result
-        for k in range(0, len(frames), 2):  # the job id, now known
-            _kind, _j, f, n = _FRAME.unpack(frames[k])
-            frames[k] = _FRAME.pack(_BUNDLE, job, f, n)
+        # With maxtasksperchild a bundle is one chunk: a worker counts its tasks by its bundles.
+        sizes = [1] * len(chunks) if self._maxtasks else _bundles(len(chunks), self._processes)
+        bundles = []
+        first = 0
+        for size in sizes:
+            bundles.append((first, _dumps_items(chunks[first : first + size])))
+            first += size
+        job = next(self._next_job)
+        ring = self._results._q.capacity
         with self._lock:
-            self._jobs[job] = result
-        with self._send_lock:
-            try:
-                # A JOB frame's index field carries its number of bundles (the host
-                # forgets the job after the last).
-                job_frame = _job_payload(callable_name(fn), job_payload)
-                # One write: the host's reader then wakes once for the whole job.
-                self._sock.sendall(b"".join([_FRAME.pack(_JOB, job, len(sizes), len(job_frame)), job_frame, *frames]))
-            except OSError as e:
-                with self._lock:
+            if self._host.returncode is not None or not self._reader.is_alive():
+                raise RuntimeError("corelet.Pool: the pool's cluster is gone")
+            self._jobs[job] = [result, callable_name(fn)]
+            for first, payload in bundles:
+                message = b"".join([_TASK.pack(job, first, len(job_payload)), job_payload, payload])
+                if len(message) + 64 > ring:
                     self._jobs.pop(job, None)
-                raise RuntimeError(f"corelet.Pool: the pool's cluster is gone: {e}") from e
+                    raise ValueError(
+                        f"corelet.Pool: the items of a chunk take {len(message)} bytes pickled, more than the "
+                        f"pool's queues hold ({ring} bytes; Pool(ring_bytes=...) sets it)"
+                    )
+                self._send_locked(job, first, message)
         return result
 
     # -- multiprocessing.Pool's methods --
@@ -392,10 +481,8 @@ class Pool:
             self._state = "close"
             for it in list(self._imaps):
                 it._read_all()
-            try:
-                self._sock.shutdown(_socket.SHUT_WR)
-            except OSError:
-                pass
+            with self._lock:
+                self._close_inbound_if_done_locked()
 
     def terminate(self):
         """Stops the workers at once; work not done fails."""
@@ -407,14 +494,16 @@ class Pool:
         if self._host.poll() is None:
             self._host.kill()  # the workers die with it (they watch their parent)
         self._host.wait()
-        self._sock.close()
         join_thread(self._reader, timeout=5)
+        join_thread(self._watcher, timeout=5)
+        self._sock.close()
 
     def join(self):
         if self._state == "run":
             raise ValueError("Pool is still running")
         self._host.wait()
         join_thread(self._reader)
+        join_thread(self._watcher)
         self._sock.close()
 
     def __enter__(self):

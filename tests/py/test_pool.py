@@ -153,6 +153,37 @@ def test_a_killed_worker_fails_its_tasks_with_worker_lost_and_the_pool_goes_on()
         assert slowest < 30.0  # detected (an event, not a timeout), however loaded the machine
 
 
+def kill_self(_):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_killed_worker_fails_only_the_task_it_had_taken():
+    # One worker: the first task is running when it dies, the second waits
+    # in the worker's queue and the others in the Pool. Only the first fails;
+    # the replacement runs the rest, in order.
+    with corelet.Pool(1) as p:
+        doomed = p.apply_async(kill_self, (0,))
+        others = [p.apply_async(square, (i,)) for i in range(4)]
+        with pytest.raises(corelet.WorkerLost, match="while running test_pool.kill_self"):
+            doomed.get(timeout=60)
+        assert [r.get(timeout=60) for r in others] == [0, 1, 4, 9]
+
+
+def big_result(n):
+    return b"x" * n
+
+
+def test_items_and_results_larger_than_the_pools_queues_fail_clearly():
+    with corelet.Pool(1, ring_bytes=1 << 16) as p:
+        with pytest.raises(ValueError, match="more than the pool's queues hold"):
+            p.apply_async(len, (b"y" * (1 << 17),))
+        r = p.apply_async(big_result, (1 << 17,))
+        with pytest.raises(ValueError, match="the results of a chunk take .* more than the pool's queues hold"):
+            r.get(timeout=60)
+        assert p.apply(big_result, (100,)) == b"x" * 100  # the pool goes on
+        assert p.map(square, range(5)) == [0, 1, 4, 9, 16]
+
+
 def test_a_pool_made_while_another_thread_holds_the_logging_lock():
     logging.getLogger("corelet-test").addHandler(logging.NullHandler())
     held = threading.Event()

@@ -26,6 +26,13 @@
 // a put or get leaves the queue as it was before that call: the counters
 // (used, count, head) are written last, after the bytes.
 //
+// Memory: only the ring's touched pages use memory, so a queue may be made
+// with a large ring (a Pool's are 1 GiB) and costs what it holds at its
+// peak. Each time the queue drains, the next message is written at the
+// ring's start again (a queue that carries one message at a time touches
+// only the pages of its largest message), and pages touched beyond the
+// first kKeepBytes are given back to the kernel (madvise MADV_REMOVE).
+//
 // Blocking calls wait as <corelet/ipc/sync.hpp> says: a plain thread blocks,
 // a fiber tasklet parks alone and is woken by the other side's change
 // (cancellation: corelet::Cancelled, nothing taken or put), a stackless
@@ -53,6 +60,8 @@ class Queue {
   // The framing each message costs in the ring: its length word and kind byte.
   static constexpr std::size_t kFrameBytes = 9;
   static constexpr std::size_t kMinCapacity = 64;
+  // Ring bytes a drained queue keeps in memory (see the top of this file).
+  static constexpr std::size_t kKeepBytes = std::size_t{8} << 20;
 
   // The memory a Queue of `capacity` ring bytes needs (ipc::Shared uses it).
   static std::size_t footprint(std::size_t capacity, std::size_t /*maxsize*/ = 0) noexcept {
@@ -136,6 +145,7 @@ class Queue {
   FutexWait wait_locked(std::atomic<std::uint32_t>& word, std::uint32_t& waiters, Clock::time_point deadline,
                         const char* what);
   void consumed(std::uint64_t len) noexcept;  // under mu: the head message is gone
+  void drained() noexcept;                    // under mu, the queue empty: back to the ring's start
   std::byte* ring() noexcept { return reinterpret_cast<std::byte*>(this + 1); }
   const std::byte* ring() const noexcept { return reinterpret_cast<const std::byte*>(this + 1); }
   void write_at(std::uint64_t pos, const void* src, std::size_t n) noexcept;
@@ -151,6 +161,7 @@ class Queue {
   std::uint64_t count_ = 0;     // messages
   std::uint64_t maxsize_;       // most messages (0: only the bytes bound)
   std::int64_t unfinished_ = 0; // put and not yet task_done
+  std::uint64_t touched_ = 0;   // ring bytes 0 .. touched_ written since the queue last drained
   std::uint32_t closed_ = 0;
   std::uint32_t getters_ = 0;   // waiters on items_ that take one message
   std::uint32_t putters_ = 0;   // ... on space_
