@@ -150,6 +150,9 @@ void Queue::drained() noexcept {
     const auto to = (reinterpret_cast<std::uintptr_t>(ring()) + touched_) & ~(page - 1);
     // Shared memory (shmem or a memfd): MADV_REMOVE frees the pages, and the
     // ring reads as zeros there afterwards; nothing in the ring is live now.
+    // Under mu, though it is a system call: a put let in meanwhile would
+    // write where the pages are going. Only after a drain of more than
+    // kKeepBytes, so not on the path of a queue's usual messages.
     // Best effort: where the kernel refuses, the pages stay.
     if (to > from) ::madvise(reinterpret_cast<void*>(from), to - from, MADV_REMOVE);
   }

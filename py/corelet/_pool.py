@@ -27,7 +27,6 @@ import multiprocessing
 import os
 import queue
 import select
-import signal
 import struct
 import threading
 import time
@@ -52,12 +51,14 @@ TimeoutError = multiprocessing.TimeoutError  # noqa: A001 - multiprocessing's na
 # pickled chunks. Into the result queue: _NOTE (kind, worker index, job,
 # first) and a pickle (REPLY: ("ok", [(status, value) per chunk]) or
 # ("err", a packed exception for the whole bundle); LOST: the dead worker's
-# (worker id, pid, signal, exit code)); STOP ends the reader. On the socket,
+# (worker id, pid, signal, exit code, the cluster's words for how it ended));
+# STOP ends the reader. On the socket,
 # to the host: _ACK (a worker index) once its LOST notice is handled.
 _TASK = struct.Struct("<QQI")
 _NOTE = struct.Struct("<BIQQ")
 _REPLY, _LOST, _STOP = 1, 2, 3
 _ACK = struct.Struct("<I")
+_FRAME_BYTES = 9  # what a queue's ring takes per message besides it (ipc::Queue::kFrameBytes)
 _RING = 1 << 30  # bytes of each queue's ring: only the pages in use take memory (see ipc/queue.hpp)
 _DEPTH = 2  # bundles in a worker's queue at most: one it runs, one it takes next
 
@@ -340,13 +341,13 @@ class Pool:
         if entry is not None:
             self._deliver(entry, job, first, memoryview(msg)[_NOTE.size :])
 
-    def _lost(self, worker, how):
+    def _lost(self, worker, exit_info):
         """Worker index `worker` died: the bundle it had taken from its
         queue fails with WorkerLost naming the job's function; the bundles
         still in its queue go to its replacement, which serves once the host
         has our ACK (the queue stands still till then: nothing else takes
         from it, and we put into it under _lock)."""
-        wid, pid, sig, exitcode = how
+        wid, pid, sig, exitcode, described = exit_info
         with self._lock:
             sent = self._flight[worker]
             taken = len(sent) - self._inbound[worker].qsize()
@@ -359,8 +360,7 @@ class Pool:
         for entry, job, first in entries:
             if entry is None:
                 continue
-            how = f"was killed by signal {sig} ({signal.strsignal(sig)})" if sig else f"exited with status {exitcode}"
-            e = WorkerLost(f"corelet: worker {wid} (pid {pid}) {how} while running {entry[1]}")
+            e = WorkerLost(f"{described} while running {entry[1]}")
             e.worker, e.pid, e.signal, e.exitcode, e.sent = wid, pid, sig, exitcode, True
             entry[0]._set(first, False, e)
             self._forget_if_done(entry, job)
@@ -426,12 +426,12 @@ class Pool:
         job = next(self._next_job)
         ring = self._results._q.capacity
         with self._lock:
-            if self._host.returncode is not None or not self._reader.is_alive():
+            if not self._reader.is_alive():
                 raise RuntimeError("corelet.Pool: the pool's cluster is gone")
             self._jobs[job] = [result, callable_name(fn)]
             for first, payload in bundles:
                 message = b"".join([_TASK.pack(job, first, len(job_payload)), job_payload, payload])
-                if len(message) + 64 > ring:
+                if len(message) + _FRAME_BYTES > ring:
                     self._jobs.pop(job, None)
                     raise ValueError(
                         f"corelet.Pool: the items of a chunk take {len(message)} bytes pickled, more than the "

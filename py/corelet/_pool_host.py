@@ -37,6 +37,7 @@ from corelet._shared_queue import SharedQueue
 from corelet._pool import _ACK, _LOST, _NOTE, _REPLY, _TASK, _run_bundle
 from corelet._wire import dumps, dumps_call, loads, pack_exception
 
+_SERVING = "a corelet.Pool worker's serve loop"  # what WorkerLost says a worker ran
 _PLAIN_WAIT = 0.0005  # seconds a serve loop waits for its next bundle before it parks
 
 # Set in the host before corelet.run: the workers, forked from it (the
@@ -96,11 +97,6 @@ def _run_task(msg, n):
 def _controller(fd, processes, maxtasks):
     sock = corelet.socket.wrap(socket.socket(fileno=fd))
     acks = [corelet.Channel(1) for _ in range(processes)]
-    owner_gone = [False]
-
-    def close_all():
-        for q in _inbound:
-            q._q.close()
 
     def reader():
         # ACKs from the owner; its end of the socket means it is gone (or
@@ -115,8 +111,8 @@ def _controller(fd, processes, maxtasks):
             (index,) = _ACK.unpack(data)
             if 0 <= index < processes:
                 yield acks[index].send(True)
-        owner_gone[0] = True
-        close_all()
+        for q in _inbound:
+            q._q.close()
         for ch in acks:  # a controller waiting for an ACK goes on
             ch.close()
 
@@ -128,19 +124,21 @@ def _controller(fd, processes, maxtasks):
                 yield corelet.sleep(0.002)
             pid = corelet.worker_pid(worker)
             try:
-                reply = yield _corelet._remote_call(worker, call, "a corelet.Pool worker's serve loop")
+                reply = yield _corelet._remote_call(worker, call, _SERVING)
             except corelet.WorkerLost as e:
                 if not e.sent:
                     continue  # refused before it left: the replacement serves
-                note = _NOTE.pack(_LOST, index, 0, 0) + dumps((e.worker, e.pid, e.signal, e.exitcode))
+                # The cluster's words for how it ended ("corelet: worker 1 (pid
+                # 7) was killed by signal 9 (Killed)"); the owner names its job.
+                described = str(e).removesuffix(" while running " + _SERVING)
+                note = _NOTE.pack(_LOST, index, 0, 0) + dumps((e.worker, e.pid, e.signal, e.exitcode, described))
                 op = _results.put(note)  # done at once (the ring has room), or an operation
                 if op is not None:
                     yield op
-                if not owner_gone[0]:
-                    try:
-                        yield acks[index].recv()
-                    except Exception:  # noqa: BLE001 - closed: the owner is gone
-                        pass
+                try:
+                    yield acks[index].recv()
+                except corelet.ChannelClosed:  # the owner is gone: its queues are closed
+                    pass
                 continue
             status, value = loads(reply)
             if status != "ok" or value == "closed":
